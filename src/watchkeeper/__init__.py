@@ -1,0 +1,3 @@
+"""Watchkeeper: self-hosted production monitoring."""
+
+__version__ = "0.1.0"
