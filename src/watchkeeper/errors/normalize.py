@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from watchkeeper.errors import interfaces as iface
-from watchkeeper.errors.interfaces import MAX_ITEMS, EventErrors, clip, string, trim
+from watchkeeper.errors.interfaces import MAX_ITEMS, MAX_STRING_BYTES, EventErrors, clip, string, trim
 
 MAX_CLOCK_DRIFT = 60.0
 MAX_TAG_CHARS = 200
@@ -285,12 +285,10 @@ def _add_transaction_parts(
 
 # Only plain conversions are supported: widths and attribute lookups in a client-supplied format
 # ("%999999999d", "{0.__class__}") would let a payload burn memory or peek at objects.
-_PERCENT = re.compile(r"%(?:\((?P<name>[^()]{0,64})\))?[-#0 +]*\d{0,3}(?:\.\d{1,3})?(?P<conv>[sdirf%])")
+_PERCENT = re.compile(
+    r"%(?:\((?P<name>[^()]{0,64})\))?[-#0 +]*\d{0,3}(?:\.(?P<precision>\d{1,2}))?(?P<conv>[sdirf%])"
+)
 _BRACE = re.compile(r"\{\{|\}\}|\{(?P<field>\d{0,3}|[A-Za-z_]\w{0,63})(?:![rsa])?(?::[^{}]{0,32})?\}")
-
-
-class _MissingParam(Exception):
-    pass
 
 
 def _logentry(logentry: Any, message: Any, errors: EventErrors) -> dict[str, Any] | None:
@@ -324,36 +322,52 @@ def format_message(template: str, params: Any) -> str:
     """
     if type(params) is not list and type(params) is not dict:
         return template
-    pattern = _PERCENT if _PERCENT.search(template) else _BRACE
+    percent = _PERCENT.search(template) is not None
+    pattern = _PERCENT if percent else _BRACE
+    parts: list[str] = []
+    size = 0
+    start = 0
     position = 0
-
-    def substitute(match: re.Match[str]) -> str:
-        nonlocal position
-        token = match.group(0)
-        if token in ("%%", "{{", "}}"):
-            return token[0]
-        name = match.group("name") if pattern is _PERCENT else match.group("field")
-        if name:
-            if type(params) is dict and name in params:
-                value = params[name]
-            elif type(params) is list and name.isdigit() and int(name) < len(params):
-                value = params[int(name)]
-            else:
-                raise _MissingParam
-        elif type(params) is list and position < len(params):
-            value = params[position]
-            position += 1
-        else:
-            raise _MissingParam
-        return _param_text(value, match.group("conv") if pattern is _PERCENT else "s")
-
     try:
-        return clip(pattern.sub(substitute, template))
-    except (_MissingParam, ValueError, TypeError, OverflowError):
+        for match in pattern.finditer(template):
+            token = match.group(0)
+            if token in ("%%", "{{", "}}"):
+                text = token[0]
+            else:
+                name = match.group("name" if percent else "field")
+                if name:
+                    value = _named_param(params, name)
+                elif type(params) is list:
+                    value = params[position]
+                    position += 1
+                elif position == 0:  # like Python: a lone mapping is the argument of "%s"
+                    value = params
+                    position += 1
+                else:
+                    raise IndexError(position)
+                conversion = match.group("conv") if percent else "s"
+                text = _param_text(value, conversion, match.group("precision") if percent else None)
+            parts += (template[start : match.start()], text)
+            start = match.end()
+            # "%(big)s" a thousand times would build a huge string only to clip it: stop early.
+            size += len(parts[-2]) + len(text)
+            if size > MAX_STRING_BYTES:
+                return clip("".join(parts))
+    except (LookupError, ValueError, TypeError, OverflowError):
         return template
+    parts.append(template[start:])
+    return clip("".join(parts))
 
 
-def _param_text(value: Any, conversion: str) -> str:
+def _named_param(params: Any, name: str) -> Any:
+    if type(params) is dict:
+        return params[name]
+    if name.isdigit():
+        return params[int(name)]
+    raise KeyError(name)
+
+
+def _param_text(value: Any, conversion: str, precision: str | None) -> str:
     if conversion in "di":
         if type(value) is str:
             return str(int(value.strip()[:32]))
@@ -361,9 +375,10 @@ def _param_text(value: Any, conversion: str) -> str:
             raise TypeError(conversion)
         return str(int(value))
     if conversion == "f":
-        return f"{float(value):f}" if type(value) is not str else f"{float(value[:64]):f}"
+        number = float(value[:64] if type(value) is str else value)
+        return f"{number:.{6 if precision is None else int(precision)}f}"
     if type(value) is str:
-        return repr(value) if conversion == "r" else value
+        return clip(repr(value) if conversion == "r" else value)
     if value is None or type(value) is bool or type(value) is int or type(value) is float:
         return str(value)
     return orjson.dumps(trim(value)).decode()
