@@ -279,10 +279,12 @@ def frame(data: Any) -> dict[str, Any] | None:
     platform = get("platform")
     if type(platform) is str and len(platform) <= 64:
         out["platform"] = platform.lower()
-    for key in ("lineno", "colno"):
-        number = get(key)
-        if number is not None and (number := integer(number)) is not None:
-            out[key] = number
+    lineno = get("lineno")
+    if lineno is not None and (lineno := integer(lineno)) is not None:
+        out["lineno"] = lineno
+    colno = get("colno")
+    if colno is not None and (colno := integer(colno)) is not None:
+        out["colno"] = colno
     context_line = get("context_line")
     if type(context_line) is str:
         out["context_line"] = short_string(context_line, 1024)
