@@ -427,6 +427,13 @@ def test_breadcrumbs_accept_list_and_values_forms() -> None:
         }
 
 
+def test_breadcrumbs_object_without_values_is_rejected() -> None:
+    event = norm({"breadcrumbs": {"message": "not wrapped"}, "threads": {"id": 1}})
+    assert event["breadcrumbs"] == {"values": []}
+    assert "threads" not in event
+    assert {"breadcrumbs", "threads"} <= error_names(event)
+
+
 def test_breadcrumbs_keep_the_newest_hundred_and_fill_defaults() -> None:
     crumbs = [{"message": str(i), "data": {"i": i}} for i in range(150)] + ["junk", {"data": "notdict"}]
     values = norm({"breadcrumbs": crumbs, "timestamp": NOW - 10})["breadcrumbs"]["values"]

@@ -331,9 +331,12 @@ def stacktrace(data: Any) -> dict[str, Any] | None:
 # --- exceptions and threads ---------------------------------------------------------------------
 
 
-def values_of(data: Any, errors: EventErrors, name: str, limit: int) -> list[Any]:
-    """The item list of an interface sent as ``{"values": [...]}``, a bare list or a single object."""
-    if type(data) is dict:
+def values_of(data: Any, errors: EventErrors, name: str, limit: int, single: bool = False) -> list[Any]:
+    """The item list of an interface sent as ``{"values": [...]}`` or a bare list.
+
+    With ``single``, an object without ``values`` is one item (old SDKs send one exception so).
+    """
+    if type(data) is dict and ("values" in data or single):
         data = data.get("values", [data])
     if type(data) is not list:
         if data is not None:
@@ -376,7 +379,7 @@ def _exception_value(value: Any) -> str | None:
 def exception(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]]:
     """``{"values": [...]}`` in the SDK's order (the last value is the exception raised)."""
     out = []
-    for item in values_of(data, errors, "exception", MAX_EXCEPTIONS):
+    for item in values_of(data, errors, "exception", MAX_EXCEPTIONS, single=True):
         if type(item) is not dict:
             errors.add("invalid_data", "exception.values", item)
             continue
