@@ -1,0 +1,1 @@
+"""Small helpers shared by several domains (clock, compression of stored payloads)."""

@@ -1,0 +1,1 @@
+"""Storage: engine, schema metadata, migrations and the one writer (group commit)."""

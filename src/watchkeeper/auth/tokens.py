@@ -1,0 +1,79 @@
+"""API tokens: `wk_` + 40 random characters, shown once, stored as a SHA-256 hash.
+
+A token carries the role of the user who made it; `read_only` narrows it to reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, update
+
+from watchkeeper.auth.tables import api_tokens, users
+
+TOKEN_PREFIX = "wk_"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    token_id: int
+    user_id: int
+    email: str
+    role: str
+    read_only: bool
+
+    @property
+    def can_write(self) -> bool:
+        return not self.read_only and self.role in ("admin", "member")
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    id: int
+    name: str
+    token: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(conn: Connection, user_id: int, name: str, *, read_only: bool = False, now: float) -> NewToken:
+    """Make a token for a user; the plain token is only in the return value.
+
+    >>> # create_token(conn, 1, "ci", now=clock.now()).token.startswith("wk_")
+    """
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValueError("token name must be 1-200 characters")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    token_id = conn.execute(
+        insert(api_tokens).values(
+            user_id=user_id, name=name, token_hash=_digest(token), prefix=token[:8],
+            read_only=read_only, created_at=now,
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    return NewToken(token_id, name, token)
+
+
+def authenticate_token(conn: Connection, token: str) -> TokenOwner | None:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+        return None
+    row = conn.execute(
+        select(api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.read_only, users.c.email, users.c.role)
+        .join(users, users.c.id == api_tokens.c.user_id)
+        .where(
+            api_tokens.c.token_hash == _digest(token),
+            api_tokens.c.revoked_at.is_(None),
+            users.c.is_active.is_(True),
+        )
+    ).first()
+    if row is None:
+        return None
+    return TokenOwner(row.id, row.user_id, row.email, row.role, row.read_only)
+
+
+def touch_token(conn: Connection, token_id: int, now: float) -> None:
+    conn.execute(update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=now))

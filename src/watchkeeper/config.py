@@ -1,0 +1,194 @@
+"""The one settings object: defaults by profile, then a YAML file, then WATCHKEEPER_* variables.
+
+Every default is here with the reason for it. Unknown keys and bad values stop start-up with a
+message that names the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_PREFIX = "WATCHKEEPER_"
+# Variables with our prefix that are not settings (read by the CLI or the test suite).
+_NOT_SETTINGS = {"WATCHKEEPER_CONFIG", "WATCHKEEPER_TEST_DATABASE_URL"}
+
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A setting is unknown or has a bad value; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IngestSettings(_Section):
+    # Relay's defaults: SDKs are built around them, so larger bodies are a bug or an attack.
+    max_body_bytes: int = Field(20 * MiB, gt=0)
+    max_decompressed_bytes: int = Field(200 * MiB, gt=0)
+    max_event_bytes: int = Field(1 * MiB, gt=0)
+    max_attachment_bytes: int = Field(20 * MiB, gt=0)
+    max_check_in_bytes: int = Field(100 * 1024, gt=0)
+    # Per-project and per-key limits are set on the project/key; these apply when those are unset.
+    # None = unlimited: a self-hoster's own apps should not be throttled by surprise.
+    default_events_per_minute: int | None = Field(None, gt=0)
+    default_events_per_hour: int | None = Field(None, gt=0)
+
+
+class WriterSettings(_Section):
+    # Group commit: the writer takes everything queued (up to max_batch) into one transaction.
+    max_batch: int = Field(1000, gt=0)
+    # A bounded queue turns overload into fast 503s instead of unbounded memory.
+    max_queue: int = Field(20_000, gt=0)
+    # FULL survives power loss, NORMAL (WAL) survives a process crash; group commit pays for FULL.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class RetentionSettings(_Section):
+    default_days: int = Field(90, gt=0)
+    # How often the background task deletes expired data.
+    interval_seconds: int = Field(3600, gt=0)
+    batch_size: int = Field(5000, gt=0)
+
+
+class OutboundSettings(_Section):
+    # SSRF guard: checks and webhooks may not reach private/loopback addresses unless allowed.
+    allow_private_targets: bool = False
+    timeout_seconds: float = Field(10.0, gt=0)
+    max_redirects: int = Field(5, ge=0)
+
+
+class Settings(_Section):
+    profile: Literal["development", "staging", "production"] = "development"
+    data_dir: Path = Path("watchkeeper-data")
+    # None = SQLite in data_dir. PostgreSQL: postgresql+psycopg://user@host/db
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    # The address SDKs and browsers use to reach us (put in DSNs); default http://host:port.
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    admin_email: str = "admin@example.com"
+    admin_password: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    ingest: IngestSettings = IngestSettings()
+    writer: WriterSettings = WriterSettings()
+    retention: RetentionSettings = RetentionSettings()
+    outbound: OutboundSettings = OutboundSettings()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'watchkeeper.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+# What each profile changes from the defaults above, and why.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    # On a laptop the services under test live on localhost.
+    "development": {"outbound": {"allow_private_targets": True}, "log_level": "debug"},
+    "staging": {},
+    # Production: nothing outbound reaches the private network unless the operator says so.
+    "production": {"outbound": {"allow_private_targets": False}, "log_level": "info"},
+}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        node = target.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part} is not a section")
+        target = node
+    target[path[-1]] = value
+
+
+def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
+    """WATCHKEEPER_INGEST__MAX_BODY_BYTES=1 → {"ingest": {"max_body_bytes": "1"}}; *_FILE reads a file."""
+    values: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        value: Any = raw
+        if key.endswith("_file"):
+            key = key[: -len("_file")]
+            try:
+                value = Path(raw).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{name}: cannot read {raw}: {exc.strerror}") from None
+        path = key.split("__")
+        if len(path) > 1 or not isinstance(values.get(path[0]), dict):
+            _set_path(values, path, value)
+    return values
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"unknown setting '{key}' (from {source})")
+        else:
+            lines.append(f"setting '{key}': {problem['msg']} (from {source})")
+    return "; ".join(lines)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build the settings: profile defaults, YAML file, environment, then explicit overrides (CLI flags).
+
+    >>> load_settings(environ={"WATCHKEEPER_PORT": "9000"}).port
+    9000
+    """
+    environ = dict(os.environ if environ is None else environ)
+    if config_file is None and environ.get("WATCHKEEPER_CONFIG"):
+        config_file = Path(environ["WATCHKEEPER_CONFIG"])
+    from_file: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"config file {config_file}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {config_file}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file}: must be a mapping of settings")
+        from_file = loaded
+    from_env = _from_environment(environ)
+    layered = _merge(_merge(from_file, from_env), overrides or {})
+    profile = layered.get("profile", "development")
+    if profile not in PROFILE_DEFAULTS:
+        raise ConfigError(f"setting 'profile': must be one of {', '.join(PROFILE_DEFAULTS)}, not {profile!r}")
+    source = " and ".join(
+        s for s, present in (("config file", from_file), ("environment", from_env), ("flags", overrides)) if present
+    )
+    try:
+        return Settings.model_validate(_merge(PROFILE_DEFAULTS[profile], layered))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source or "defaults")) from None

@@ -1,0 +1,54 @@
+"""The one clock every component takes, so tests of windows and retention run instantly."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Wall-clock time as epoch seconds."""
+
+    def monotonic(self) -> float:
+        """A clock for measuring durations; never goes back."""
+
+
+class SystemClock:
+    """The real clock.
+
+    >>> SystemClock().now() > 1.7e9
+    True
+    """
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ManualClock:
+    """A clock that moves only when told to, for tests and back-tests.
+
+    >>> clock = ManualClock(1_000.0); clock.advance(30); clock.now()
+    1030.0
+    """
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:
+        self._now = start
+        self._mono = 0.0
+
+    def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+        self._mono += seconds
+
+    def set(self, epoch: float) -> None:
+        self._mono += max(0.0, epoch - self._now)
+        self._now = epoch

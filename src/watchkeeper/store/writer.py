@@ -1,0 +1,210 @@
+"""The one database writer: a thread that commits queued work in groups.
+
+Every write that must be acknowledged goes through here. Requests queue a job and wait; the writer
+takes everything queued (up to `max_batch`), runs it in ONE transaction and commits once, then wakes
+every waiter. One commit (and one fsync) is shared by hundreds of requests: that is how SQLite gives
+both durability — a 2xx means committed — and throughput. Jobs are grouped by their batch function so
+a function can write many items with one `executemany`.
+
+If a batch fails, each job of it is retried in a transaction of its own, so one bad item fails only
+its own request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from watchkeeper.lib.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# A batch function writes all items in the caller's transaction and returns one result per item.
+BatchFunction = Callable[[Connection, Sequence[Any]], Sequence[Any]]
+
+
+class WriterOverloaded(Exception):
+    """The queue is full: the caller should answer 503 and let the client retry."""
+
+
+class WriterStopped(Exception):
+    """The writer is shutting down and takes no more work."""
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    function: BatchFunction
+    item: Any
+    future: Future[Any] = field(default_factory=Future)
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    jobs: int = 0
+    failed_batches: int = 0
+    last_commit_seconds: float = 0.0
+
+
+class Writer:
+    """Group-commit writer thread.
+
+    >>> from watchkeeper.store.engine import make_engine
+    >>> w = Writer(make_engine("sqlite://")); w.start()
+    >>> w.run_sync(lambda conn, items: [i * 2 for i in items], 21)
+    42
+    >>> w.stop()
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 1000,
+        max_queue: int = 20_000,
+        clock: Clock | None = None,
+        on_commit: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self.clock = clock or SystemClock()
+        self.stats = WriterStats()
+        self._on_commit = on_commit
+        self._queue: queue.Queue[_Job[Any] | None] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="watchkeeper-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish everything queued, then stop."""
+        if not self.running:
+            return
+        self._stopping = True
+        self._queue.put(None)
+        assert self._thread is not None
+        self._thread.join(timeout)
+        self._thread = None
+
+    def submit(self, function: BatchFunction, item: Any) -> Future[Any]:
+        if self._stopping or not self.running:
+            raise WriterStopped("the writer is not running")
+        job: _Job[Any] = _Job(function, item)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise WriterOverloaded(f"write queue is full ({self._queue.maxsize} jobs)") from None
+        return job.future
+
+    async def run(self, function: BatchFunction, item: Any) -> Any:
+        """Queue `item` for `function` and wait until its transaction has committed."""
+        return await asyncio.wrap_future(self.submit(function, item))
+
+    def run_sync(self, function: BatchFunction, item: Any, timeout: float | None = 60.0) -> Any:
+        return self.submit(function, item).result(timeout)
+
+    def _take_batch(self, first: _Job[Any]) -> tuple[list[_Job[Any]], bool]:
+        jobs = [first]
+        stop = False
+        while len(jobs) < self.max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                stop = True
+                break
+            jobs.append(job)
+        return jobs, stop
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs, stop = self._take_batch(first)
+            self._commit(jobs)
+            if stop:
+                # Drain what was queued before the stop marker arrived.
+                while True:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        return
+                    if job is not None:
+                        self._commit([job])
+
+    def _run_jobs(self, conn: Connection, jobs: list[_Job[Any]]) -> list[Any]:
+        by_function: dict[BatchFunction, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_function.setdefault(job.function, []).append(index)
+        results: list[Any] = [None] * len(jobs)
+        for function, indexes in by_function.items():
+            out = function(conn, [jobs[i].item for i in indexes])
+            if len(out) != len(indexes):
+                raise RuntimeError(f"{function!r} returned {len(out)} results for {len(indexes)} items")
+            for i, result in zip(indexes, out, strict=True):
+                results[i] = result
+        return results
+
+    def _commit(self, jobs: list[_Job[Any]]) -> None:
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        started = self.clock.monotonic()
+        try:
+            with self.engine.begin() as conn:
+                results = self._run_jobs(conn, jobs)
+        except Exception as exc:
+            self.stats.failed_batches += 1
+            if len(jobs) == 1:
+                log.warning("write failed: %s", exc)
+                jobs[0].future.set_exception(exc)
+                return
+            log.warning("batch of %d writes failed (%s); retrying each alone", len(jobs), exc)
+            for job in jobs:
+                single: _Job[Any] = _Job(job.function, job.item, Future())
+                single.future.set_running_or_notify_cancel()
+                self._commit_single(single, job.future)
+            return
+        elapsed = self.clock.monotonic() - started
+        self.stats.batches += 1
+        self.stats.jobs += len(jobs)
+        self.stats.last_commit_seconds = elapsed
+        if self._on_commit is not None:
+            self._on_commit(elapsed, len(jobs))
+        for job, result in zip(jobs, results, strict=True):
+            job.future.set_result(result)
+
+    def _commit_single(self, job: _Job[Any], target: Future[Any]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                (result,) = self._run_jobs(conn, [job])
+        except Exception as exc:
+            target.set_exception(exc)
+        else:
+            target.set_result(result)
