@@ -208,3 +208,11 @@ class Writer:
             target.set_exception(exc)
         else:
             target.set_result(result)
+
+
+def call_each(conn: Connection, functions: Sequence[Callable[[Connection], Any]]) -> list[Any]:
+    """Batch function for one-off writes: each item is a function of the connection.
+
+    >>> # await writer.run(call_each, lambda conn: conn.execute(...).rowcount)
+    """
+    return [function(conn) for function in functions]

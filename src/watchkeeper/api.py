@@ -1,0 +1,104 @@
+"""What every `/api/v1` endpoint shares: bearer-token auth, JSON errors, cursors, writes via the writer."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+
+from watchkeeper.app import Runtime
+from watchkeeper.auth.tokens import TokenOwner, authenticate_token
+from watchkeeper.store.writer import WriterOverloaded, call_each
+
+_bearer = HTTPBearer(auto_error=False, description="An API token made with `watchkeeper token create`")
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _authenticate(runtime: Runtime, token: str) -> TokenOwner | None:
+    with runtime.engine.connect() as conn:
+        return authenticate_token(conn, token)
+
+
+async def token_owner(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> TokenOwner:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing API token: send 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    owner = await run_in_threadpool(_authenticate, runtime_of(request), credentials.credentials)
+    if owner is None:
+        raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+    return owner
+
+
+async def writer_owner(owner: Annotated[TokenOwner, Depends(token_owner)]) -> TokenOwner:
+    if not owner.can_write:
+        raise HTTPException(403, "this token may only read")
+    return owner
+
+
+Reader = Annotated[TokenOwner, Depends(token_owner)]
+Editor = Annotated[TokenOwner, Depends(writer_owner)]
+
+
+async def read(request: Request, function: Callable[[Connection], Any]) -> Any:
+    """Run a read query off the event loop."""
+    runtime = runtime_of(request)
+
+    def run() -> Any:
+        with runtime.engine.connect() as conn:
+            return function(conn)
+
+    return await run_in_threadpool(run)
+
+
+async def write(request: Request, function: Callable[[Connection], Any]) -> Any:
+    """Run a change through the one writer and wait for its commit."""
+    try:
+        return await runtime_of(request).writer.run(call_each, function)
+    except WriterOverloaded as exc:
+        raise HTTPException(503, f"server busy: {exc}", headers={"Retry-After": "1"}) from None
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, length: int) -> list[Any]:
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise HTTPException(400, "cursor: not a cursor returned by this API") from None
+    if not isinstance(values, list) or len(values) != length:
+        raise HTTPException(400, "cursor: not a cursor returned by this API")
+    return values
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()
+        ]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return JSONResponse({"detail": f"invalid request: {summary}", "errors": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        import logging
+
+        logging.getLogger("watchkeeper").exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)

@@ -1,0 +1,122 @@
+"""The ASGI application factory and the runtime every request handler reaches through `app.state`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from starlette.routing import Router
+
+from watchkeeper import __version__
+from watchkeeper.auth.key_cache import KeyCache
+from watchkeeper.auth.users import count_users, create_user, generate_password
+from watchkeeper.config import Settings
+from watchkeeper.errors import intake
+from watchkeeper.errors.rate_limits import EventQuotas
+from watchkeeper.errors.retention import retention_batch
+from watchkeeper.errors.scrubbing import ScrubbingRules
+from watchkeeper.lib.clock import Clock, SystemClock
+from watchkeeper.observability import Metrics
+from watchkeeper.observability import routes as health_routes
+from watchkeeper.store import migrate
+from watchkeeper.store.engine import make_engine
+from watchkeeper.store.writer import Writer
+
+log = logging.getLogger("watchkeeper")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    writer: Writer
+    key_cache: KeyCache
+    quotas: EventQuotas
+    metrics: Metrics
+    scrubbing_cache: dict[int, tuple[Any, ScrubbingRules]] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def open_database(settings: Settings) -> Engine:
+    """Engine with the schema migrated to the newest version."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.sqlalchemy_url, sqlite_synchronous=settings.writer.sqlite_synchronous)
+    migrate.upgrade(engine)
+    return engine
+
+
+def bootstrap_admin(engine: Engine, settings: Settings, clock: Clock) -> str | None:
+    """On an empty database, create the admin user; returns the one-time password if we generated it."""
+    with engine.begin() as conn:
+        if count_users(conn):
+            return None
+        given = settings.admin_password.get_secret_value() if settings.admin_password else None
+        password = given or generate_password()
+        create_user(conn, settings.admin_email, password, role="admin", now=clock.now())
+    return None if given else password
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    engine = open_database(settings)
+    metrics = Metrics()
+    writer = Writer(engine, max_batch=settings.writer.max_batch, max_queue=settings.writer.max_queue,
+                    clock=clock, on_commit=metrics.observe_commit)
+    return Runtime(
+        settings=settings, clock=clock, engine=engine, writer=writer,
+        key_cache=KeyCache(engine, clock), metrics=metrics,
+        quotas=EventQuotas(settings.ingest.default_events_per_minute, settings.ingest.default_events_per_hour),
+    )
+
+
+async def _retention_loop(runtime: Runtime) -> None:
+    settings = runtime.settings.retention
+    while True:
+        try:
+            while await runtime.writer.run(
+                retention_batch, (runtime.clock.now(), settings.default_days, settings.batch_size)
+            ):
+                pass
+        except Exception:
+            log.exception("retention run failed; will retry")
+        await asyncio.sleep(settings.interval_seconds)
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
+    """The whole application: ingest, REST API, health and metrics."""
+    from watchkeeper.errors.api import router as errors_api
+    from watchkeeper.auth.api import router as auth_api
+    from watchkeeper.api import install_error_handlers
+
+    state = runtime or build_runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.writer.start()
+        if background:
+            state.tasks.append(asyncio.create_task(_retention_loop(state)))
+        try:
+            yield
+        finally:
+            for task in state.tasks:
+                task.cancel()
+            state.tasks.clear()
+            state.writer.stop()
+
+    app = FastAPI(title="Watchkeeper", version=__version__, lifespan=lifespan,
+                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.runtime = state
+    install_error_handlers(app)
+    app.include_router(auth_api, prefix="/api/v1")
+    app.include_router(errors_api, prefix="/api/v1")
+    ingest = Router(routes=intake.routes + health_routes)
+    app.router.routes.extend(ingest.routes)
+    return app

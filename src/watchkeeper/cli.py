@@ -1,0 +1,206 @@
+"""`watchkeeper` command line: serve, migrate, projects, tokens, users, config check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from watchkeeper.config import ConfigError, Settings, load_settings
+from watchkeeper.lib.clock import SystemClock
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return load_settings(config_file=args.config, overrides=overrides)
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(text)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from watchkeeper.app import bootstrap_admin, build_runtime, create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = build_runtime(settings)
+    password = bootstrap_admin(runtime.engine, settings, runtime.clock)
+    print(f"Watchkeeper {settings.profile} on {settings.base_url}  (data: {settings.data_dir.resolve()})",
+          flush=True)
+    if password:
+        print(f"Created admin user {settings.admin_email} with one-time password: {password}", flush=True)
+    app = create_app(settings, runtime=runtime)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=settings.log_level == "debug", http="httptools", loop="uvloop",
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from watchkeeper.app import open_database
+    from watchkeeper.store.migrate import current_revision
+
+    engine = open_database(_settings(args))
+    print(f"database schema at revision {current_revision(engine)}")
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from watchkeeper.app import open_database
+
+    return open_database(_settings(args))
+
+
+def cmd_project_create(args: argparse.Namespace) -> int:
+    from watchkeeper.auth.projects import create_project, list_keys
+
+    settings = _settings(args)
+    engine = _engine(args)
+    with engine.begin() as conn:
+        project = create_project(conn, args.name, now=SystemClock().now(), platform=args.platform)
+        key = list_keys(conn, project.id)[0]
+    dsn = key.dsn(settings.base_url)
+    _print(args, {"id": project.id, "name": project.name, "slug": project.slug, "dsn": dsn},
+           f"Created project {project.name} (id {project.id}).\nDSN: {dsn}")
+    return 0
+
+
+def cmd_project_list(args: argparse.Namespace) -> int:
+    from watchkeeper.auth.projects import list_keys, list_projects
+
+    settings = _settings(args)
+    with _engine(args).connect() as conn:
+        rows = []
+        for project in list_projects(conn):
+            keys = [k for k in list_keys(conn, project.id) if k.is_active]
+            rows.append({"id": project.id, "name": project.name, "slug": project.slug,
+                         "dsn": keys[0].dsn(settings.base_url) if keys else None})
+    text = "\n".join(f"{r['id']:>4}  {r['slug']:<24} {r['dsn'] or '(no active key)'}" for r in rows)
+    _print(args, rows, text or "no projects yet: watchkeeper project create NAME")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from watchkeeper.auth.tables import users
+    from watchkeeper.auth.tokens import create_token
+
+    with _engine(args).begin() as conn:
+        query = select(users.c.id, users.c.email)
+        query = query.where(users.c.email == args.user.lower()) if args.user else query.where(
+            users.c.role == "admin").order_by(users.c.id)
+        owner = conn.execute(query).first()
+        if owner is None:
+            print(f"error: no user {args.user or '(admin)'}; create one with 'watchkeeper user create'",
+                  file=sys.stderr)
+            return 2
+        token = create_token(conn, owner.id, args.name, read_only=args.read_only, now=SystemClock().now())
+    _print(args, {"id": token.id, "name": token.name, "token": token.token, "user": owner.email},
+           f"API token {token.name} for {owner.email} (shown once):\n{token.token}")
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    import getpass
+
+    from watchkeeper.auth.users import UserError, create_user, generate_password
+
+    password = args.password or (None if args.generate else getpass.getpass("Password: ") if sys.stdin.isatty()
+                                 else None)
+    generated = password is None
+    password = password or generate_password()
+    try:
+        with _engine(args).begin() as conn:
+            user = create_user(conn, args.email, password, role=args.role, now=SystemClock().now())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = f"Created {user.role} {user.email}" + (f" with password: {password}" if generated else "")
+    _print(args, {"id": user.id, "email": user.email, "role": user.role,
+                  **({"password": password} if generated else {})}, text)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    shown = settings.model_dump(mode="json")
+    for secret in ("secret_key", "admin_password"):
+        if shown.get(secret):
+            shown[secret] = "**********"
+    _print(args, shown, "configuration OK\n" + orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="watchkeeper", description="Self-hosted production monitoring.")
+    parser.add_argument("--config", type=Path, help="YAML settings file (or WATCHKEEPER_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, help="where the SQLite database lives")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    project = commands.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
+    create = project.add_parser("create", help="create a project and print its DSN")
+    create.add_argument("name")
+    create.add_argument("--platform")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_project_create)
+    listing = project.add_parser("list", help="list projects and their DSNs")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_project_list)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    tcreate = token.add_parser("create", help="create an API token")
+    tcreate.add_argument("name")
+    tcreate.add_argument("--user", help="owner's e-mail (default: the first admin)")
+    tcreate.add_argument("--read-only", action="store_true")
+    tcreate.add_argument("--json", action="store_true")
+    tcreate.set_defaults(func=cmd_token_create)
+
+    user = commands.add_parser("user", help="users").add_subparsers(dest="action", required=True)
+    ucreate = user.add_parser("create", help="create a user")
+    ucreate.add_argument("email")
+    ucreate.add_argument("--role", choices=["admin", "member", "viewer"], default="member")
+    ucreate.add_argument("--password", help="default: prompt, or generate when not on a terminal")
+    ucreate.add_argument("--generate", action="store_true", help="generate a password and print it")
+    ucreate.add_argument("--json", action="store_true")
+    ucreate.set_defaults(func=cmd_user_create)
+
+    config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
+    check = config.add_parser("check", help="validate the settings and print them")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

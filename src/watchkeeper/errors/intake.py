@@ -1,0 +1,235 @@
+"""The Sentry ingest endpoints: `POST /api/<project_id>/envelope/` and `/store/`.
+
+Plain Starlette endpoints (no FastAPI dependency machinery): this is the hot path. A 200 is sent only
+after the writer has committed the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from watchkeeper.auth.key_cache import KeyGrant
+from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
+from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope
+from watchkeeper.errors.processing import ItemRejected, process_item
+from watchkeeper.errors.rate_limits import Refusal
+from watchkeeper.errors.records import EnvelopeRecords
+from watchkeeper.errors.scrubbing import ScrubbingRules
+from watchkeeper.errors.sentry_auth import AuthError, find_public_key
+from watchkeeper.errors.storage import save_envelopes
+from watchkeeper.store.writer import WriterOverloaded, WriterStopped
+
+if TYPE_CHECKING:
+    from watchkeeper.app import Runtime
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "x-sentry-auth, x-requested-with, origin, accept, content-type, "
+    "content-encoding, authentication, authorization, sentry-trace, baggage",
+    "Access-Control-Expose-Headers": "x-sentry-error, x-sentry-rate-limits, retry-after",
+    "Access-Control-Max-Age": "3600",
+}
+EVENT_TYPES = ("event", "transaction")
+
+
+class IngestError(Exception):
+    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers={**CORS_HEADERS, **(headers or {})})
+
+
+def _error(exc: IngestError) -> Response:
+    message = str(exc)
+    return _json(exc.status, {"detail": message}, {"X-Sentry-Error": message[:200], **exc.headers})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise IngestError(413, f"request body is {declared} bytes, over the {limit} byte limit", "too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, f"request body is over the {limit} byte limit", "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _project_id(request: Request) -> int:
+    raw = request.path_params["project_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise IngestError(400, f"invalid project id {raw[:40]!r}: must be a number", "invalid")
+    return int(raw)
+
+
+def _decode(runtime: Runtime, request: Request, body: bytes) -> bytes:
+    try:
+        return decode_body(body, request.headers.get("content-encoding"),
+                           max_size=runtime.settings.ingest.max_decompressed_bytes)
+    except BodyTooLarge as exc:
+        raise IngestError(413, str(exc), "too_large") from None
+    except BodyDecodingError as exc:
+        raise IngestError(400, str(exc), "invalid") from None
+
+
+def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) -> KeyGrant:
+    try:
+        public_key = find_public_key(
+            request.headers.get("x-sentry-auth"), request.query_params.get("sentry_key"),
+            dsn if isinstance(dsn, str) else None,
+        )
+    except AuthError as exc:
+        raise IngestError(exc.status, str(exc), "unauthorized") from None
+    grant = runtime.key_cache.lookup(public_key)
+    if grant is None or grant.project_id != project_id:
+        raise IngestError(403, "invalid key for this project: unknown key or project", "unauthorized")
+    if not grant.is_active:
+        raise IngestError(403, "this key is disabled", "unauthorized")
+    return grant
+
+
+def _rules(runtime: Runtime, grant: KeyGrant) -> ScrubbingRules:
+    cached = runtime.scrubbing_cache.get(grant.key_id)
+    if cached is not None and cached[0] is grant:
+        return cached[1]
+    try:
+        rules = ScrubbingRules.from_settings(grant.project_settings.get("scrubbing"))
+    except ValueError:
+        rules = ScrubbingRules()  # invalid settings never turn scrubbing off
+    runtime.scrubbing_cache[grant.key_id] = (grant, rules)
+    return rules
+
+
+async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope: Envelope) -> Response:
+    received = runtime.clock.now()
+    records = EnvelopeRecords(project_id=grant.project_id, received=received)
+    events = sum(1 for item in envelope.items if item.type == "event")
+    refusal: Refusal | None = runtime.quotas.take(grant, events) if events else None
+    items: list[EnvelopeItem] = envelope.items
+    if refusal is not None:
+        items = [item for item in items if item.type != "event"]
+        records.count("error", "rate_limited", events)
+    envelope_id = envelope.headers.get("event_id")
+    envelope_id = envelope_id if isinstance(envelope_id, str) else None
+    client_ip = request.client.host if request.client else None
+    rules = _rules(runtime, grant)
+    limits = {
+        "event": runtime.settings.ingest.max_event_bytes,
+        "attachment": runtime.settings.ingest.max_attachment_bytes,
+        "check_in": runtime.settings.ingest.max_check_in_bytes,
+    }
+    stored_id: str | None = None
+    rejected: ItemRejected | None = None
+    for item in items:
+        try:
+            event_id = process_item(item, records, envelope_event_id=envelope_id, client_ip=client_ip,
+                                    rules=rules, limits=limits)
+        except ItemRejected as exc:
+            rejected = rejected or exc
+            records.count("error" if item.type == "event" else item.type, "invalid")
+            continue
+        stored_id = stored_id or event_id
+    for (category, outcome), n in records.outcomes.items():
+        runtime.metrics.items.labels(category, outcome).inc(n)
+    if not records.empty:
+        try:
+            await runtime.writer.run(save_envelopes, records)
+        except WriterOverloaded as exc:
+            raise IngestError(503, f"server busy: {exc}", "overloaded", {"Retry-After": "1"}) from None
+        except WriterStopped:
+            raise IngestError(503, "server is shutting down", "overloaded", {"Retry-After": "5"}) from None
+    if rejected is not None and stored_id is None:
+        raise IngestError(rejected.status, str(rejected), "invalid")
+    headers = {"X-Sentry-Rate-Limits": refusal.header()} if refusal else {}
+    if refusal is not None and not any(item.type != "event" for item in envelope.items):
+        headers["Retry-After"] = str(refusal.retry_after)
+        raise IngestError(429, f"rate limit exceeded ({refusal.reason})", "rate_limited", headers)
+    return _json(200, {"id": stored_id or envelope_id}, headers)
+
+
+async def envelope_endpoint(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    started = runtime.clock.monotonic()
+    try:
+        project_id = _project_id(request)
+        body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as exc:
+            raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+        grant = _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
+        response = await _accept(runtime, request, grant, envelope)
+    except IngestError as exc:
+        runtime.metrics.rejected.labels(exc.reason).inc()
+        response = _error(exc)
+    runtime.metrics.ingest_seconds.observe(runtime.clock.monotonic() - started)
+    return response
+
+
+def _store_payload(body: bytes, limit: int) -> bytes:
+    """`/store/` bodies are JSON, or (old SDKs) base64 of zlib-compressed JSON."""
+    if body.lstrip()[:1] == b"{":
+        return body
+    try:
+        raw = base64.b64decode(body, validate=False)
+    except (binascii.Error, ValueError):
+        raise IngestError(400, "store body is neither JSON nor base64", "invalid") from None
+    try:
+        return decode_body(raw, "deflate", max_size=limit)
+    except BodyTooLarge as exc:
+        raise IngestError(413, str(exc), "too_large") from None
+    except BodyDecodingError:
+        raise IngestError(400, "store body is neither JSON nor base64-encoded zlib", "invalid") from None
+
+
+async def store_endpoint(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    started = runtime.clock.monotonic()
+    try:
+        project_id = _project_id(request)
+        grant = _authorize(runtime, request, project_id, None)
+        body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
+        payload = _store_payload(body, runtime.settings.ingest.max_decompressed_bytes)
+        kind = "event"
+        if payload.lstrip()[:1] == b"{" and b'"transaction"' in payload[:4096]:
+            try:
+                if orjson.loads(payload).get("type") == "transaction":
+                    kind = "transaction"
+            except orjson.JSONDecodeError:
+                pass
+        envelope = Envelope(headers={}, items=[EnvelopeItem(type=kind, headers={}, payload=payload)])
+        response = await _accept(runtime, request, grant, envelope)
+    except IngestError as exc:
+        runtime.metrics.rejected.labels(exc.reason).inc()
+        response = _error(exc)
+    runtime.metrics.ingest_seconds.observe(runtime.clock.monotonic() - started)
+    return response
+
+
+async def preflight(request: Request) -> Response:
+    return Response(status_code=200, headers=CORS_HEADERS)
+
+
+routes = [
+    Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),
+    Route("/api/{project_id}/store/", store_endpoint, methods=["POST"]),
+    Route("/api/{project_id}/envelope/", preflight, methods=["OPTIONS"]),
+    Route("/api/{project_id}/store/", preflight, methods=["OPTIONS"]),
+]

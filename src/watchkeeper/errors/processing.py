@@ -1,0 +1,178 @@
+"""Turning decoded envelope items into records ready to store: normalise, scrub, group.
+
+Runs on the request path (CPU only, no I/O); the writer stores the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watchkeeper.errors.envelope import EnvelopeError, EnvelopeItem, parse_json_object
+from watchkeeper.errors.grouping import (
+    GROUPING_CONFIG,
+    compute_grouping,
+    event_culprit,
+    event_metadata,
+    event_title,
+)
+from watchkeeper.errors.normalize import InvalidEvent, normalize_event
+from watchkeeper.errors.records import (
+    AttachmentRecord,
+    EnvelopeRecords,
+    EventRecord,
+    ItemRecord,
+    TransactionRecord,
+)
+from watchkeeper.errors.scrubbing import ScrubbingRules, scrub_event
+from watchkeeper.lib.blobs import pack_document
+
+# Item types kept as sent (after validation) for the domains that read them later.
+KEPT_ITEM_TYPES = {"session", "sessions", "client_report", "check_in", "log", "otel_log", "user_report",
+                   "feedback"}
+MAX_TAGS_PER_EVENT = 50
+
+
+class ItemRejected(Exception):
+    """One item is unusable; `status` and message describe it (other items of the envelope still count)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def user_key(event: dict[str, Any]) -> str | None:
+    """Sentry's `user` tag: the most stable identifier the event carries.
+
+    >>> user_key({"user": {"email": "a@b.c", "id": 7}})
+    'id:7'
+    """
+    user = event.get("user")
+    if not isinstance(user, dict):
+        return None
+    for field, prefix in (("id", "id"), ("email", "email"), ("username", "username"), ("ip_address", "ip")):
+        value = user.get(field)
+        if value not in (None, ""):
+            return f"{prefix}:{value}"[:200]
+    return None
+
+
+def _event_tags(event: dict[str, Any], user: str | None) -> list[tuple[str, str]]:
+    tags: dict[str, str] = {}
+    for pair in event.get("tags") or ():
+        if len(tags) >= MAX_TAGS_PER_EVENT:
+            break
+        tags[str(pair[0])] = str(pair[1])
+    tags["level"] = event["level"]
+    if event.get("environment"):
+        tags["environment"] = event["environment"]
+    if event.get("release"):
+        tags["release"] = event["release"]
+    if user:
+        tags["user"] = user
+    for name in ("server_name", "transaction"):
+        value = event.get(name)
+        if isinstance(value, str) and value:
+            tags.setdefault(name, value[:200])
+    event["tags"] = [[k, v] for k, v in tags.items()]
+    return list(tags.items())
+
+
+def process_event(payload: dict[str, Any], *, project_id: int, received: float, client_ip: str | None,
+                  rules: ScrubbingRules) -> EventRecord:
+    event = normalize_event(payload, received_at=received, client_ip=client_ip)
+    scrub_event(event, rules)
+    grouping = compute_grouping(event)
+    event["grouping"] = {"config": GROUPING_CONFIG, "variant": grouping.variant, "hash": grouping.hash}
+    user = user_key(event)
+    tags = _event_tags(event, user)
+    title = event_title(event)
+    culprit = event_culprit(event)
+    event["title"], event["culprit"] = title, culprit
+    return EventRecord(
+        project_id=project_id, event_id=event["event_id"], hash=grouping.hash, grouping_config=GROUPING_CONFIG,
+        title=title, culprit=culprit, type=event.get("type", "default"), level=event["level"],
+        platform=event.get("platform") or "other", timestamp=event["timestamp"], received=received,
+        environment=event.get("environment"), release=event.get("release"), user_key=user, tags=tags,
+        metadata=event_metadata(event), data=pack_document(event),
+    )
+
+
+def process_transaction(payload: dict[str, Any], *, project_id: int, received: float, client_ip: str | None,
+                        rules: ScrubbingRules) -> TransactionRecord:
+    event = normalize_event(payload, received_at=received, client_ip=client_ip, event_type="transaction")
+    scrub_event(event, rules)
+    trace = (event.get("contexts") or {}).get("trace") or {}
+    return TransactionRecord(
+        project_id=project_id, event_id=event["event_id"], trace_id=trace.get("trace_id"),
+        name=str(event.get("transaction") or "<unlabeled transaction>")[:500],
+        op=trace.get("op"), status=trace.get("status"), start_timestamp=event["start_timestamp"],
+        timestamp=event["timestamp"], environment=event.get("environment"), release=event.get("release"),
+        received=received, data=pack_document(event),
+    )
+
+
+def process_item(item: EnvelopeItem, records: EnvelopeRecords, *, envelope_event_id: str | None,
+                 client_ip: str | None, rules: ScrubbingRules, limits: dict[str, int]) -> str | None:
+    """Add what one item contributes to `records`; returns the event id it stored, if any.
+
+    Raises ItemRejected for an event/transaction that is too large or not valid JSON.
+    """
+    kind = item.type
+    size = len(item.payload)
+    try:
+        if kind in ("event", "transaction"):
+            if size > limits["event"]:
+                raise ItemRejected(413, f"{kind} item is {size} bytes, over the {limits['event']} byte limit")
+            payload = parse_json_object(item.payload, f"{kind} item")
+            if envelope_event_id and "event_id" not in payload:
+                payload["event_id"] = envelope_event_id
+            if kind == "event":
+                record = process_event(payload, project_id=records.project_id, received=records.received,
+                                       client_ip=client_ip, rules=rules)
+                records.events.append(record)
+                records.count("error", "accepted")
+                return record.event_id
+            transaction = process_transaction(payload, project_id=records.project_id,
+                                              received=records.received, client_ip=client_ip, rules=rules)
+            records.transactions.append(transaction)
+            records.count("transaction", "accepted")
+            return transaction.event_id
+        if kind == "attachment":
+            if size > limits["attachment"]:
+                records.count("attachment", "too_large")
+                return None
+            records.attachments.append(AttachmentRecord(
+                project_id=records.project_id, event_id=envelope_event_id,
+                filename=str(item.headers.get("filename") or "attachment")[:255],
+                content_type=_header(item, "content_type"), attachment_type=_header(item, "attachment_type"),
+                received=records.received, data=item.payload,
+            ))
+            records.count("attachment", "accepted")
+            return None
+        if kind in KEPT_ITEM_TYPES:
+            limit = limits["check_in"] if kind == "check_in" else limits["event"]
+            if size > limit:
+                records.count(kind, "too_large")
+                return None
+            document: Any = parse_json_object(item.payload, f"{kind} item")
+            if kind in ("log", "otel_log", "user_report", "feedback", "check_in"):
+                document = scrub_event(document, rules) if kind != "check_in" else document
+            records.items.append(ItemRecord(
+                project_id=records.project_id, type=kind, event_id=envelope_event_id,
+                received=records.received, data=pack_document(document),
+            ))
+            records.count(kind, "accepted")
+            return None
+    except (EnvelopeError, InvalidEvent) as exc:
+        if kind in ("event", "transaction"):
+            raise ItemRejected(400, str(exc)) from None
+        records.count(kind, "invalid")
+        return None
+    # Unknown item types are skipped, never an error: newer SDKs send types we do not know yet.
+    records.count(kind[:32], "skipped")
+    return None
+
+
+def _header(item: EnvelopeItem, name: str) -> str | None:
+    value = item.headers.get(name)
+    return str(value)[:255] if value is not None else None
