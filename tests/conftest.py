@@ -107,8 +107,9 @@ def project(server: Server) -> ProjectFixture:
 
 def make_token(server: Server, *, role: str = "admin", read_only: bool = False) -> str:
     with server.runtime.engine.begin() as conn:
-        user = create_user(conn, f"{role}-{time.monotonic_ns()}@example.com", "password-123", role=role,
-                           now=time.time())
+        user = create_user(
+            conn, f"{role}-{time.monotonic_ns()}@example.com", "password-123", role=role, now=time.time()
+        )
         return create_token(conn, user.id, "tests", read_only=read_only, now=time.time()).token
 
 
@@ -116,5 +117,7 @@ def make_token(server: Server, *, role: str = "admin", read_only: bool = False) 
 def api(server: Server) -> Iterator[httpx.Client]:
     """An httpx client for /api/v1 with an admin token."""
     token = make_token(server)
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
         yield client

@@ -4,8 +4,9 @@ import sentry_sdk
 from tests.conftest import ProjectFixture, Server
 
 
-def test_an_error_sent_with_sentry_sdk_becomes_an_issue(server: Server, project: ProjectFixture,
-                                                        api: httpx.Client) -> None:
+def test_an_error_sent_with_sentry_sdk_becomes_an_issue(
+    server: Server, project: ProjectFixture, api: httpx.Client
+) -> None:
     client = sentry_sdk.Client(dsn=project.dsn)
     with sentry_sdk.new_scope() as scope:
         scope.set_client(client)

@@ -68,12 +68,23 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     engine = open_database(settings)
     metrics = Metrics()
-    writer = Writer(engine, max_batch=settings.writer.max_batch, max_queue=settings.writer.max_queue,
-                    clock=clock, on_commit=metrics.observe_commit)
+    writer = Writer(
+        engine,
+        max_batch=settings.writer.max_batch,
+        max_queue=settings.writer.max_queue,
+        clock=clock,
+        on_commit=metrics.observe_commit,
+    )
     return Runtime(
-        settings=settings, clock=clock, engine=engine, writer=writer,
-        key_cache=KeyCache(engine, clock), metrics=metrics,
-        quotas=EventQuotas(settings.ingest.default_events_per_minute, settings.ingest.default_events_per_hour),
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        writer=writer,
+        key_cache=KeyCache(engine, clock),
+        metrics=metrics,
+        quotas=EventQuotas(
+            settings.ingest.default_events_per_minute, settings.ingest.default_events_per_hour
+        ),
     )
 
 
@@ -92,9 +103,9 @@ async def _retention_loop(runtime: Runtime) -> None:
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
     """The whole application: ingest, REST API, health and metrics."""
-    from watchkeeper.errors.api import router as errors_api
-    from watchkeeper.auth.api import router as auth_api
     from watchkeeper.api import install_error_handlers
+    from watchkeeper.auth.api import router as auth_api
+    from watchkeeper.errors.api import router as errors_api
 
     state = runtime or build_runtime(settings)
 
@@ -111,8 +122,14 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
             state.tasks.clear()
             state.writer.stop()
 
-    app = FastAPI(title="Watchkeeper", version=__version__, lifespan=lifespan,
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app = FastAPI(
+        title="Watchkeeper",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
     app.state.runtime = state
     install_error_handlers(app)
     app.include_router(auth_api, prefix="/api/v1")

@@ -54,8 +54,15 @@ class KeyCache:
         if found is not None:
             key, project = found
             grant = KeyGrant(
-                key.id, project.id, key.public_key, key.is_active, key.events_per_minute, key.events_per_hour,
-                project.events_per_minute, project.events_per_hour, project.settings,
+                key.id,
+                project.id,
+                key.public_key,
+                key.is_active,
+                key.events_per_minute,
+                key.events_per_hour,
+                project.events_per_minute,
+                project.events_per_hour,
+                project.settings,
             )
         with self._lock:
             if len(self._entries) >= self._max:

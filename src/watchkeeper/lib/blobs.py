@@ -17,7 +17,7 @@ def _codecs() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
     if codecs is None:
         codecs = (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
         _local.codecs = codecs
-    return codecs  # type: ignore[no-any-return]
+    return codecs  # type: ignore[no-any-return,unused-ignore]
 
 
 def pack_document(document: Any) -> bytes:

@@ -18,12 +18,16 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     'sqlite'
     """
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=pool_size,
-            max_overflow=pool_size,
-        ) if url not in ("sqlite://", "sqlite:///:memory:") else create_engine(url)
+        engine = (
+            create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=pool_size,
+                max_overflow=pool_size,
+            )
+            if url not in ("sqlite://", "sqlite:///:memory:")
+            else create_engine(url)
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
