@@ -49,13 +49,19 @@ class IngestError(Exception):
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers={**CORS_HEADERS, **(headers or {})})
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers={**CORS_HEADERS, **(headers or {})},
+    )
 
 
 def _error(exc: IngestError) -> Response:
     message = str(exc)
-    return _json(exc.status, {"detail": message}, {"X-Sentry-Error": message[:200], **exc.headers})
+    # Header values must be latin-1; messages may quote client input (project id, JSON errors).
+    header = message[:200].encode("ascii", "backslashreplace").decode("ascii")
+    return _json(exc.status, {"detail": message}, {"X-Sentry-Error": header, **exc.headers})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -74,15 +80,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _project_id(request: Request) -> int:
     raw = request.path_params["project_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    # str.isdigit() is also true for "²" and other non-ASCII digits that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise IngestError(400, f"invalid project id {raw[:40]!r}: must be a number", "invalid")
     return int(raw)
 
 
 def _decode(runtime: Runtime, request: Request, body: bytes) -> bytes:
     try:
-        return decode_body(body, request.headers.get("content-encoding"),
-                           max_size=runtime.settings.ingest.max_decompressed_bytes)
+        return decode_body(
+            body, request.headers.get("content-encoding"), max_size=runtime.settings.ingest.max_decompressed_bytes
+        )
     except BodyTooLarge as exc:
         raise IngestError(413, str(exc), "too_large") from None
     except BodyDecodingError as exc:
@@ -92,7 +100,8 @@ def _decode(runtime: Runtime, request: Request, body: bytes) -> bytes:
 def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) -> KeyGrant:
     try:
         public_key = find_public_key(
-            request.headers.get("x-sentry-auth"), request.query_params.get("sentry_key"),
+            request.headers.get("x-sentry-auth"),
+            request.query_params.get("sentry_key"),
             dsn if isinstance(dsn, str) else None,
         )
     except AuthError as exc:
@@ -103,6 +112,21 @@ def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) ->
     if not grant.is_active:
         raise IngestError(403, "this key is disabled", "unauthorized")
     return grant
+
+
+def _authorize_early(runtime: Runtime, request: Request, project_id: int) -> KeyGrant | None:
+    """Authorise from the header or query string before the body is read; None if neither names a key.
+
+    Unauthenticated clients must not make us read and decompress a body of up to max_decompressed_bytes.
+    Only a request without any key there is read first, to find the envelope header's `dsn`.
+    """
+    try:
+        find_public_key(request.headers.get("x-sentry-auth"), request.query_params.get("sentry_key"), None)
+    except AuthError as exc:
+        if exc.status == 401:
+            return None
+        raise IngestError(exc.status, str(exc), "unauthorized") from None
+    return _authorize(runtime, request, project_id, None)
 
 
 def _rules(runtime: Runtime, grant: KeyGrant) -> ScrubbingRules:
@@ -139,8 +163,9 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
     rejected: ItemRejected | None = None
     for item in items:
         try:
-            event_id = process_item(item, records, envelope_event_id=envelope_id, client_ip=client_ip,
-                                    rules=rules, limits=limits)
+            event_id = process_item(
+                item, records, envelope_event_id=envelope_id, client_ip=client_ip, rules=rules, limits=limits
+            )
         except ItemRejected as exc:
             rejected = rejected or exc
             records.count("error" if item.type == "event" else item.type, "invalid")
@@ -169,11 +194,13 @@ async def envelope_endpoint(request: Request) -> Response:
     started = runtime.clock.monotonic()
     try:
         project_id = _project_id(request)
+        _authorize_early(runtime, request, project_id)
         body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
         try:
             envelope = parse_envelope(body)
         except EnvelopeError as exc:
             raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+        # Again with the envelope's dsn: a dsn naming another key than the header is refused (400).
         grant = _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
         response = await _accept(runtime, request, grant, envelope)
     except IngestError as exc:

@@ -53,7 +53,7 @@ def find_public_key(header: str | None, query_key: str | None, envelope_dsn: str
             candidates.append(dsn_key)
     if not candidates:
         raise AuthError(401, "missing authorization information: no sentry_key in X-Sentry-Auth, query or dsn")
-    if len(set(candidates)) > 1:
+    if len({c.lower() for c in candidates}) > 1:
         raise AuthError(400, "multiple authorization payloads requested: the request names different keys")
     key = candidates[0]
     if not _KEY.match(key):
