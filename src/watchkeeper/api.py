@@ -36,8 +36,9 @@ async def token_owner(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> TokenOwner:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "missing API token: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "missing API token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+        )
     owner = await run_in_threadpool(_authenticate, runtime_of(request), credentials.credentials)
     if owner is None:
         raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
@@ -87,12 +88,20 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
     return values
 
 
+def _field_name(error: Any) -> str:
+    """The field a validation error is about: `status`, `ids.0`, or `body` for an unreadable body."""
+    loc = [str(p) for p in error.get("loc", ())]
+    if error.get("type") == "json_invalid" or not loc:
+        return "body"  # the location of a JSON syntax error is a character position, not a field
+    if loc[0] in ("body", "query", "path", "header", "cookie") and len(loc) > 1:
+        loc = loc[1:]
+    return ".".join(loc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()
-        ]
+        problems = [{"field": _field_name(e), "message": e["msg"]} for e in exc.errors()]
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": problems}, status_code=422)
 

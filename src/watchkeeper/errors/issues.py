@@ -8,11 +8,16 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 
+from watchkeeper.auth.tables import users
 from watchkeeper.errors.tables import events, issue_minute_counts, issue_tags, issues
 from watchkeeper.lib.blobs import unpack_document
 
-SORTS = {"last_seen": issues.c.last_seen, "first_seen": issues.c.first_seen,
-         "events": issues.c.times_seen, "users": issues.c.users_seen}
+SORTS = {
+    "last_seen": issues.c.last_seen,
+    "first_seen": issues.c.first_seen,
+    "events": issues.c.times_seen,
+    "users": issues.c.users_seen,
+}
 Sort = Literal["last_seen", "first_seen", "events", "users"]
 STATUSES = ("unresolved", "resolved", "ignored")
 
@@ -34,23 +39,43 @@ class IssueFilter:
 
 def issue_json(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "project_id": row.project_id, "title": row.title, "culprit": row.culprit,
-        "type": row.type, "level": row.level, "platform": row.platform, "status": row.status,
-        "substatus": row.substatus, "status_details": orjson.loads(row.status_details),
-        "first_seen": row.first_seen, "last_seen": row.last_seen, "count": row.times_seen,
-        "user_count": row.users_seen, "first_release": row.first_release, "last_release": row.last_release,
-        "assignee_id": row.assignee_id, "metadata": orjson.loads(row.metadata), "hash": row.hash,
-        "grouping_config": row.grouping_config, "resolved_at": row.resolved_at,
+        "id": row.id,
+        "project_id": row.project_id,
+        "title": row.title,
+        "culprit": row.culprit,
+        "type": row.type,
+        "level": row.level,
+        "platform": row.platform,
+        "status": row.status,
+        "substatus": row.substatus,
+        "status_details": orjson.loads(row.status_details),
+        "first_seen": row.first_seen,
+        "last_seen": row.last_seen,
+        "count": row.times_seen,
+        "user_count": row.users_seen,
+        "first_release": row.first_release,
+        "last_release": row.last_release,
+        "assignee_id": row.assignee_id,
+        "metadata": orjson.loads(row.metadata),
+        "hash": row.hash,
+        "grouping_config": row.grouping_config,
+        "resolved_at": row.resolved_at,
     }
 
 
 def _has_tag(key: str, value: str) -> Any:
-    return exists().where(issue_tags.c.issue_id == issues.c.id, issue_tags.c.key == key,
-                          issue_tags.c.value == value)
+    return exists().where(issue_tags.c.issue_id == issues.c.id, issue_tags.c.key == key, issue_tags.c.value == value)
 
 
-def list_issues(conn: Connection, project_id: int, flt: IssueFilter, *, sort: Sort = "last_seen",
-                limit: int = 25, after: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[Any] | None]:
+def list_issues(
+    conn: Connection,
+    project_id: int,
+    flt: IssueFilter,
+    *,
+    sort: Sort = "last_seen",
+    limit: int = 25,
+    after: list[Any] | None = None,
+) -> tuple[list[dict[str, Any]], list[Any] | None]:
     """One page of issues, newest/largest first; returns the rows and the key of the last row for the next page."""
     column = SORTS[sort]
     query = select(issues).where(issues.c.project_id == project_id)
@@ -68,8 +93,9 @@ def list_issues(conn: Connection, project_id: int, flt: IssueFilter, *, sort: So
         query = query.where(issues.c.first_seen <= flt.until)
     if flt.query:
         pattern = "%" + flt.query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(issues.c.title.ilike(pattern, escape="\\"),
-                                issues.c.culprit.ilike(pattern, escape="\\")))
+        query = query.where(
+            or_(issues.c.title.ilike(pattern, escape="\\"), issues.c.culprit.ilike(pattern, escape="\\"))
+        )
     if after is not None:
         value, last_id = after
         query = query.where(or_(column < value, and_(column == value, issues.c.id < last_id)))
@@ -88,8 +114,13 @@ def get_issue(conn: Connection, issue_id: int) -> dict[str, Any] | None:
 def tag_breakdown(conn: Connection, issue_id: int, top: int = 10) -> list[dict[str, Any]]:
     """Per tag key: distinct values, total, and the most frequent values."""
     rows = conn.execute(
-        select(issue_tags.c.key, issue_tags.c.value, issue_tags.c.times_seen, issue_tags.c.first_seen,
-               issue_tags.c.last_seen)
+        select(
+            issue_tags.c.key,
+            issue_tags.c.value,
+            issue_tags.c.times_seen,
+            issue_tags.c.first_seen,
+            issue_tags.c.last_seen,
+        )
         .where(issue_tags.c.issue_id == issue_id)
         .order_by(issue_tags.c.key, issue_tags.c.times_seen.desc())
     )
@@ -99,8 +130,9 @@ def tag_breakdown(conn: Connection, issue_id: int, top: int = 10) -> list[dict[s
         entry["total"] += r.times_seen
         entry["unique_values"] += 1
         if len(entry["top_values"]) < top:
-            entry["top_values"].append({"value": r.value, "count": r.times_seen, "first_seen": r.first_seen,
-                                        "last_seen": r.last_seen})
+            entry["top_values"].append(
+                {"value": r.value, "count": r.times_seen, "first_seen": r.first_seen, "last_seen": r.last_seen}
+            )
     return sorted(keys.values(), key=lambda e: -e["total"])
 
 
@@ -110,17 +142,27 @@ def issue_histogram(conn: Connection, issue_id: int, since_minute: int) -> list[
         .where(issue_minute_counts.c.issue_id == issue_id, issue_minute_counts.c.minute >= since_minute)
         .order_by(issue_minute_counts.c.minute)
     )
-    return [[r.minute * 60, r.count] for r in rows]
+    return [[r.minute * 60, r[1]] for r in rows]  # r[1]: "count" is also a tuple method
 
 
 def _event_summary(row: Any) -> dict[str, Any]:
-    return {"event_id": row.event_id, "issue_id": row.issue_id, "project_id": row.project_id,
-            "timestamp": row.timestamp, "received": row.received, "level": row.level,
-            "environment": row.environment, "release": row.release, "user": row.user_key, "title": row.title}
+    return {
+        "event_id": row.event_id,
+        "issue_id": row.issue_id,
+        "project_id": row.project_id,
+        "timestamp": row.timestamp,
+        "received": row.received,
+        "level": row.level,
+        "environment": row.environment,
+        "release": row.release,
+        "user": row.user_key,
+        "title": row.title,
+    }
 
 
-def list_events(conn: Connection, issue_id: int, *, limit: int = 50, after: list[Any] | None = None,
-                full: bool = False) -> tuple[list[dict[str, Any]], list[Any] | None]:
+def list_events(
+    conn: Connection, issue_id: int, *, limit: int = 50, after: list[Any] | None = None, full: bool = False
+) -> tuple[list[dict[str, Any]], list[Any] | None]:
     query = select(events).where(events.c.issue_id == issue_id)
     if after is not None:
         ts, last_id = after
@@ -141,8 +183,7 @@ def get_event(conn: Connection, project_id: int, event_id: str) -> dict[str, Any
     return {**_event_summary(row), "data": unpack_document(row.data)}
 
 
-def change_issues(conn: Connection, project_id: int, issue_ids: list[int], change: dict[str, Any],
-                  now: float) -> int:
+def change_issues(conn: Connection, project_id: int, issue_ids: list[int], change: dict[str, Any], now: float) -> int:
     """Apply a status/assignee change to issues of one project; returns how many changed.
 
     `change`: status (unresolved|resolved|ignored), in_next_release (bool, with resolved),
@@ -171,19 +212,31 @@ def change_issues(conn: Connection, project_id: int, issue_ids: list[int], chang
         if change.get("in_next_release") and status != "resolved":
             raise IssueChangeError("in_next_release: only with status 'resolved'")
     if "assignee_id" in change:
-        values["assignee_id"] = change["assignee_id"]
+        assignee = change["assignee_id"]
+        if assignee is not None and conn.execute(select(users.c.id).where(users.c.id == assignee)).first() is None:
+            raise IssueChangeError(f"assignee_id: no user with id {assignee}")
+        values["assignee_id"] = assignee
     if not values:
         raise IssueChangeError("nothing to change: give status and/or assignee_id")
     changed = 0
-    rows = conn.execute(select(issues.c.id, issues.c.times_seen, issues.c.last_release).where(
-        issues.c.project_id == project_id, issues.c.id.in_(issue_ids))).all()
+    rows = conn.execute(
+        select(issues.c.id, issues.c.times_seen, issues.c.last_release).where(
+            issues.c.project_id == project_id, issues.c.id.in_(issue_ids)
+        )
+    ).all()
     for row in rows:
         row_values = dict(values)
         if status is not None:
             details = {}
             if status == "ignored":
-                details = {k: v for k, v in (("ignore_until", change.get("ignore_until")),
-                                             ("ignore_count", change.get("ignore_count"))) if v is not None}
+                details = {
+                    k: v
+                    for k, v in (
+                        ("ignore_until", change.get("ignore_until")),
+                        ("ignore_count", change.get("ignore_count")),
+                    )
+                    if v is not None
+                }
                 if "ignore_count" in details:
                     details["ignore_baseline"] = row.times_seen
             if status == "resolved" and change.get("in_next_release"):
@@ -202,5 +255,6 @@ def delete_issue(conn: Connection, issue_id: int) -> bool:
 
 
 def count_issues(conn: Connection, project_id: int) -> int:
-    return int(conn.execute(select(func.count()).select_from(issues).where(issues.c.project_id == project_id))
-               .scalar_one())
+    return int(
+        conn.execute(select(func.count()).select_from(issues).where(issues.c.project_id == project_id)).scalar_one()
+    )
