@@ -13,6 +13,8 @@ from watchkeeper.auth import projects as P
 from watchkeeper.errors.scrubbing import ScrubbingRules
 
 router = APIRouter(tags=["projects"])
+# What ScrubbingRules.from_settings reads; anything else is a typo that would silently do nothing.
+SCRUBBING_KEYS = {"scrub_data", "sensitive_fields", "safe_fields", "scrub_ip_addresses"}
 
 
 class ProjectIn(BaseModel):
@@ -29,7 +31,8 @@ class ProjectChange(BaseModel):
     events_per_minute: int | None = Field(None, ge=1)
     events_per_hour: int | None = Field(None, ge=1)
     scrubbing: dict[str, Any] | None = Field(
-        None, description="scrub_data, sensitive_fields, safe_fields, scrub_ip_addresses")
+        None, description="scrub_data, sensitive_fields, safe_fields, scrub_ip_addresses"
+    )
 
 
 class KeyIn(BaseModel):
@@ -47,18 +50,29 @@ class KeyChange(BaseModel):
 
 def project_json(project: P.Project) -> dict[str, Any]:
     return {
-        "id": project.id, "name": project.name, "slug": project.slug, "platform": project.platform,
-        "retention_days": project.retention_days, "events_per_minute": project.events_per_minute,
-        "events_per_hour": project.events_per_hour, "scrubbing": project.settings.get("scrubbing", {}),
+        "id": project.id,
+        "name": project.name,
+        "slug": project.slug,
+        "platform": project.platform,
+        "retention_days": project.retention_days,
+        "events_per_minute": project.events_per_minute,
+        "events_per_hour": project.events_per_hour,
+        "scrubbing": project.settings.get("scrubbing", {}),
         "created_at": project.created_at,
     }
 
 
 def key_json(key: P.ProjectKey, base_url: str) -> dict[str, Any]:
     return {
-        "id": key.id, "project_id": key.project_id, "label": key.label, "public_key": key.public_key,
-        "is_active": key.is_active, "dsn": key.dsn(base_url), "events_per_minute": key.events_per_minute,
-        "events_per_hour": key.events_per_hour, "created_at": key.created_at,
+        "id": key.id,
+        "project_id": key.project_id,
+        "label": key.label,
+        "public_key": key.public_key,
+        "is_active": key.is_active,
+        "dsn": key.dsn(base_url),
+        "events_per_minute": key.events_per_minute,
+        "events_per_hour": key.events_per_hour,
+        "created_at": key.created_at,
     }
 
 
@@ -66,7 +80,7 @@ async def _project_or_404(request: Request, project_id: int) -> P.Project:
     project = await read(request, lambda conn: P.get_project(conn, project_id))
     if project is None:
         raise HTTPException(404, f"project {project_id} not found")
-    return project  # type: ignore[no-any-return]
+    return project
 
 
 @router.get("/projects")
@@ -83,7 +97,10 @@ async def create_project(request: Request, body: ProjectIn, owner: Editor) -> di
         keys = P.list_keys(conn, project.id)
         return {**project_json(project), "dsn": keys[0].dsn(runtime.settings.base_url)}
 
-    return await write(request, create)  # type: ignore[no-any-return]
+    try:
+        return await write(request, create)
+    except P.ProjectError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.get("/projects/{project_id}")
@@ -97,6 +114,11 @@ async def change_project(request: Request, project_id: int, body: ProjectChange,
     changes = body.model_dump(exclude_unset=True)
     scrubbing = changes.pop("scrubbing", None)
     if scrubbing is not None:
+        unknown = sorted(set(scrubbing) - SCRUBBING_KEYS)
+        if unknown:
+            raise HTTPException(
+                422, f"scrubbing: unknown setting '{unknown[0]}' (known: {', '.join(sorted(SCRUBBING_KEYS))})"
+            )
         try:
             ScrubbingRules.from_settings(scrubbing)
         except ValueError as exc:
@@ -104,6 +126,8 @@ async def change_project(request: Request, project_id: int, body: ProjectChange,
         changes["settings"] = {**project.settings, "scrubbing": scrubbing}
     updated = await write(request, lambda conn: P.update_project(conn, project_id, changes))
     runtime_of(request).key_cache.invalidate()
+    if updated is None:  # deleted meanwhile
+        raise HTTPException(404, f"project {project_id} not found")
     return project_json(updated)
 
 
@@ -125,8 +149,7 @@ async def list_keys(request: Request, project_id: int, owner: Reader) -> list[di
 async def create_key(request: Request, project_id: int, body: KeyIn, owner: Editor) -> dict[str, Any]:
     await _project_or_404(request, project_id)
     runtime = runtime_of(request)
-    key = await write(request, lambda conn: P.create_key(conn, project_id, now=runtime.clock.now(),
-                                                          label=body.label))
+    key = await write(request, lambda conn: P.create_key(conn, project_id, now=runtime.clock.now(), label=body.label))
     return key_json(key, runtime.settings.base_url)
 
 
