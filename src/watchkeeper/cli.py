@@ -39,14 +39,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = build_runtime(settings)
     password = bootstrap_admin(runtime.engine, settings, runtime.clock)
-    print(f"Watchkeeper {settings.profile} on {settings.base_url}  (data: {settings.data_dir.resolve()})",
-          flush=True)
+    print(f"Watchkeeper {settings.profile} on {settings.base_url}  (data: {settings.data_dir.resolve()})", flush=True)
     if password:
         print(f"Created admin user {settings.admin_email} with one-time password: {password}", flush=True)
     app = create_app(settings, runtime=runtime)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.log_level == "debug", http="httptools", loop="uvloop",
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        http="httptools",
+        loop="uvloop",
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -74,8 +80,11 @@ def cmd_project_create(args: argparse.Namespace) -> int:
         project = create_project(conn, args.name, now=SystemClock().now(), platform=args.platform)
         key = list_keys(conn, project.id)[0]
     dsn = key.dsn(settings.base_url)
-    _print(args, {"id": project.id, "name": project.name, "slug": project.slug, "dsn": dsn},
-           f"Created project {project.name} (id {project.id}).\nDSN: {dsn}")
+    _print(
+        args,
+        {"id": project.id, "name": project.name, "slug": project.slug, "dsn": dsn},
+        f"Created project {project.name} (id {project.id}).\nDSN: {dsn}",
+    )
     return 0
 
 
@@ -87,8 +96,14 @@ def cmd_project_list(args: argparse.Namespace) -> int:
         rows = []
         for project in list_projects(conn):
             keys = [k for k in list_keys(conn, project.id) if k.is_active]
-            rows.append({"id": project.id, "name": project.name, "slug": project.slug,
-                         "dsn": keys[0].dsn(settings.base_url) if keys else None})
+            rows.append(
+                {
+                    "id": project.id,
+                    "name": project.name,
+                    "slug": project.slug,
+                    "dsn": keys[0].dsn(settings.base_url) if keys else None,
+                }
+            )
     text = "\n".join(f"{r['id']:>4}  {r['slug']:<24} {r['dsn'] or '(no active key)'}" for r in rows)
     _print(args, rows, text or "no projects yet: watchkeeper project create NAME")
     return 0
@@ -102,16 +117,23 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     with _engine(args).begin() as conn:
         query = select(users.c.id, users.c.email)
-        query = query.where(users.c.email == args.user.lower()) if args.user else query.where(
-            users.c.role == "admin").order_by(users.c.id)
+        query = (
+            query.where(users.c.email == args.user.lower())
+            if args.user
+            else query.where(users.c.role == "admin").order_by(users.c.id)
+        )
         owner = conn.execute(query).first()
         if owner is None:
-            print(f"error: no user {args.user or '(admin)'}; create one with 'watchkeeper user create'",
-                  file=sys.stderr)
+            print(
+                f"error: no user {args.user or '(admin)'}; create one with 'watchkeeper user create'", file=sys.stderr
+            )
             return 2
         token = create_token(conn, owner.id, args.name, read_only=args.read_only, now=SystemClock().now())
-    _print(args, {"id": token.id, "name": token.name, "token": token.token, "user": owner.email},
-           f"API token {token.name} for {owner.email} (shown once):\n{token.token}")
+    _print(
+        args,
+        {"id": token.id, "name": token.name, "token": token.token, "user": owner.email},
+        f"API token {token.name} for {owner.email} (shown once):\n{token.token}",
+    )
     return 0
 
 
@@ -120,8 +142,9 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
     from watchkeeper.auth.users import UserError, create_user, generate_password
 
-    password = args.password or (None if args.generate else getpass.getpass("Password: ") if sys.stdin.isatty()
-                                 else None)
+    password = args.password or (
+        None if args.generate else getpass.getpass("Password: ") if sys.stdin.isatty() else None
+    )
     generated = password is None
     password = password or generate_password()
     try:
@@ -131,8 +154,11 @@ def cmd_user_create(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = f"Created {user.role} {user.email}" + (f" with password: {password}" if generated else "")
-    _print(args, {"id": user.id, "email": user.email, "role": user.role,
-                  **({"password": password} if generated else {})}, text)
+    _print(
+        args,
+        {"id": user.id, "email": user.email, "role": user.role, **({"password": password} if generated else {})},
+        text,
+    )
     return 0
 
 
@@ -142,6 +168,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for secret in ("secret_key", "admin_password"):
         if shown.get(secret):
             shown[secret] = "**********"
+    if shown.get("database_url"):
+        # postgresql+psycopg://user:password@host/db: the password is a secret too
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            shown["database_url"] = make_url(shown["database_url"]).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown["database_url"] = "**********"
     _print(args, shown, "configuration OK\n" + orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
     return 0
 

@@ -1,0 +1,187 @@
+"""The `watchkeeper` command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from watchkeeper.cli import main
+from watchkeeper.config import Settings
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("watchkeeper")
+
+
+def _environ(settings: Settings, **extra: str) -> dict[str, str]:
+    """The process environment without our variables, plus the test database when it is PostgreSQL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    if settings.database_url:
+        env["WATCHKEEPER_DATABASE_URL"] = settings.database_url
+    return {**env, **extra}
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """In-process runs of `main` see only the test database setting."""
+    for name in list(os.environ):
+        if name.startswith("WATCHKEEPER_"):
+            monkeypatch.delenv(name)
+    if settings.database_url:
+        monkeypatch.setenv("WATCHKEEPER_DATABASE_URL", settings.database_url)
+    return settings
+
+
+def run(capsys: pytest.CaptureFixture[str], settings: Settings, *args: str) -> tuple[int, str, str]:
+    code = main(["--data-dir", str(settings.data_dir), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_migrate_then_create_and_list_projects(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, cli_env, "migrate")
+    assert code == 0 and "revision" in out
+    code, out, _ = run(capsys, cli_env, "project", "create", "My App", "--json")
+    assert code == 0
+    created = json.loads(out)
+    assert created["name"] == "My App" and created["slug"] == "my-app"
+    assert created["dsn"].startswith("http://") and created["dsn"].endswith(f"/{created['id']}")
+    code, out, _ = run(capsys, cli_env, "project", "list")
+    assert code == 0 and "my-app" in out and created["dsn"] in out
+    code, out, _ = run(capsys, cli_env, "project", "list", "--json")
+    assert [p["dsn"] for p in json.loads(out)] == [created["dsn"]]
+
+
+def test_token_create_needs_a_user_and_then_makes_a_working_token(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, cli_env, "token", "create", "ci", "--json")
+    assert code == 2 and "user create" in err
+    code, out, _ = run(
+        capsys,
+        cli_env,
+        "user",
+        "create",
+        "Ops@Example.com",
+        "--password",
+        "long-password-1",
+        "--role",
+        "admin",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["email"] == "ops@example.com" and "password" not in json.loads(out)
+    code, _, err = run(capsys, cli_env, "user", "create", "ops@example.com", "--password", "long-password-1")
+    assert code == 2 and "already exists" in err
+    code, _, err = run(capsys, cli_env, "user", "create", "x@example.com", "--password", "short")
+    assert code == 2 and "8 characters" in err
+    code, out, _ = run(capsys, cli_env, "token", "create", "ci", "--json")
+    assert code == 0
+    token = json.loads(out)
+    assert token["token"].startswith("wk_") and token["user"] == "ops@example.com"
+
+    from watchkeeper.app import open_database
+    from watchkeeper.auth.tokens import authenticate_token
+
+    engine = open_database(cli_env)
+    with engine.connect() as conn:
+        owner = authenticate_token(conn, token["token"])
+    engine.dispose()
+    assert owner is not None and owner.email == "ops@example.com" and owner.can_write
+
+
+def test_config_check_prints_settings_and_hides_secrets(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_ADMIN_PASSWORD", "admin-secret-123")
+    monkeypatch.setenv("WATCHKEEPER_SECRET_KEY", "signing-secret-456")
+    monkeypatch.setenv("WATCHKEEPER_DATABASE_URL", "postgresql+psycopg://wk:db-secret-789@db.internal/wk")
+    monkeypatch.setenv("WATCHKEEPER_INGEST__MAX_BODY_BYTES", "4096")
+    code, out, _ = run(capsys, cli_env, "config", "check")
+    assert code == 0 and "configuration OK" in out
+    assert "4096" in out and "db.internal" in out
+    for secret in ("admin-secret-123", "signing-secret-456", "db-secret-789"):
+        assert secret not in out
+    code, out, _ = run(capsys, cli_env, "config", "check", "--json")
+    shown = json.loads(out)
+    assert shown["ingest"]["max_body_bytes"] == 4096 and shown["admin_password"] == "**********"
+
+
+@pytest.mark.parametrize(
+    ("environ", "config", "named"),
+    [
+        ({"WATCHKEEPER_PORT": "abc"}, None, "port"),
+        ({"WATCHKEEPER_BOGUS": "1"}, None, "bogus"),
+        ({}, "retention:\n  keep_days: 3\n", "retention.keep_days"),
+    ],
+)
+def test_a_bad_setting_exits_2_naming_the_key(
+    settings: Settings, tmp_path: Path, environ: dict[str, str], config: str | None, named: str
+) -> None:
+    args = [str(CONSOLE_SCRIPT), "--data-dir", str(settings.data_dir)]
+    if config is not None:
+        (tmp_path / "wk.yaml").write_text(config)
+        args += ["--config", str(tmp_path / "wk.yaml")]
+    result = subprocess.run(
+        [*args, "config", "check"], env=_environ(settings, **environ), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"'{named}'" in result.stderr and "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_on_an_empty_data_dir_prints_the_url_and_a_one_time_admin_password(settings: Settings) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(CONSOLE_SCRIPT), "--data-dir", str(settings.data_dir), "serve", "--port", str(port)],
+        env=_environ(settings, WATCHKEEPER_LOG_LEVEL="warning"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        second = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first, first
+        assert "admin@example.com" in second and "one-time password: " in second, second
+        password = second.rsplit(": ", 1)[1].strip()
+        assert len(password) >= 12
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+
+    from watchkeeper.app import open_database
+    from watchkeeper.auth.tables import users
+    from watchkeeper.auth.users import verify_password
+
+    engine = open_database(settings)
+    with engine.connect() as conn:
+        row = conn.execute(users.select()).one()
+    engine.dispose()
+    assert row.email == "admin@example.com" and verify_password(row.password_hash, password)
