@@ -27,27 +27,38 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.items = Counter(
-            "watchkeeper_ingest_items", "Envelope items by category and outcome (accepted, rate_limited, "
-            "invalid, too_large, skipped)", ["category", "outcome"], registry=self.registry,
+            "watchkeeper_ingest_items",
+            "Envelope items by category and outcome (accepted, rate_limited, invalid, too_large, skipped)",
+            ["category", "outcome"],
+            registry=self.registry,
         )
         self.rejected = Counter(
-            "watchkeeper_ingest_rejected_requests", "Ingest requests refused, by reason", ["reason"],
+            "watchkeeper_ingest_rejected_requests",
+            "Ingest requests refused, by reason",
+            ["reason"],
             registry=self.registry,
         )
         self.ingest_seconds = Histogram(
-            "watchkeeper_ingest_request_seconds", "Time to answer an ingest request, commit included",
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=self.registry,
+            "watchkeeper_ingest_request_seconds",
+            "Time to answer an ingest request, commit included",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
         )
         self.commit_seconds = Histogram(
-            "watchkeeper_db_commit_seconds", "Duration of one group-commit transaction",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=self.registry,
+            "watchkeeper_db_commit_seconds",
+            "Duration of one group-commit transaction",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
         )
         self.commit_jobs = Histogram(
-            "watchkeeper_db_commit_jobs", "Requests sharing one group-commit transaction",
-            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000), registry=self.registry,
+            "watchkeeper_db_commit_jobs",
+            "Requests sharing one group-commit transaction",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
         )
-        self.queue_depth = Gauge("watchkeeper_writer_queue_depth", "Writes waiting for the writer",
-                                 registry=self.registry)
+        self.queue_depth = Gauge(
+            "watchkeeper_writer_queue_depth", "Writes waiting for the writer", registry=self.registry
+        )
 
     def observe_commit(self, seconds: float, jobs: int) -> None:
         self.commit_seconds.observe(seconds)
@@ -62,8 +73,9 @@ async def metrics_endpoint(request: Request) -> Response:
 
 def _health(status: str, checks: dict[str, Any]) -> Response:
     body = {"status": status, "version": __version__, "checks": checks}
-    return Response(orjson.dumps(body), status_code=200 if status != "fail" else 503,
-                    media_type="application/health+json")
+    return Response(
+        orjson.dumps(body), status_code=200 if status != "fail" else 503, media_type="application/health+json"
+    )
 
 
 async def health_endpoint(request: Request) -> Response:
@@ -82,31 +94,50 @@ def readiness(runtime: Runtime) -> tuple[str, dict[str, Any]]:
         checks["database:writable"] = [{"componentType": "datastore", "status": "pass", "time": now}]
     except Exception as exc:
         status = "fail"
-        checks["database:writable"] = [{"componentType": "datastore", "status": "fail", "time": now,
-                                        "output": str(exc)[:300]}]
+        checks["database:writable"] = [
+            {"componentType": "datastore", "status": "fail", "time": now, "output": str(exc)[:300]}
+        ]
     try:
         current, head = current_revision(runtime.engine), head_revision()
         ok = current == head
     except Exception as exc:
         current, head, ok = str(exc)[:100], head_revision(), False
-    checks["database:migrations"] = [{"componentType": "datastore", "observedValue": current, "status":
-                                      "pass" if ok else "fail", "output": "" if ok else f"expected {head}"}]
+    checks["database:migrations"] = [
+        {
+            "componentType": "datastore",
+            "observedValue": current,
+            "status": "pass" if ok else "fail",
+            "output": "" if ok else f"expected {head}",
+        }
+    ]
     status = status if ok else "fail"
     depth = runtime.writer.queue_depth
     limit = runtime.settings.writer.max_queue
     queue_status = "pass" if depth < limit * 0.8 else "warn"
     if not runtime.writer.running:
         queue_status = "fail"
-    checks["writer:queue"] = [{"componentType": "component", "observedValue": depth, "observedUnit": "jobs",
-                               "status": queue_status}]
+    checks["writer:queue"] = [
+        {"componentType": "component", "observedValue": depth, "observedUnit": "jobs", "status": queue_status}
+    ]
     if queue_status != "pass" and status == "pass":
         status = queue_status
     if queue_status == "fail":
         status = "fail"
-    free = shutil.disk_usage(runtime.settings.data_dir).free
-    disk_status = "pass" if free > 1 << 30 else ("warn" if free > 100 << 20 else "fail")
-    checks["disk:free"] = [{"componentType": "system", "observedValue": free, "observedUnit": "bytes",
-                            "status": disk_status}]
+    # With PostgreSQL the data directory may not exist (nothing is stored there yet): measure the disk
+    # it would be created on.
+    where = runtime.settings.data_dir.resolve()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError as exc:
+        checks["disk:free"] = [{"componentType": "system", "status": "warn", "output": str(exc)[:300]}]
+        disk_status = "warn"
+    else:
+        disk_status = "pass" if free > 1 << 30 else ("warn" if free > 100 << 20 else "fail")
+        checks["disk:free"] = [
+            {"componentType": "system", "observedValue": free, "observedUnit": "bytes", "status": disk_status}
+        ]
     if disk_status == "fail" or (disk_status == "warn" and status == "pass"):
         status = disk_status
     return status, checks
