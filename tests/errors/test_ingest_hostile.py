@@ -382,3 +382,51 @@ def test_a_transaction_with_eight_thousand_spans_is_stored_trimmed(server: Serve
     assert response.status_code == 200, response.text
     (row,) = stored(server, transactions, project.id)
     assert len(unpack_document(row.data)["spans"]) == 1000
+
+
+def test_overlong_values_in_headers_and_items_are_clipped_or_refused_never_a_500(
+    server: Server, project: ProjectFixture
+) -> None:
+    now = time.time()
+    long_item_headers = orjson.dumps(
+        {
+            "type": "attachment",
+            "length": 4,
+            "filename": "f" * 1000,
+            "content_type": "c" * 1000,
+            "attachment_type": "event.attachment" + "x" * 300,
+        }
+    )
+    transaction = {
+        "type": "transaction",
+        "event_id": new_id(),
+        "transaction": "t" * 5000,
+        "start_timestamp": now - 1,
+        "timestamp": now,
+        "environment": "e" * 500,
+        "release": "r" * 500,
+        "contexts": {"trace": {"trace_id": new_id(), "span_id": new_id()[:16], "op": "o" * 1000, "status": "s" * 1000}},
+    }
+    event = an_event(
+        tags={"k" * 500: "v" * 5000, "ok": "fine"},
+        environment="e" * 500,
+        release="r" * 500,
+        user={"id": "u" * 5000},
+        server_name="s" * 5000,
+        transaction="t" * 5000,
+    )
+    body = (
+        orjson.dumps({"event_id": "9" * 5000})
+        + b"\n"
+        + long_item_headers
+        + b"\ndata\n"
+        + item("session", {"sid": new_id(), "status": "ok"})
+        + item("transaction", transaction)
+        + item("event", event)
+    )
+    response = post(server, project, body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": event["event_id"]}
+    (row,) = stored(server, transactions, project.id)
+    assert len(row.op or "") <= 200 and len(row.status or "") <= 64
+    assert len(stored(server, envelope_items, project.id)) == 1

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from watchkeeper.auth.key_cache import KeyGrant
 from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
 from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope
+from watchkeeper.errors.interfaces import trace_id
 from watchkeeper.errors.processing import ItemRejected, process_item
 from watchkeeper.errors.rate_limits import Refusal
 from watchkeeper.errors.records import EnvelopeRecords
@@ -150,8 +151,8 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
     if refusal is not None:
         items = [item for item in items if item.type != "event"]
         records.count("error", "rate_limited", events)
-    envelope_id = envelope.headers.get("event_id")
-    envelope_id = envelope_id if isinstance(envelope_id, str) else None
+    # Stored with attachments and kept items (a 32-character column) and echoed back: only a real id.
+    envelope_id = trace_id(envelope.headers.get("event_id"))
     client_ip = request.client.host if request.client else None
     rules = _rules(runtime, grant)
     limits = {
@@ -160,6 +161,7 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
         "check_in": runtime.settings.ingest.max_check_in_bytes,
     }
     stored_id: str | None = None
+    stored_kind: str | None = None
     rejected: ItemRejected | None = None
     for item in items:
         try:
@@ -170,7 +172,9 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
             rejected = rejected or exc
             records.count("error" if item.type == "event" else item.type, "invalid")
             continue
-        stored_id = stored_id or event_id
+        # The answer names the error event when there is one, as SDKs expect; else the first stored item.
+        if event_id is not None and (stored_id is None or (item.type == "event" and stored_kind != "event")):
+            stored_id, stored_kind = event_id, item.type
     for (category, outcome), n in records.outcomes.items():
         runtime.metrics.items.labels(category, outcome).inc(n)
     if not records.empty:

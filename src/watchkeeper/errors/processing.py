@@ -27,8 +27,7 @@ from watchkeeper.errors.scrubbing import ScrubbingRules, scrub_event
 from watchkeeper.lib.blobs import pack_document
 
 # Item types kept as sent (after validation) for the domains that read them later.
-KEPT_ITEM_TYPES = {"session", "sessions", "client_report", "check_in", "log", "otel_log", "user_report",
-                   "feedback"}
+KEPT_ITEM_TYPES = {"session", "sessions", "client_report", "check_in", "log", "otel_log", "user_report", "feedback"}
 MAX_TAGS_PER_EVENT = 50
 
 
@@ -77,8 +76,9 @@ def _event_tags(event: dict[str, Any], user: str | None) -> list[tuple[str, str]
     return list(tags.items())
 
 
-def process_event(payload: dict[str, Any], *, project_id: int, received: float, client_ip: str | None,
-                  rules: ScrubbingRules) -> EventRecord:
+def process_event(
+    payload: dict[str, Any], *, project_id: int, received: float, client_ip: str | None, rules: ScrubbingRules
+) -> EventRecord:
     event = normalize_event(payload, received_at=received, client_ip=client_ip)
     scrub_event(event, rules)
     grouping = compute_grouping(event)
@@ -89,30 +89,57 @@ def process_event(payload: dict[str, Any], *, project_id: int, received: float, 
     culprit = event_culprit(event)
     event["title"], event["culprit"] = title, culprit
     return EventRecord(
-        project_id=project_id, event_id=event["event_id"], hash=grouping.hash, grouping_config=GROUPING_CONFIG,
-        title=title, culprit=culprit, type=event.get("type", "default"), level=event["level"],
-        platform=event.get("platform") or "other", timestamp=event["timestamp"], received=received,
-        environment=event.get("environment"), release=event.get("release"), user_key=user, tags=tags,
-        metadata=event_metadata(event), data=pack_document(event),
+        project_id=project_id,
+        event_id=event["event_id"],
+        hash=grouping.hash,
+        grouping_config=GROUPING_CONFIG,
+        title=title,
+        culprit=culprit,
+        type=event.get("type", "default"),
+        level=event["level"],
+        platform=event.get("platform") or "other",
+        timestamp=event["timestamp"],
+        received=received,
+        environment=event.get("environment"),
+        release=event.get("release"),
+        user_key=user,
+        tags=tags,
+        metadata=event_metadata(event),
+        data=pack_document(event),
     )
 
 
-def process_transaction(payload: dict[str, Any], *, project_id: int, received: float, client_ip: str | None,
-                        rules: ScrubbingRules) -> TransactionRecord:
+def process_transaction(
+    payload: dict[str, Any], *, project_id: int, received: float, client_ip: str | None, rules: ScrubbingRules
+) -> TransactionRecord:
     event = normalize_event(payload, received_at=received, client_ip=client_ip, event_type="transaction")
     scrub_event(event, rules)
     trace = (event.get("contexts") or {}).get("trace") or {}
     return TransactionRecord(
-        project_id=project_id, event_id=event["event_id"], trace_id=trace.get("trace_id"),
+        project_id=project_id,
+        event_id=event["event_id"],
+        trace_id=trace.get("trace_id"),
         name=str(event.get("transaction") or "<unlabeled transaction>")[:500],
-        op=trace.get("op"), status=trace.get("status"), start_timestamp=event["start_timestamp"],
-        timestamp=event["timestamp"], environment=event.get("environment"), release=event.get("release"),
-        received=received, data=pack_document(event),
+        op=_clip(trace.get("op"), 200),
+        status=_clip(trace.get("status"), 64),
+        start_timestamp=event["start_timestamp"],
+        timestamp=event["timestamp"],
+        environment=event.get("environment"),
+        release=event.get("release"),
+        received=received,
+        data=pack_document(event),
     )
 
 
-def process_item(item: EnvelopeItem, records: EnvelopeRecords, *, envelope_event_id: str | None,
-                 client_ip: str | None, rules: ScrubbingRules, limits: dict[str, int]) -> str | None:
+def process_item(
+    item: EnvelopeItem,
+    records: EnvelopeRecords,
+    *,
+    envelope_event_id: str | None,
+    client_ip: str | None,
+    rules: ScrubbingRules,
+    limits: dict[str, int],
+) -> str | None:
     """Add what one item contributes to `records`; returns the event id it stored, if any.
 
     Raises ItemRejected for an event/transaction that is too large or not valid JSON.
@@ -127,13 +154,15 @@ def process_item(item: EnvelopeItem, records: EnvelopeRecords, *, envelope_event
             if envelope_event_id and "event_id" not in payload:
                 payload["event_id"] = envelope_event_id
             if kind == "event":
-                record = process_event(payload, project_id=records.project_id, received=records.received,
-                                       client_ip=client_ip, rules=rules)
+                record = process_event(
+                    payload, project_id=records.project_id, received=records.received, client_ip=client_ip, rules=rules
+                )
                 records.events.append(record)
                 records.count("error", "accepted")
                 return record.event_id
-            transaction = process_transaction(payload, project_id=records.project_id,
-                                              received=records.received, client_ip=client_ip, rules=rules)
+            transaction = process_transaction(
+                payload, project_id=records.project_id, received=records.received, client_ip=client_ip, rules=rules
+            )
             records.transactions.append(transaction)
             records.count("transaction", "accepted")
             return transaction.event_id
@@ -141,12 +170,17 @@ def process_item(item: EnvelopeItem, records: EnvelopeRecords, *, envelope_event
             if size > limits["attachment"]:
                 records.count("attachment", "too_large")
                 return None
-            records.attachments.append(AttachmentRecord(
-                project_id=records.project_id, event_id=envelope_event_id,
-                filename=str(item.headers.get("filename") or "attachment")[:255],
-                content_type=_header(item, "content_type"), attachment_type=_header(item, "attachment_type"),
-                received=records.received, data=item.payload,
-            ))
+            records.attachments.append(
+                AttachmentRecord(
+                    project_id=records.project_id,
+                    event_id=envelope_event_id,
+                    filename=str(item.headers.get("filename") or "attachment")[:255],
+                    content_type=_header(item, "content_type"),
+                    attachment_type=_header(item, "attachment_type", 64),
+                    received=records.received,
+                    data=item.payload,
+                )
+            )
             records.count("attachment", "accepted")
             return None
         if kind in KEPT_ITEM_TYPES:
@@ -157,10 +191,15 @@ def process_item(item: EnvelopeItem, records: EnvelopeRecords, *, envelope_event
             document: Any = parse_json_object(item.payload, f"{kind} item")
             if kind in ("log", "otel_log", "user_report", "feedback", "check_in"):
                 document = scrub_event(document, rules) if kind != "check_in" else document
-            records.items.append(ItemRecord(
-                project_id=records.project_id, type=kind, event_id=envelope_event_id,
-                received=records.received, data=pack_document(document),
-            ))
+            records.items.append(
+                ItemRecord(
+                    project_id=records.project_id,
+                    type=kind,
+                    event_id=envelope_event_id,
+                    received=records.received,
+                    data=pack_document(document),
+                )
+            )
             records.count(kind, "accepted")
             return None
     except (EnvelopeError, InvalidEvent) as exc:
@@ -173,6 +212,12 @@ def process_item(item: EnvelopeItem, records: EnvelopeRecords, *, envelope_event
     return None
 
 
-def _header(item: EnvelopeItem, name: str) -> str | None:
+def _clip(value: Any, chars: int) -> str | None:
+    """Text for a column of ``chars`` characters (PostgreSQL refuses longer strings, SQLite does not)."""
+    return value[:chars] if isinstance(value, str) and value else None
+
+
+def _header(item: EnvelopeItem, name: str, chars: int = 255) -> str | None:
+    """An item header as text clipped to its column's size (PostgreSQL refuses longer strings)."""
     value = item.headers.get(name)
-    return str(value)[:255] if value is not None else None
+    return str(value)[:chars] if value is not None else None

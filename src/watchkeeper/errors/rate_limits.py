@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
@@ -45,10 +45,15 @@ class EventQuotas:
         """Consume `count` events from every quota that applies, or say which one refuses them."""
         checks = [
             ("key", "key_quota", grant.key_per_minute, grant.key_per_hour, f"k{grant.key_id}"),
-            ("project", "project_quota", grant.project_per_minute or self._default_minute,
-             grant.project_per_hour or self._default_hour, f"p{grant.project_id}"),
+            (
+                "project",
+                "project_quota",
+                grant.project_per_minute or self._default_minute,
+                grant.project_per_hour or self._default_hour,
+                f"p{grant.project_id}",
+            ),
         ]
-        items = []
+        items: list[tuple[str, str, RateLimitItem, str]] = []
         for scope, reason, per_minute, per_hour, ident in checks:
             if per_minute:
                 items.append((scope, reason, RateLimitItemPerMinute(per_minute), ident))
