@@ -430,3 +430,20 @@ def test_overlong_values_in_headers_and_items_are_clipped_or_refused_never_a_500
     (row,) = stored(server, transactions, project.id)
     assert len(row.op or "") <= 200 and len(row.status or "") <= 64
     assert len(stored(server, envelope_items, project.id)) == 1
+
+
+def item_series(server: Server) -> set[str]:
+    text = HTTP.get(f"{server.url}/metrics").text
+    return {line.split(" ")[0] for line in text.splitlines() if line.startswith("watchkeeper_ingest_items_total{")}
+
+
+def test_made_up_item_types_do_not_create_metric_series(server: Server, project: ProjectFixture) -> None:
+    before = item_series(server)
+    for n in range(3):
+        body = envelope(*(item(f"made-up-{n}-{i}", {"i": i}) for i in range(100)), item("profile", {"p": 1}))
+        assert post(server, project, body).status_code == 200
+    added = item_series(server) - before
+    assert added == {
+        'watchkeeper_ingest_items_total{category="unknown",outcome="skipped"}',
+        'watchkeeper_ingest_items_total{category="profile",outcome="skipped"}',
+    }
