@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -83,9 +84,18 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
         values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise HTTPException(400, "cursor: not a cursor returned by this API") from None
-    if not isinstance(values, list) or len(values) != length:
+    if not isinstance(values, list) or len(values) != length or not all(_sortable_number(v) for v in values):
+        # Our cursors hold sort keys and ids: numbers the database can compare with its columns.
         raise HTTPException(400, "cursor: not a cursor returned by this API")
     return values
+
+
+def _sortable_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _field_name(error: Any) -> str:

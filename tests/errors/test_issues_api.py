@@ -238,6 +238,9 @@ def test_read_only_tokens_can_read_but_not_change(
 BAD_PROJECT_REQUESTS: list[tuple[str, str, dict[str, Any], str]] = [
     ("get", "/issues", {"params": {"cursor": "not-a-cursor!"}}, "cursor"),
     ("get", "/issues", {"params": {"cursor": "WzFd"}}, "cursor"),  # a valid base64 list of the wrong length
+    ("get", "/issues", {"params": {"cursor": "WyJ4IiwgInkiXQ", "sort": "events"}}, "cursor"),  # ["x", "y"]
+    ("get", "/issues", {"params": {"cursor": "WzEsIHsiYSI6IDF9XQ"}}, "cursor"),  # [1, {"a": 1}]
+    ("get", "/issues", {"params": {"cursor": "WzkyMjMzNzIwMzY4NTQ3NzU4MDgsIDFd", "sort": "events"}}, "cursor"),  # 2**63
     ("get", "/issues", {"params": {"sort": "popularity"}}, "sort"),
     ("get", "/issues", {"params": {"limit": 0}}, "limit"),
     ("get", "/issues", {"params": {"limit": "many"}}, "limit"),
@@ -274,6 +277,7 @@ def test_bad_input_on_one_issue_and_its_events(server: Server, project: ProjectF
         (api.patch(f"/api/v1/issues/{issue_id}", json={"assignee_id": 999999}), "assignee_id"),
         (api.get(f"/api/v1/issues/{issue_id}/events", params={"cursor": "%%%"}), "cursor"),
         (api.get(f"/api/v1/issues/{issue_id}/events", params={"limit": 1000}), "limit"),
+        (api.get(f"/api/v1/issues/{issue_id}/events", params={"cursor": "WyJ4IiwgInkiXQ"}), "cursor"),
         (api.get(f"/api/v1/issues/{issue_id}", params={"histogram_hours": 0}), "histogram_hours"),
         (api.get("/api/v1/issues/abc"), "issue_id"),
         (api.get("/api/v1/issues/999999"), "999999"),
