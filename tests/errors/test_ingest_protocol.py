@@ -507,3 +507,27 @@ def test_a_key_over_its_quota_gets_429_naming_the_key(
     assert refused.headers["x-sentry-rate-limits"].endswith(":error;default;security:key:key_quota")
     assert int(refused.headers["retry-after"]) >= 1
     assert len(stored_event_ids(server, project.id)) == 1
+
+
+def test_the_endpoints_answer_without_the_trailing_slash_too(server: Server, project: ProjectFixture) -> None:
+    event_id = new_id()
+    response = httpx.post(
+        f"{server.url}/api/{project.id}/envelope",
+        content=envelope(item("event", event(event_id))),
+        headers=auth(project.public_key),
+    )
+    assert response.status_code == 200
+    assert response.json() == {"id": event_id}
+    response = httpx.post(
+        f"{server.url}/api/{project.id}/store", content=orjson.dumps(event(new_id())), headers=auth(project.public_key)
+    )
+    assert response.status_code == 200
+    assert len(stored_event_ids(server, project.id)) == 2
+
+
+def test_other_methods_are_a_json_405(server: Server, project: ProjectFixture) -> None:
+    for endpoint in ("envelope/", "store/", "envelope"):
+        for method in ("GET", "PUT", "PATCH", "DELETE"):
+            response = httpx.request(method, f"{server.url}/api/{project.id}/{endpoint}")
+            assert_json_error(response, 405)
+            assert response.headers["allow"] == "POST, OPTIONS"

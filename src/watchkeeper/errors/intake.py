@@ -258,9 +258,29 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=200, headers=CORS_HEADERS)
 
 
+async def method_not_allowed(request: Request) -> Response:
+    error = IngestError(405, f"method {request.method} not allowed: send POST", "invalid", {"Allow": "POST, OPTIONS"})
+    return _error(error)
+
+
+_OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE"]  # Starlette adds HEAD to GET
+
+# With and without the trailing slash: SDKs send it, hand-written clients often don't, and a redirect
+# would make them send the body twice.
 routes = [
-    Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),
-    Route("/api/{project_id}/store/", store_endpoint, methods=["POST"]),
-    Route("/api/{project_id}/envelope/", preflight, methods=["OPTIONS"]),
-    Route("/api/{project_id}/store/", preflight, methods=["OPTIONS"]),
+    route
+    for path in ("/api/{project_id}/envelope/", "/api/{project_id}/envelope")
+    for route in (
+        Route(path, envelope_endpoint, methods=["POST"]),
+        Route(path, preflight, methods=["OPTIONS"]),
+        Route(path, method_not_allowed, methods=_OTHER_METHODS),
+    )
+] + [
+    route
+    for path in ("/api/{project_id}/store/", "/api/{project_id}/store")
+    for route in (
+        Route(path, store_endpoint, methods=["POST"]),
+        Route(path, preflight, methods=["OPTIONS"]),
+        Route(path, method_not_allowed, methods=_OTHER_METHODS),
+    )
 ]
