@@ -65,6 +65,7 @@ def test_bad_project_changes_are_422_naming_the_key(server: Server, project: Pro
         ({"events_per_minute": -1}, "events_per_minute"),
         ({"colour": "red"}, "colour"),
         ({"name": ""}, "name"),
+        ({"name": None}, "name"),
     ]
     for body, key in cases:
         response = api.patch(f"/api/v1/projects/{project.id}", json=body)
@@ -89,7 +90,15 @@ def test_keys_can_be_listed_added_and_relabelled(server: Server, project: Projec
     assert relabelled["label"] == "iOS" and relabelled["is_active"] is True
     assert [k["label"] for k in api.get(f"/api/v1/projects/{project.id}/keys").json()] == ["Default", "iOS"]
     assert api.patch("/api/v1/keys/999999", json={"label": "x"}).status_code == 404
-    assert api.patch(f"/api/v1/keys/{key['id']}", json={"is_active": "maybe"}).status_code == 422
+    for body, field in [
+        ({"is_active": "maybe"}, "is_active"),
+        ({"is_active": None}, "is_active"),
+        ({"label": None}, "label"),
+        ({"public_key": "mine"}, "public_key"),
+    ]:
+        response = api.patch(f"/api/v1/keys/{key['id']}", json=body)
+        assert response.status_code == 422 and field in response.json()["detail"], (body, response.text)
+    assert api.post(f"/api/v1/projects/{project.id}/keys", json={"label": None}).status_code == 422
 
 
 def test_a_disabled_key_is_refused_and_can_be_enabled_again(

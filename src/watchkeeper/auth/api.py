@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
 from watchkeeper.api import Editor, Reader, read, runtime_of, write
@@ -34,6 +34,11 @@ class ProjectChange(BaseModel):
         None, description="scrub_data, sensitive_fields, safe_fields, scrub_ip_addresses"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _name_not_null(cls, value: str | None) -> str:
+        return _not_null(value)
+
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,6 +51,18 @@ class KeyChange(BaseModel):
     is_active: bool | None = None
     events_per_minute: int | None = Field(None, ge=1)
     events_per_hour: int | None = Field(None, ge=1)
+
+    @field_validator("label", "is_active")
+    @classmethod
+    def _required_not_null(cls, value: Any) -> Any:
+        return _not_null(value)
+
+
+def _not_null(value: Any) -> Any:
+    """Optional in a change, but an explicit null would erase a required column."""
+    if value is None:
+        raise ValueError("may be left out but not null")
+    return value
 
 
 def project_json(project: P.Project) -> dict[str, Any]:
