@@ -42,7 +42,9 @@ class BenchServer:
         self.data = self.tmp / "data"
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
-        self.env = {**os.environ, "WATCHKEEPER_ADMIN_PASSWORD": PASSWORD}
+        # production profile: log level info, so no per-request access log (development logs every request)
+        self.env = {**os.environ, "WATCHKEEPER_ADMIN_PASSWORD": PASSWORD,
+                    "WATCHKEEPER_PROFILE": os.environ.get("WK_BENCH_PROFILE", "production")}
         self.base = f"http://127.0.0.1:{self.port}"
 
     @property
