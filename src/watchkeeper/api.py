@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,6 +19,14 @@ from starlette.concurrency import run_in_threadpool
 from watchkeeper.app import Runtime
 from watchkeeper.auth.tokens import TokenOwner, authenticate_token
 from watchkeeper.store.writer import WriterOverloaded, call_each
+
+# Ids and counters the client sends must fit the columns they are compared with (PostgreSQL INTEGER and
+# BIGINT), so an absurd number is a 422 naming the field, not a database error.
+MAX_INT = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+ProjectId = Annotated[int, Path(ge=1, le=MAX_INT)]
+KeyId = Annotated[int, Path(ge=1, le=MAX_INT)]
+IssueId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token made with `watchkeeper token create`")
 

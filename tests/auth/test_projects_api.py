@@ -63,6 +63,7 @@ def test_bad_project_changes_are_422_naming_the_key(server: Server, project: Pro
         ({"retention_days": 0}, "retention_days"),
         ({"retention_days": "long"}, "retention_days"),
         ({"events_per_minute": -1}, "events_per_minute"),
+        ({"events_per_hour": 10**20}, "events_per_hour"),
         ({"colour": "red"}, "colour"),
         ({"name": ""}, "name"),
         ({"name": None}, "name"),
@@ -77,6 +78,13 @@ def test_bad_project_changes_are_422_naming_the_key(server: Server, project: Pro
         assert key in response.json()["detail"], (body, response.text)
     assert api.get(f"/api/v1/projects/{project.id}").json()["scrubbing"] == {}
     assert api.patch("/api/v1/projects/999999", json={"name": "x"}).status_code == 404
+    for response in (
+        api.get(f"/api/v1/projects/{10**20}"),
+        api.get(f"/api/v1/projects/{10**20}/keys"),
+        api.patch(f"/api/v1/keys/{10**20}", json={"label": "x"}),
+        api.post(f"/api/v1/keys/{10**20}/rotate"),
+    ):
+        assert response.status_code == 422 and "_id" in response.json()["detail"], response.text
 
 
 def test_keys_can_be_listed_added_and_relabelled(server: Server, project: ProjectFixture, api: httpx.Client) -> None:

@@ -242,6 +242,21 @@ BAD_PROJECT_REQUESTS: list[tuple[str, str, dict[str, Any], str]] = [
     ("get", "/issues", {"params": {"cursor": "WzEsIHsiYSI6IDF9XQ"}}, "cursor"),  # [1, {"a": 1}]
     ("get", "/issues", {"params": {"cursor": "WzkyMjMzNzIwMzY4NTQ3NzU4MDgsIDFd", "sort": "events"}}, "cursor"),  # 2**63
     ("get", "/issues", {"params": {"sort": "popularity"}}, "sort"),
+    ("get", "/issues", {"params": {"query": "a\x00b"}}, "query"),
+    ("get", "/issues", {"params": {"environment": "\x00"}}, "environment"),
+    ("get", "/issues", {"params": {"since": "nan"}}, "since"),
+    ("patch", "/issues", {"json": {"ids": [10**20], "status": "resolved"}}, "ids.0"),
+    ("patch", "/issues", {"json": {"ids": [1], "assignee_id": 10**20}}, "assignee_id"),
+    ("patch", "/issues", {"json": {"ids": [1], "status": "ignored", "ignore_count": 10**20}}, "ignore_count"),
+    (
+        "patch",
+        "/issues",
+        {
+            "content": b'{"ids": [1], "status": "ignored", "ignore_until": NaN}',
+            "headers": {"content-type": "application/json"},
+        },
+        "ignore_until",
+    ),
     ("get", "/issues", {"params": {"limit": 0}}, "limit"),
     ("get", "/issues", {"params": {"limit": "many"}}, "limit"),
     ("get", "/issues", {"params": {"status": "open"}}, "status"),
@@ -282,6 +297,10 @@ def test_bad_input_on_one_issue_and_its_events(server: Server, project: ProjectF
         (api.get("/api/v1/issues/abc"), "issue_id"),
         (api.get("/api/v1/issues/999999"), "999999"),
         (api.get("/api/v1/projects/999999/issues"), "999999"),
+        (api.get(f"/api/v1/projects/{10**20}/issues"), "project_id"),
+        (api.get(f"/api/v1/issues/{10**20}"), "issue_id"),
+        (api.get(f"/api/v1/issues/{10**20}/events"), "issue_id"),
+        (api.delete(f"/api/v1/issues/{10**20}"), "issue_id"),
     ]
     for response, field in cases:
         assert 400 <= response.status_code < 500, (field, response.status_code, response.text)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
-from watchkeeper.api import Editor, Reader, read, runtime_of, write
+from watchkeeper.api import MAX_INT, Editor, KeyId, ProjectId, Reader, read, runtime_of, write
 from watchkeeper.auth import projects as P
 from watchkeeper.errors.scrubbing import ScrubbingRules
 
@@ -28,8 +28,8 @@ class ProjectChange(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     platform: str | None = Field(None, max_length=64)
     retention_days: int | None = Field(None, ge=1, le=3650)
-    events_per_minute: int | None = Field(None, ge=1)
-    events_per_hour: int | None = Field(None, ge=1)
+    events_per_minute: int | None = Field(None, ge=1, le=MAX_INT)
+    events_per_hour: int | None = Field(None, ge=1, le=MAX_INT)
     scrubbing: dict[str, Any] | None = Field(
         None, description="scrub_data, sensitive_fields, safe_fields, scrub_ip_addresses"
     )
@@ -49,8 +49,8 @@ class KeyChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str | None = Field(None, min_length=1, max_length=200)
     is_active: bool | None = None
-    events_per_minute: int | None = Field(None, ge=1)
-    events_per_hour: int | None = Field(None, ge=1)
+    events_per_minute: int | None = Field(None, ge=1, le=MAX_INT)
+    events_per_hour: int | None = Field(None, ge=1, le=MAX_INT)
 
     @field_validator("label", "is_active")
     @classmethod
@@ -121,12 +121,12 @@ async def create_project(request: Request, body: ProjectIn, owner: Editor) -> di
 
 
 @router.get("/projects/{project_id}")
-async def get_project(request: Request, project_id: int, owner: Reader) -> dict[str, Any]:
+async def get_project(request: Request, project_id: ProjectId, owner: Reader) -> dict[str, Any]:
     return project_json(await _project_or_404(request, project_id))
 
 
 @router.patch("/projects/{project_id}")
-async def change_project(request: Request, project_id: int, body: ProjectChange, owner: Editor) -> dict[str, Any]:
+async def change_project(request: Request, project_id: ProjectId, body: ProjectChange, owner: Editor) -> dict[str, Any]:
     project = await _project_or_404(request, project_id)
     changes = body.model_dump(exclude_unset=True)
     scrubbing = changes.pop("scrubbing", None)
@@ -149,21 +149,21 @@ async def change_project(request: Request, project_id: int, body: ProjectChange,
 
 
 @router.delete("/projects/{project_id}", status_code=204)
-async def delete_project(request: Request, project_id: int, owner: Editor) -> None:
+async def delete_project(request: Request, project_id: ProjectId, owner: Editor) -> None:
     await _project_or_404(request, project_id)
     await write(request, lambda conn: P.delete_project(conn, project_id))
     runtime_of(request).key_cache.invalidate()
 
 
 @router.get("/projects/{project_id}/keys")
-async def list_keys(request: Request, project_id: int, owner: Reader) -> list[dict[str, Any]]:
+async def list_keys(request: Request, project_id: ProjectId, owner: Reader) -> list[dict[str, Any]]:
     await _project_or_404(request, project_id)
     base = runtime_of(request).settings.base_url
     return [key_json(k, base) for k in await read(request, lambda conn: P.list_keys(conn, project_id))]
 
 
 @router.post("/projects/{project_id}/keys", status_code=201)
-async def create_key(request: Request, project_id: int, body: KeyIn, owner: Editor) -> dict[str, Any]:
+async def create_key(request: Request, project_id: ProjectId, body: KeyIn, owner: Editor) -> dict[str, Any]:
     await _project_or_404(request, project_id)
     runtime = runtime_of(request)
     key = await write(request, lambda conn: P.create_key(conn, project_id, now=runtime.clock.now(), label=body.label))
@@ -171,7 +171,7 @@ async def create_key(request: Request, project_id: int, body: KeyIn, owner: Edit
 
 
 @router.patch("/keys/{key_id}")
-async def change_key(request: Request, key_id: int, body: KeyChange, owner: Editor) -> dict[str, Any]:
+async def change_key(request: Request, key_id: KeyId, body: KeyChange, owner: Editor) -> dict[str, Any]:
     runtime = runtime_of(request)
     key = await write(request, lambda conn: P.update_key(conn, key_id, body.model_dump(exclude_unset=True)))
     if key is None:
@@ -181,7 +181,7 @@ async def change_key(request: Request, key_id: int, body: KeyChange, owner: Edit
 
 
 @router.post("/keys/{key_id}/rotate", status_code=201)
-async def rotate_key(request: Request, key_id: int, owner: Editor) -> dict[str, Any]:
+async def rotate_key(request: Request, key_id: KeyId, owner: Editor) -> dict[str, Any]:
     """Issue a new key and disable the old one."""
     runtime = runtime_of(request)
     key = await write(request, lambda conn: P.rotate_key(conn, key_id, now=runtime.clock.now()))

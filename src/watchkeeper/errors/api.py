@@ -7,7 +7,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from watchkeeper.api import Editor, Reader, decode_cursor, encode_cursor, read, runtime_of, write
+from watchkeeper.api import (
+    MAX_BIGINT,
+    MAX_INT,
+    Editor,
+    IssueId,
+    ProjectId,
+    Reader,
+    decode_cursor,
+    encode_cursor,
+    read,
+    runtime_of,
+    write,
+)
 from watchkeeper.auth.projects import get_project
 from watchkeeper.errors import issues as I
 
@@ -19,9 +31,9 @@ class IssueChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["unresolved", "resolved", "ignored"] | None = None
     in_next_release: bool = Field(False, description="with status=resolved: resolve in the next release")
-    ignore_until: float | None = Field(None, description="with status=ignored: epoch seconds")
-    ignore_count: int | None = Field(None, ge=1, description="with status=ignored: until N more events")
-    assignee_id: int | None = None
+    ignore_until: float | None = Field(None, allow_inf_nan=False, description="with status=ignored: epoch seconds")
+    ignore_count: int | None = Field(None, ge=1, le=MAX_INT, description="with status=ignored: until N more events")
+    assignee_id: int | None = Field(None, ge=1, le=MAX_INT)
 
     @model_validator(mode="after")
     def _something(self) -> IssueChange:
@@ -31,7 +43,7 @@ class IssueChange(BaseModel):
 
 
 class BulkChange(IssueChange):
-    ids: list[int] = Field(min_length=1, max_length=1000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_BIGINT)]] = Field(min_length=1, max_length=1000)
 
 
 def _link(request: Request, cursor: list[Any] | None) -> dict[str, str]:
@@ -50,50 +62,63 @@ async def _issue_or_404(request: Request, issue_id: int) -> dict[str, Any]:
     issue = await read(request, lambda conn: I.get_issue(conn, issue_id))
     if issue is None:
         raise HTTPException(404, f"issue {issue_id} not found")
-    return issue  # type: ignore[no-any-return]
+    return issue
 
 
 @router.get("/projects/{project_id}/issues")
 async def list_issues(
-    request: Request, response: Response, project_id: int, owner: Reader,
+    request: Request,
+    response: Response,
+    project_id: ProjectId,
+    owner: Reader,
     status: Annotated[Literal["unresolved", "resolved", "ignored", "all"], Query()] = "unresolved",
     level: Level | None = None,
     environment: Annotated[str | None, Query(max_length=64)] = None,
     release: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[float | None, Query(description="last seen at or after (epoch seconds)")] = None,
-    until: Annotated[float | None, Query(description="first seen at or before (epoch seconds)")] = None,
+    since: Annotated[
+        float | None, Query(allow_inf_nan=False, description="last seen at or after (epoch seconds)")
+    ] = None,
+    until: Annotated[
+        float | None, Query(allow_inf_nan=False, description="first seen at or before (epoch seconds)")
+    ] = None,
     query: Annotated[str | None, Query(max_length=200, description="text in title or culprit")] = None,
     sort: I.Sort = "last_seen",
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """Issues of a project: filter, search, sort, and page with `cursor` (also in the `Link` header)."""
+    for name, text in (("environment", environment), ("release", release), ("query", query)):
+        if text is not None and "\x00" in text:  # PostgreSQL text cannot hold NUL: nothing can match
+            raise HTTPException(422, f"{name}: may not contain NUL characters")
     await _check_project(request, project_id)
     flt = I.IssueFilter(None if status == "all" else status, level, environment, release, since, until, query)
     after = decode_cursor(cursor, 2) if cursor else None
     rows, next_key = await read(
-        request, lambda conn: I.list_issues(conn, project_id, flt, sort=sort, limit=limit, after=after))
+        request, lambda conn: I.list_issues(conn, project_id, flt, sort=sort, limit=limit, after=after)
+    )
     response.headers.update(_link(request, next_key))
     return {"issues": rows, "next_cursor": encode_cursor(next_key) if next_key else None}
 
 
 @router.patch("/projects/{project_id}/issues")
-async def bulk_change(request: Request, project_id: int, body: BulkChange, owner: Editor) -> dict[str, Any]:
+async def bulk_change(request: Request, project_id: ProjectId, body: BulkChange, owner: Editor) -> dict[str, Any]:
     """Resolve, ignore, reopen or assign many issues at once."""
     await _check_project(request, project_id)
     runtime = runtime_of(request)
     change = body.model_dump(exclude_unset=True, exclude={"ids"})
     try:
-        changed = await write(request, lambda conn: I.change_issues(conn, project_id, body.ids, change,
-                                                                    runtime.clock.now()))
+        changed = await write(
+            request, lambda conn: I.change_issues(conn, project_id, body.ids, change, runtime.clock.now())
+        )
     except I.IssueChangeError as exc:
         raise HTTPException(422, str(exc)) from None
     return {"changed": changed}
 
 
 @router.get("/issues/{issue_id}")
-async def get_issue(request: Request, issue_id: int, owner: Reader,
-                    histogram_hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24) -> dict[str, Any]:
+async def get_issue(
+    request: Request, issue_id: IssueId, owner: Reader, histogram_hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24
+) -> dict[str, Any]:
     """An issue with its tag breakdowns and its events per minute over the last `histogram_hours`."""
     issue = await _issue_or_404(request, issue_id)
     since = int(runtime_of(request).clock.now() // 60) - histogram_hours * 60
@@ -105,52 +130,58 @@ async def get_issue(request: Request, issue_id: int, owner: Reader,
 
 
 @router.patch("/issues/{issue_id}")
-async def change_issue(request: Request, issue_id: int, body: IssueChange, owner: Editor) -> dict[str, Any]:
+async def change_issue(request: Request, issue_id: IssueId, body: IssueChange, owner: Editor) -> dict[str, Any]:
     issue = await _issue_or_404(request, issue_id)
     runtime = runtime_of(request)
     change = body.model_dump(exclude_unset=True)
     try:
-        await write(request, lambda conn: I.change_issues(conn, issue["project_id"], [issue_id], change,
-                                                          runtime.clock.now()))
+        await write(
+            request, lambda conn: I.change_issues(conn, issue["project_id"], [issue_id], change, runtime.clock.now())
+        )
     except I.IssueChangeError as exc:
         raise HTTPException(422, str(exc)) from None
     return await _issue_or_404(request, issue_id)
 
 
 @router.delete("/issues/{issue_id}", status_code=204)
-async def delete_issue(request: Request, issue_id: int, owner: Editor) -> None:
+async def delete_issue(request: Request, issue_id: IssueId, owner: Editor) -> None:
     await _issue_or_404(request, issue_id)
     await write(request, lambda conn: I.delete_issue(conn, issue_id))
 
 
 @router.get("/issues/{issue_id}/events")
 async def list_events(
-    request: Request, response: Response, issue_id: int, owner: Reader,
-    full: bool = False, limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    request: Request,
+    response: Response,
+    issue_id: IssueId,
+    owner: Reader,
+    full: bool = False,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """Events of an issue, newest first; `full=true` includes each normalised event."""
     await _issue_or_404(request, issue_id)
     after = decode_cursor(cursor, 2) if cursor else None
-    rows, next_key = await read(request, lambda conn: I.list_events(conn, issue_id, limit=limit, after=after,
-                                                                    full=full))
+    rows, next_key = await read(
+        request, lambda conn: I.list_events(conn, issue_id, limit=limit, after=after, full=full)
+    )
     response.headers.update(_link(request, next_key))
     return {"events": rows, "next_cursor": encode_cursor(next_key) if next_key else None}
 
 
 @router.get("/issues/{issue_id}/events/latest")
-async def latest_event(request: Request, issue_id: int, owner: Reader) -> dict[str, Any]:
+async def latest_event(request: Request, issue_id: IssueId, owner: Reader) -> dict[str, Any]:
     await _issue_or_404(request, issue_id)
     rows, _ = await read(request, lambda conn: I.list_events(conn, issue_id, limit=1, full=True))
     if not rows:
         raise HTTPException(404, f"issue {issue_id} has no stored events")
-    return rows[0]  # type: ignore[no-any-return]
+    return rows[0]
 
 
 @router.get("/projects/{project_id}/events/{event_id}")
-async def get_event(request: Request, project_id: int, event_id: str, owner: Reader) -> dict[str, Any]:
+async def get_event(request: Request, project_id: ProjectId, event_id: str, owner: Reader) -> dict[str, Any]:
     """One event, normalised and scrubbed, as stored."""
     event = await read(request, lambda conn: I.get_event(conn, project_id, event_id[:40]))
     if event is None:
         raise HTTPException(404, f"event {event_id[:40]} not found in project {project_id}")
-    return event  # type: ignore[no-any-return]
+    return event
