@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
@@ -27,6 +28,16 @@ MAX_BIGINT = 2**63 - 1
 ProjectId = Annotated[int, Path(ge=1, le=MAX_INT)]
 KeyId = Annotated[int, Path(ge=1, le=MAX_INT)]
 IssueId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("may not contain NUL characters")  # PostgreSQL text cannot store them
+    return value
+
+
+# A string a client sends that we store: anything but NUL.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token made with `watchkeeper token create`")
 

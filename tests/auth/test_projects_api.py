@@ -67,6 +67,8 @@ def test_bad_project_changes_are_422_naming_the_key(server: Server, project: Pro
         ({"colour": "red"}, "colour"),
         ({"name": ""}, "name"),
         ({"name": None}, "name"),
+        ({"name": "nul\x00name"}, "name"),
+        ({"platform": "\x00"}, "platform"),
     ]
     for body, key in cases:
         response = api.patch(f"/api/v1/projects/{project.id}", json=body)
@@ -102,6 +104,7 @@ def test_keys_can_be_listed_added_and_relabelled(server: Server, project: Projec
         ({"is_active": "maybe"}, "is_active"),
         ({"is_active": None}, "is_active"),
         ({"label": None}, "label"),
+        ({"label": "a\x00"}, "label"),
         ({"public_key": "mine"}, "public_key"),
     ]:
         response = api.patch(f"/api/v1/keys/{key['id']}", json=body)

@@ -201,6 +201,7 @@ def test_one_event_by_id_in_its_project_only(server: Server, project: ProjectFix
     dashed = str(uuid.UUID(event_id))
     assert api.get(f"/api/v1/projects/{project.id}/events/{dashed}").json()["event_id"] == event_id
     other = make_project(server, "Other")
+    assert api.get(f"/api/v1/projects/{project.id}/events/%00").status_code == 404
     missing = api.get(f"/api/v1/projects/{other.id}/events/{event_id}")
     assert missing.status_code == 404 and event_id in missing.json()["detail"]
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
-from watchkeeper.api import MAX_INT, Editor, KeyId, ProjectId, Reader, read, runtime_of, write
+from watchkeeper.api import MAX_INT, Editor, KeyId, ProjectId, Reader, Text, read, runtime_of, write
 from watchkeeper.auth import projects as P
 from watchkeeper.errors.scrubbing import ScrubbingRules
 
@@ -19,14 +19,14 @@ SCRUBBING_KEYS = {"scrub_data", "sensitive_fields", "safe_fields", "scrub_ip_add
 
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    platform: str | None = Field(None, max_length=64)
+    name: Text = Field(min_length=1, max_length=200)
+    platform: Text | None = Field(None, max_length=64)
 
 
 class ProjectChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=200)
-    platform: str | None = Field(None, max_length=64)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    platform: Text | None = Field(None, max_length=64)
     retention_days: int | None = Field(None, ge=1, le=3650)
     events_per_minute: int | None = Field(None, ge=1, le=MAX_INT)
     events_per_hour: int | None = Field(None, ge=1, le=MAX_INT)
@@ -42,12 +42,12 @@ class ProjectChange(BaseModel):
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: str = Field("Default", min_length=1, max_length=200)
+    label: Text = Field("Default", min_length=1, max_length=200)
 
 
 class KeyChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: str | None = Field(None, min_length=1, max_length=200)
+    label: Text | None = Field(None, min_length=1, max_length=200)
     is_active: bool | None = None
     events_per_minute: int | None = Field(None, ge=1, le=MAX_INT)
     events_per_hour: int | None = Field(None, ge=1, le=MAX_INT)

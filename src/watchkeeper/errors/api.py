@@ -181,6 +181,8 @@ async def latest_event(request: Request, issue_id: IssueId, owner: Reader) -> di
 @router.get("/projects/{project_id}/events/{event_id}")
 async def get_event(request: Request, project_id: ProjectId, event_id: str, owner: Reader) -> dict[str, Any]:
     """One event, normalised and scrubbed, as stored."""
+    if "\x00" in event_id:
+        raise HTTPException(404, f"event not found in project {project_id}")
     event = await read(request, lambda conn: I.get_event(conn, project_id, event_id[:40]))
     if event is None:
         raise HTTPException(404, f"event {event_id[:40]} not found in project {project_id}")
