@@ -15,6 +15,7 @@ import asyncio
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -139,11 +140,14 @@ def main() -> None:
                "WK_KEY": key, "WK_THREADS": str(args.threads)}
         sampler = Sampler(server.pid)
         sampler.start()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wrk = subprocess.Popen(
             ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
              "--timeout", "30s", "--latency", "-s", str(HERE / "ingest_load.lua"), server.base],
             env=env, stdout=subprocess.PIPE, text=True)
         out, _ = wrk.communicate()
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wrk_cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / args.duration
         cpu, rss_med, rss_max = sampler.finish()
         print(out)
         m = re.search(r"WK_RESULT ok200=(\d+) other=(\d+) p50_ms=([\d.]+) p90_ms=([\d.]+) p99_ms=([\d.]+)", out)
@@ -161,7 +165,7 @@ def main() -> None:
               f"{'OK' if expected <= rows <= expected + args.connections else 'MISMATCH'}"
               f" (rows may exceed 200s by at most the {args.connections} requests in flight when wrk stopped)")
         print(f"RESULT server under load: CPU {cpu * 100:.0f}% of one core, VmRSS median {rss_med / 1024:.1f} MiB, "
-              f"max {rss_max / 1024:.1f} MiB")
+              f"max {rss_max / 1024:.1f} MiB; wrk CPU {wrk_cpu * 100:.0f}% of one core")
 
         rate = args.half_rate or max(1.0, ok200 / args.duration / 2)
         bodies = [p.read_bytes() for p in sorted(bodydir.glob("body_*.gz"))[: min(args.bodies, 20000)]]
