@@ -42,6 +42,13 @@ class KeyCache:
         with self._lock:
             self._entries.clear()
 
+    def cached(self, public_key: str) -> tuple[bool, KeyGrant | None]:
+        """(True, grant) when the cache holds a fresh answer for the key; never touches the database."""
+        entry = self._entries.get(public_key)
+        if entry is not None and entry[0] > self._clock.monotonic():
+            return True, entry[1]
+        return False, None
+
     def lookup(self, public_key: str) -> KeyGrant | None:
         """The grant for a public key, or None if no such key exists (negative answers are cached too)."""
         now = self._clock.monotonic()

@@ -11,6 +11,7 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -98,7 +99,7 @@ def _decode(runtime: Runtime, request: Request, body: bytes) -> bytes:
         raise IngestError(400, str(exc), "invalid") from None
 
 
-def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) -> KeyGrant:
+async def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) -> KeyGrant:
     try:
         public_key = find_public_key(
             request.headers.get("x-sentry-auth"),
@@ -107,7 +108,10 @@ def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) ->
         )
     except AuthError as exc:
         raise IngestError(exc.status, str(exc), "unauthorized") from None
-    grant = runtime.key_cache.lookup(public_key)
+    found, grant = runtime.key_cache.cached(public_key)
+    if not found:
+        # A miss queries the database: keep it off the event loop (scanners send random keys).
+        grant = await run_in_threadpool(runtime.key_cache.lookup, public_key)
     if grant is None or grant.project_id != project_id:
         raise IngestError(403, "invalid key for this project: unknown key or project", "unauthorized")
     if not grant.is_active:
@@ -115,7 +119,7 @@ def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) ->
     return grant
 
 
-def _authorize_early(runtime: Runtime, request: Request, project_id: int) -> KeyGrant | None:
+async def _authorize_early(runtime: Runtime, request: Request, project_id: int) -> KeyGrant | None:
     """Authorise from the header or query string before the body is read; None if neither names a key.
 
     Unauthenticated clients must not make us read and decompress a body of up to max_decompressed_bytes.
@@ -127,7 +131,7 @@ def _authorize_early(runtime: Runtime, request: Request, project_id: int) -> Key
         if exc.status == 401:
             return None
         raise IngestError(exc.status, str(exc), "unauthorized") from None
-    return _authorize(runtime, request, project_id, None)
+    return await _authorize(runtime, request, project_id, None)
 
 
 def _rules(runtime: Runtime, grant: KeyGrant) -> ScrubbingRules:
@@ -198,14 +202,14 @@ async def envelope_endpoint(request: Request) -> Response:
     started = runtime.clock.monotonic()
     try:
         project_id = _project_id(request)
-        _authorize_early(runtime, request, project_id)
+        await _authorize_early(runtime, request, project_id)
         body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
         try:
             envelope = parse_envelope(body)
         except EnvelopeError as exc:
             raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
         # Again with the envelope's dsn: a dsn naming another key than the header is refused (400).
-        grant = _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
+        grant = await _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
         response = await _accept(runtime, request, grant, envelope)
     except IngestError as exc:
         runtime.metrics.rejected.labels(exc.reason).inc()
@@ -235,7 +239,7 @@ async def store_endpoint(request: Request) -> Response:
     started = runtime.clock.monotonic()
     try:
         project_id = _project_id(request)
-        grant = _authorize(runtime, request, project_id, None)
+        grant = await _authorize(runtime, request, project_id, None)
         body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
         payload = _store_payload(body, runtime.settings.ingest.max_decompressed_bytes)
         kind = "event"
