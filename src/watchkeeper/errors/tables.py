@@ -48,6 +48,7 @@ Index("ix_issues_project_last_seen", issues.c.project_id, issues.c.last_seen)
 Index("ix_issues_project_status_last_seen", issues.c.project_id, issues.c.status, issues.c.last_seen)
 Index("ix_issues_project_first_seen", issues.c.project_id, issues.c.first_seen)
 Index("ix_issues_project_times_seen", issues.c.project_id, issues.c.times_seen)
+Index("ix_issues_project_users_seen", issues.c.project_id, issues.c.users_seen)
 
 events = Table(
     "events",

@@ -156,6 +156,7 @@ def upgrade() -> None:
             "ix_issues_project_status_last_seen", ["project_id", "status", "last_seen"], unique=False
         )
         batch_op.create_index("ix_issues_project_times_seen", ["project_id", "times_seen"], unique=False)
+        batch_op.create_index("ix_issues_project_users_seen", ["project_id", "users_seen"], unique=False)
 
     op.create_table(
         "project_keys",
@@ -303,6 +304,7 @@ def downgrade() -> None:
     op.drop_table("project_keys")
     with op.batch_alter_table("issues", schema=None) as batch_op:
         batch_op.drop_index("ix_issues_project_times_seen")
+        batch_op.drop_index("ix_issues_project_users_seen")
         batch_op.drop_index("ix_issues_project_status_last_seen")
         batch_op.drop_index("ix_issues_project_last_seen")
         batch_op.drop_index("ix_issues_project_first_seen")
