@@ -34,6 +34,10 @@ LEVEL_ALIASES = {"warn": "warning", "critical": "fatal", "log": "info"}
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _TOO_DEEP = "[...]"
+# The int range orjson can encode (scalar() turns others into text).
+_INT_MIN = -(2**63)
+_INT_END = 2**64
+_isfinite = math.isfinite
 
 
 class EventErrors:
@@ -85,7 +89,7 @@ def scalar(value: Any) -> Any:
     """Return a JSON scalar that orjson can always encode (huge ints and NaN are not)."""
     t = type(value)
     if t is int:
-        if -(2**63) <= value < 2**64:
+        if _INT_MIN <= value < _INT_END:
             return value
         return _int_text(value)
     if t is float:
@@ -152,8 +156,17 @@ def trim(value: Any, depth: int = 0) -> Any:
                 key = string(key, 256)
                 if key is None:
                     continue
-            # Short ASCII strings are most leaves (sentry-python sends vars as reprs): skip the call.
-            if type(item) is str and item.isascii() and len(item) <= MAX_STRING_BYTES:
+            # Scalars are most leaves (sentry-python sends vars as reprs, numbers and flags): keep
+            # the ones already in bounds inline, as a recursive call per leaf dominated the cost.
+            kind = type(item)
+            if kind is str:
+                out[key] = item if item.isascii() and len(item) <= MAX_STRING_BYTES else clip(item)
+            elif (
+                (kind is int and _INT_MIN <= item < _INT_END)
+                or (kind is float and _isfinite(item))
+                or kind is bool
+                or item is None
+            ):
                 out[key] = item
             else:
                 out[key] = trim(item, depth + 1)
@@ -163,7 +176,11 @@ def trim(value: Any, depth: int = 0) -> Any:
             return _TOO_DEEP
         return [
             item
-            if type(item) is str and item.isascii() and len(item) <= MAX_STRING_BYTES
+            if (type(item) is str and item.isascii() and len(item) <= MAX_STRING_BYTES)
+            or (type(item) is int and _INT_MIN <= item < _INT_END)
+            or (type(item) is float and _isfinite(item))
+            or item is None
+            or type(item) is bool
             else trim(item, depth + 1)
             for item in value[:MAX_ITEMS]
         ]
@@ -443,9 +460,7 @@ def breadcrumbs(data: Any, errors: EventErrors, default_time: float) -> dict[str
         crumb: dict[str, Any] = {
             "timestamp": default_time if when is None else when,
             "type": short_string(get("type"), 64) or "default",
-            "level": crumb_level
-            if type(crumb_level) is str and crumb_level in LEVELS
-            else level(crumb_level, "info"),
+            "level": crumb_level if type(crumb_level) is str and crumb_level in LEVELS else level(crumb_level, "info"),
         }
         category = get("category")
         if category is not None and (category := short_string(category, 256)):
