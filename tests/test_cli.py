@@ -185,3 +185,12 @@ def test_serve_on_an_empty_data_dir_prints_the_url_and_a_one_time_admin_password
         row = conn.execute(users.select()).one()
     engine.dispose()
     assert row.email == "admin@example.com" and verify_password(row.password_hash, password)
+
+
+def test_data_dir_and_config_are_accepted_after_the_command_too(tmp_path: Path) -> None:
+    from watchkeeper.cli import build_parser
+
+    after = build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--port", "9001"])
+    before = build_parser().parse_args(["--data-dir", str(tmp_path), "project", "list"])
+    assert after.data_dir == tmp_path and after.port == 9001
+    assert before.data_dir == tmp_path

@@ -185,27 +185,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="watchkeeper", description="Self-hosted production monitoring.")
     parser.add_argument("--config", type=Path, help="YAML settings file (or WATCHKEEPER_CONFIG)")
     parser.add_argument("--data-dir", type=Path, help="where the SQLite database lives")
+    # The same two options are accepted after the command too (`watchkeeper serve --data-dir D`);
+    # SUPPRESS keeps a value given before the command when none is given after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the server")
+    serve = commands.add_parser("serve", help="run the server", parents=[common])
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser("migrate", help="apply database migrations", parents=[common]).set_defaults(func=cmd_migrate)
 
     project = commands.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
-    create = project.add_parser("create", help="create a project and print its DSN")
+    create = project.add_parser("create", help="create a project and print its DSN", parents=[common])
     create.add_argument("name")
     create.add_argument("--platform")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_project_create)
-    listing = project.add_parser("list", help="list projects and their DSNs")
+    listing = project.add_parser("list", help="list projects and their DSNs", parents=[common])
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_project_list)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
-    tcreate = token.add_parser("create", help="create an API token")
+    tcreate = token.add_parser("create", help="create an API token", parents=[common])
     tcreate.add_argument("name")
     tcreate.add_argument("--user", help="owner's e-mail (default: the first admin)")
     tcreate.add_argument("--read-only", action="store_true")
@@ -213,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     tcreate.set_defaults(func=cmd_token_create)
 
     user = commands.add_parser("user", help="users").add_subparsers(dest="action", required=True)
-    ucreate = user.add_parser("create", help="create a user")
+    ucreate = user.add_parser("create", help="create a user", parents=[common])
     ucreate.add_argument("email")
     ucreate.add_argument("--role", choices=["admin", "member", "viewer"], default="member")
     ucreate.add_argument("--password", help="default: prompt, or generate when not on a terminal")
@@ -222,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     ucreate.set_defaults(func=cmd_user_create)
 
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
-    check = config.add_parser("check", help="validate the settings and print them")
+    check = config.add_parser("check", help="validate the settings and print them", parents=[common])
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_config_check)
     return parser
