@@ -57,10 +57,11 @@ class BenchServer:
         return json.loads(out)
 
     def start(self) -> None:
-        log = open(self.tmp / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [WATCHKEEPER, "--data-dir", str(self.data), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        # The child keeps its own copy of the log descriptor; ours can close at once.
+        with open(self.tmp / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [WATCHKEEPER, "--data-dir", str(self.data), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:

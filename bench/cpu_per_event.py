@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import make_events  # noqa: E402
+import make_events
 
 
 def main() -> None:
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     args = ap.parse_args()
 
+    from watchkeeper.auth.projects import create_project
     from watchkeeper.errors.decoding import decode_body
     from watchkeeper.errors.envelope import parse_envelope, parse_json_object
     from watchkeeper.errors.grouping import compute_grouping
@@ -36,11 +37,10 @@ def main() -> None:
     from watchkeeper.errors.processing import process_event
     from watchkeeper.errors.records import EnvelopeRecords
     from watchkeeper.errors.scrubbing import ScrubbingRules, scrub_event
-    from watchkeeper.lib.blobs import pack_document
-    from watchkeeper.store.migrate import upgrade
-    from watchkeeper.store.engine import make_engine
     from watchkeeper.errors.storage import save_envelopes
-    from watchkeeper.auth.projects import create_project
+    from watchkeeper.lib.blobs import pack_document
+    from watchkeeper.store.engine import make_engine
+    from watchkeeper.store.migrate import upgrade
 
     rng = random.Random(11)
     bodies = [make_events.gzip_envelope(make_events.make_event(rng)) for _ in range(args.events)]

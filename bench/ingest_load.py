@@ -26,8 +26,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import make_events  # noqa: E402
-from benchserver import BenchServer, cpu_seconds, rss_kib  # noqa: E402
+import make_events
+from benchserver import BenchServer, cpu_seconds, rss_kib
 
 HERE = Path(__file__).parent
 

@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import make_events  # noqa: E402
-from benchserver import BenchServer  # noqa: E402
+import make_events
+from benchserver import BenchServer
 
 ENVS = ("production", "staging", "development")
 RELEASES = tuple(f"shop@2026.11.{i}" for i in range(1, 10))

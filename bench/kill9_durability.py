@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import make_events  # noqa: E402
-from benchserver import BenchServer  # noqa: E402
+import make_events
+from benchserver import BenchServer
 
 
 async def load(server: BenchServer, project: int, key: str, bodies: list[tuple[str, bytes]], duration: float,
@@ -50,7 +50,7 @@ async def load(server: BenchServer, project: int, key: str, bodies: list[tuple[s
                     if r.status == 200:
                         assert json.loads(text)["id"] == event_id
                         acked.add(event_id)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, aiohttp.ClientError, ConnectionError):
                 outcomes["connection error"] = outcomes.get("connection error", 0) + 1
                 await asyncio.sleep(0.05)
 

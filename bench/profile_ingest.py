@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchserver import VENV_BIN, BenchServer  # noqa: E402
-from ingest_load import HERE, write_bodies  # noqa: E402
+from benchserver import VENV_BIN, BenchServer
+from ingest_load import HERE, write_bodies
+
 
 def _name(frame: str) -> str:
     """'func (pkg/mod.py:12)' -> 'func (pkg/mod.py)'."""
