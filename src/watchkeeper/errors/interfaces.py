@@ -38,6 +38,7 @@ _TOO_DEEP = "[...]"
 _INT_MIN = -(2**63)
 _INT_END = 2**64
 _isfinite = math.isfinite
+_INT63 = 2**63
 
 
 class EventErrors:
@@ -275,6 +276,13 @@ def _lines(value: Any, keep_last: bool) -> list[str] | None:
     if type(value) is not list:
         return None
     window = value[-MAX_CONTEXT_LINES:] if keep_last else value[:MAX_CONTEXT_LINES]
+    # Lines are almost always short ASCII strings: then the slice (a new list) is the answer,
+    # and a plain loop checks that faster than a comprehension rebuilds it.
+    for line in window:
+        if type(line) is not str or not line.isascii() or len(line) > 1024:
+            break
+    else:
+        return window
     return [
         line if type(line) is str and line.isascii() and len(line) <= 1024 else (string(line, 1024) or "")
         for line in window
@@ -296,15 +304,21 @@ def frame(data: Any) -> dict[str, Any] | None:
     platform = get("platform")
     if type(platform) is str and len(platform) <= 64:
         out["platform"] = platform.lower()
+    # The int and short-ASCII checks inline what integer() and short_string() would accept: those
+    # calls are most of a frame's cost and every event carries dozens of frames.
     lineno = get("lineno")
-    if lineno is not None and (lineno := integer(lineno)) is not None:
+    if (type(lineno) is int and 0 <= lineno < _INT63) or (
+        lineno is not None and (lineno := integer(lineno)) is not None
+    ):
         out["lineno"] = lineno
     colno = get("colno")
     if colno is not None and (colno := integer(colno)) is not None:
         out["colno"] = colno
     context_line = get("context_line")
     if type(context_line) is str:
-        out["context_line"] = short_string(context_line, 1024)
+        out["context_line"] = (
+            context_line if context_line.isascii() and len(context_line) <= 1024 else short_string(context_line, 1024)
+        )
     pre = get("pre_context")
     if pre:
         pre = _lines(pre, keep_last=True)
@@ -455,18 +469,29 @@ def breadcrumbs(data: Any, errors: EventErrors, default_time: float) -> dict[str
         if type(item) is not dict:
             continue
         get = item.get
-        when = timestamp(get("timestamp"))
+        # Inline fast paths (a float time, a short ASCII type) give what timestamp() and
+        # short_string() would: those calls were most of a crumb's cost.
+        when = get("timestamp")
+        if type(when) is not float or not 0 <= when <= 1e11:
+            when = timestamp(when)
+        crumb_type = get("type")
+        if type(crumb_type) is not str or not crumb_type.isascii() or len(crumb_type) > 64:
+            crumb_type = short_string(crumb_type, 64)
         crumb_level = get("level")
         crumb: dict[str, Any] = {
             "timestamp": default_time if when is None else when,
-            "type": short_string(get("type"), 64) or "default",
+            "type": crumb_type or "default",
             "level": crumb_level if type(crumb_level) is str and crumb_level in LEVELS else level(crumb_level, "info"),
         }
         category = get("category")
-        if category is not None and (category := short_string(category, 256)):
+        if (type(category) is str and category.isascii() and 0 < len(category) <= 256) or (
+            category is not None and (category := short_string(category, 256))
+        ):
             crumb["category"] = category
         message = get("message")
-        if message is not None and (message := short_string(message, MAX_STRING_BYTES)):
+        if (type(message) is str and message.isascii() and 0 < len(message) <= MAX_STRING_BYTES) or (
+            message is not None and (message := short_string(message, MAX_STRING_BYTES))
+        ):
             crumb["message"] = message
         crumb_data = get("data")
         if type(crumb_data) is dict:
