@@ -190,3 +190,23 @@ def test_events_are_counted_per_minute(server: Server, project: ProjectFixture, 
     assert [tuple(r) for r in rows] == [(minute, 2), (minute + 2, 1)]
     detail = api.get(f"/api/v1/issues/{issue['id']}").json()
     assert detail["histogram"] == [[minute * 60, 2], [(minute + 2) * 60, 1]]
+
+
+def test_nul_characters_in_indexed_fields_are_stored_not_refused(
+    server: Server, project: ProjectFixture, api: httpx.Client
+) -> None:
+    # PostgreSQL text columns cannot hold NUL: the columns get U+FFFD, the stored event keeps the original.
+    response = send_event(
+        server,
+        project,
+        release="r\x00",
+        environment="prod\x00",
+        user={"id": "u\x00"},
+        tags={"k\x00": "v\x00"},
+        transaction="/checkout\x00",
+        exception={"values": [{"type": "Bad\x00Type", "value": "value\x00"}]},
+    )
+    assert response.status_code == 200, response.text
+    issue = api.get(f"/api/v1/projects/{project.id}/issues").json()["issues"][0]
+    assert issue["last_release"] == "r\ufffd"
+    assert "\ufffd" in issue["title"]

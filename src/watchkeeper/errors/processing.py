@@ -101,10 +101,10 @@ def process_event(
     scrub_event(event, rules)
     grouping = compute_grouping(event)
     event["grouping"] = {"config": GROUPING_CONFIG, "variant": grouping.variant, "hash": grouping.hash}
-    user = user_key(event)
-    tags = _event_tags(event, user)
-    title = event_title(event)
-    culprit = event_culprit(event)
+    user = _optional_text(user_key(event))
+    tags = [(_column_text(k), _column_text(v)) for k, v in _event_tags(event, user)]
+    title = _column_text(event_title(event))
+    culprit = _column_text(event_culprit(event))
     event["title"], event["culprit"] = title, culprit
     return EventRecord(
         project_id=project_id,
@@ -118,8 +118,8 @@ def process_event(
         platform=event.get("platform") or "other",
         timestamp=event["timestamp"],
         received=received,
-        environment=event.get("environment"),
-        release=event.get("release"),
+        environment=_optional_text(event.get("environment")),
+        release=_optional_text(event.get("release")),
         user_key=user,
         tags=tags,
         metadata=event_metadata(event),
@@ -137,13 +137,13 @@ def process_transaction(
         project_id=project_id,
         event_id=event["event_id"],
         trace_id=trace.get("trace_id"),
-        name=str(event.get("transaction") or "<unlabeled transaction>")[:500],
+        name=_column_text(str(event.get("transaction") or "<unlabeled transaction>")[:500]),
         op=_clip(trace.get("op"), 200),
         status=_clip(trace.get("status"), 64),
         start_timestamp=event["start_timestamp"],
         timestamp=event["timestamp"],
-        environment=event.get("environment"),
-        release=event.get("release"),
+        environment=_optional_text(event.get("environment")),
+        release=_optional_text(event.get("release")),
         received=received,
         data=pack_document(event),
     )
@@ -192,7 +192,7 @@ def process_item(
                 AttachmentRecord(
                     project_id=records.project_id,
                     event_id=envelope_event_id,
-                    filename=str(item.headers.get("filename") or "attachment")[:255],
+                    filename=_column_text(str(item.headers.get("filename") or "attachment")[:255]),
                     content_type=_header(item, "content_type"),
                     attachment_type=_header(item, "attachment_type", 64),
                     received=records.received,
@@ -234,10 +234,23 @@ def process_item(
 
 def _clip(value: Any, chars: int) -> str | None:
     """Text for a column of ``chars`` characters (PostgreSQL refuses longer strings, SQLite does not)."""
-    return value[:chars] if isinstance(value, str) and value else None
+    return _column_text(value[:chars]) if isinstance(value, str) and value else None
+
+
+def _column_text(value: str) -> str:
+    r"""PostgreSQL text cannot hold NUL; the stored JSON document keeps the original (escaped).
+
+    >>> _column_text("a\x00b")
+    'a\ufffdb'
+    """
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _optional_text(value: Any) -> str | None:
+    return _column_text(value) if isinstance(value, str) else None
 
 
 def _header(item: EnvelopeItem, name: str, chars: int = 255) -> str | None:
     """An item header as text clipped to its column's size (PostgreSQL refuses longer strings)."""
     value = item.headers.get(name)
-    return str(value)[:chars] if value is not None else None
+    return _column_text(str(value)[:chars]) if value is not None else None

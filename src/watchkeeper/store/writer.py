@@ -109,6 +109,14 @@ class Writer:
         assert self._thread is not None
         self._thread.join(timeout)
         self._thread = None
+        # A submit that raced with stop() may have queued after the drain: fail it, never leave it waiting.
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and job.future.set_running_or_notify_cancel():
+                job.future.set_exception(WriterStopped("the writer stopped before this write ran"))
 
     def submit(self, function: BatchFunction, item: Any) -> Future[Any]:
         if self._stopping or not self.running:
