@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -18,8 +19,8 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from watchkeeper.app import Runtime
-from watchkeeper.auth.tokens import TokenOwner, authenticate_token
-from watchkeeper.store.writer import WriterOverloaded, call_each
+from watchkeeper.auth.tokens import TOUCH_INTERVAL, TokenOwner, authenticate_token, touch_token
+from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
 
 # Ids and counters the client sends must fit the columns they are compared with (PostgreSQL INTEGER and
 # BIGINT), so an absurd number is a 422 naming the field, not a database error.
@@ -62,6 +63,12 @@ async def token_owner(
     owner = await run_in_threadpool(_authenticate, runtime_of(request), credentials.credentials)
     if owner is None:
         raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+    runtime = runtime_of(request)
+    now = runtime.clock.now()
+    if owner.last_used_at is None or now - owner.last_used_at >= TOUCH_INTERVAL:
+        # Not awaited: the answer does not depend on it, and a busy writer must not slow reads.
+        with contextlib.suppress(WriterOverloaded, WriterStopped):
+            runtime.writer.submit(call_each, lambda conn: touch_token(conn, owner.token_id, now))
     return owner
 
 

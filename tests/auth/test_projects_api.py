@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -152,3 +153,18 @@ def test_read_only_tokens_cannot_change_projects_or_keys(server: Server, project
     assert [r.status_code for r in refused] == [403] * 6
     assert send_event(server, project).status_code == 200
     assert httpx.get(f"{server.url}/api/v1/projects").status_code == 401
+
+
+def test_using_a_token_records_when_it_was_last_used(server: Server, api: httpx.Client) -> None:
+    from sqlalchemy import select
+
+    from watchkeeper.auth.tables import api_tokens
+
+    assert api.get("/api/v1/projects").status_code == 200
+    deadline = time.monotonic() + 5
+    last_used = None
+    while last_used is None and time.monotonic() < deadline:
+        with server.runtime.engine.connect() as conn:
+            last_used = conn.execute(select(api_tokens.c.last_used_at).order_by(api_tokens.c.id.desc())).scalar()
+        time.sleep(0.02)
+    assert last_used is not None and abs(last_used - time.time()) < 60

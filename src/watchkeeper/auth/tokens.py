@@ -23,6 +23,7 @@ class TokenOwner:
     email: str
     role: str
     read_only: bool
+    last_used_at: float | None = None
 
     @property
     def can_write(self) -> bool:
@@ -62,7 +63,10 @@ def authenticate_token(conn: Connection, token: str) -> TokenOwner | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
     row = conn.execute(
-        select(api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.read_only, users.c.email, users.c.role)
+        select(
+            api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.read_only, api_tokens.c.last_used_at,
+            users.c.email, users.c.role,
+        )
         .join(users, users.c.id == api_tokens.c.user_id)
         .where(
             api_tokens.c.token_hash == _digest(token),
@@ -72,7 +76,12 @@ def authenticate_token(conn: Connection, token: str) -> TokenOwner | None:
     ).first()
     if row is None:
         return None
-    return TokenOwner(row.id, row.user_id, row.email, row.role, row.read_only)
+    return TokenOwner(row.id, row.user_id, row.email, row.role, row.read_only, row.last_used_at)
+
+
+# Recording every use would turn each API read into a write; once a minute is precise enough to spot
+# unused tokens.
+TOUCH_INTERVAL = 60.0
 
 
 def touch_token(conn: Connection, token_id: int, now: float) -> None:
