@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -197,25 +198,37 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
     return _json(200, {"id": stored_id or envelope_id}, headers)
 
 
-async def envelope_endpoint(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    started = runtime.clock.monotonic()
-    try:
-        project_id = _project_id(request)
-        await _authorize_early(runtime, request, project_id)
-        body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
+def _ingest_endpoint(
+    handle: Callable[[Runtime, Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an ingest handler: IngestError becomes its JSON answer; rejections and latency are measured."""
+
+    async def endpoint(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        started = runtime.clock.monotonic()
         try:
-            envelope = parse_envelope(body)
-        except EnvelopeError as exc:
-            raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
-        # Again with the envelope's dsn: a dsn naming another key than the header is refused (400).
-        grant = await _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
-        response = await _accept(runtime, request, grant, envelope)
-    except IngestError as exc:
-        runtime.metrics.rejected.labels(exc.reason).inc()
-        response = _error(exc)
-    runtime.metrics.ingest_seconds.observe(runtime.clock.monotonic() - started)
-    return response
+            response = await handle(runtime, request)
+        except IngestError as exc:
+            runtime.metrics.rejected.labels(exc.reason).inc()
+            response = _error(exc)
+        runtime.metrics.ingest_seconds.observe(runtime.clock.monotonic() - started)
+        return response
+
+    return endpoint
+
+
+@_ingest_endpoint
+async def envelope_endpoint(runtime: Runtime, request: Request) -> Response:
+    project_id = _project_id(request)
+    await _authorize_early(runtime, request, project_id)
+    body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
+    try:
+        envelope = parse_envelope(body)
+    except EnvelopeError as exc:
+        raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+    # Again with the envelope's dsn: a dsn naming another key than the header is refused (400).
+    grant = await _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
+    return await _accept(runtime, request, grant, envelope)
 
 
 def _store_payload(body: bytes, limit: int) -> bytes:
@@ -234,28 +247,21 @@ def _store_payload(body: bytes, limit: int) -> bytes:
         raise IngestError(400, "store body is neither JSON nor base64-encoded zlib", "invalid") from None
 
 
-async def store_endpoint(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    started = runtime.clock.monotonic()
-    try:
-        project_id = _project_id(request)
-        grant = await _authorize(runtime, request, project_id, None)
-        body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
-        payload = _store_payload(body, runtime.settings.ingest.max_decompressed_bytes)
-        kind = "event"
-        if payload.lstrip()[:1] == b"{" and b'"transaction"' in payload[:4096]:
-            try:
-                if orjson.loads(payload).get("type") == "transaction":
-                    kind = "transaction"
-            except orjson.JSONDecodeError:
-                pass
-        envelope = Envelope(headers={}, items=[EnvelopeItem(type=kind, headers={}, payload=payload)])
-        response = await _accept(runtime, request, grant, envelope)
-    except IngestError as exc:
-        runtime.metrics.rejected.labels(exc.reason).inc()
-        response = _error(exc)
-    runtime.metrics.ingest_seconds.observe(runtime.clock.monotonic() - started)
-    return response
+@_ingest_endpoint
+async def store_endpoint(runtime: Runtime, request: Request) -> Response:
+    project_id = _project_id(request)
+    grant = await _authorize(runtime, request, project_id, None)
+    body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
+    payload = _store_payload(body, runtime.settings.ingest.max_decompressed_bytes)
+    kind = "event"
+    if payload.lstrip()[:1] == b"{" and b'"transaction"' in payload[:4096]:
+        try:
+            if orjson.loads(payload).get("type") == "transaction":
+                kind = "transaction"
+        except orjson.JSONDecodeError:
+            pass
+    envelope = Envelope(headers={}, items=[EnvelopeItem(type=kind, headers={}, payload=payload)])
+    return await _accept(runtime, request, grant, envelope)
 
 
 async def preflight(request: Request) -> Response:
