@@ -21,6 +21,7 @@ from watchkeeper.auth.projects import create_project, list_keys
 from watchkeeper.auth.tokens import create_token
 from watchkeeper.auth.users import create_user
 from watchkeeper.config import Settings, load_settings
+from watchkeeper.store.engine import for_writing
 
 TEST_DATABASE_URL = os.environ.get("WATCHKEEPER_TEST_DATABASE_URL")
 
@@ -94,7 +95,7 @@ class ProjectFixture:
 
 
 def make_project(server: Server, name: str = "Backend") -> ProjectFixture:
-    with server.runtime.engine.begin() as conn:
+    with for_writing(server.runtime.engine).begin() as conn:
         project = create_project(conn, name, now=time.time())
         key = list_keys(conn, project.id)[0]
     return ProjectFixture(project.id, key.dsn(server.settings.base_url), key.public_key)
@@ -106,7 +107,7 @@ def project(server: Server) -> ProjectFixture:
 
 
 def make_token(server: Server, *, role: str = "admin", read_only: bool = False) -> str:
-    with server.runtime.engine.begin() as conn:
+    with for_writing(server.runtime.engine).begin() as conn:
         user = create_user(
             conn, f"{role}-{time.monotonic_ns()}@example.com", "password-123", role=role, now=time.time()
         )

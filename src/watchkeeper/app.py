@@ -25,7 +25,7 @@ from watchkeeper.lib.clock import Clock, SystemClock
 from watchkeeper.observability import Metrics
 from watchkeeper.observability import routes as health_routes
 from watchkeeper.store import migrate
-from watchkeeper.store.engine import make_engine
+from watchkeeper.store.engine import for_writing, make_engine
 from watchkeeper.store.writer import Writer
 
 log = logging.getLogger("watchkeeper")
@@ -55,7 +55,7 @@ def open_database(settings: Settings) -> Engine:
 
 def bootstrap_admin(engine: Engine, settings: Settings, clock: Clock) -> str | None:
     """On an empty database, create the admin user; returns the one-time password if we generated it."""
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         if count_users(conn):
             return None
         given = settings.admin_password.get_secret_value() if settings.admin_password else None

@@ -66,9 +66,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> Any:
+    """The database for one short command; it may run beside a busy server, so it writes with the lock."""
     from watchkeeper.app import open_database
+    from watchkeeper.store.engine import for_writing
 
-    return open_database(_settings(args))
+    return for_writing(open_database(_settings(args)))
 
 
 def cmd_project_create(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from tests.conftest import ProjectFixture, Server, make_project
 from watchkeeper.errors.retention import delete_expired
 from watchkeeper.errors.tables import envelope_items, events, issue_minute_counts, issue_tags, issues, transactions
+from watchkeeper.store.engine import for_writing
 
 DAY = 86400.0
 
@@ -67,7 +68,7 @@ def counts(server: Server, project_id: int) -> dict[str, int]:
 def run_retention(server: Server, now: float, default_days: int = 90) -> int:
     total = 0
     while True:
-        with server.runtime.engine.begin() as conn:
+        with for_writing(server.runtime.engine).begin() as conn:
             deleted = delete_expired(conn, now, default_days, batch_size=2)
         if not deleted:
             return total
@@ -97,7 +98,7 @@ def test_an_issue_keeps_its_recent_events_and_loses_its_old_ones(
 ) -> None:
     send_everything(server, project, "AError")
     send_everything(server, project, "AError")
-    with server.runtime.engine.begin() as conn:
+    with for_writing(server.runtime.engine).begin() as conn:
         # the first event arrived 100 days ago
         first = conn.execute(select(func.min(events.c.id))).scalar_one()
         conn.execute(update(events).where(events.c.id == first).values(received=time.time() - 100 * DAY))

@@ -6,6 +6,19 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
+_WRITING = "watchkeeper_writing"
+
+
+def for_writing(engine: Engine) -> Engine:
+    """The same engine, but its transactions take SQLite's write lock at BEGIN.
+
+    A deferred transaction that reads and then writes fails at once with "database is locked" when another
+    connection committed in between (SQLite cannot upgrade a stale snapshot). Taking the lock up front makes
+    it wait on the busy timeout instead. Readers keep deferred transactions so they never block each other.
+    No effect on PostgreSQL.
+    """
+    return engine.execution_options(**{_WRITING: True})
+
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
@@ -45,7 +58,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITING) else "BEGIN")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

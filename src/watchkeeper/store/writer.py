@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 
 from watchkeeper.lib.clock import Clock, SystemClock
+from watchkeeper.store.engine import for_writing
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Writer:
         clock: Clock | None = None,
         on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
-        self.engine = engine
+        self.engine = for_writing(engine)
         self.max_batch = max_batch
         self.clock = clock or SystemClock()
         self.stats = WriterStats()
