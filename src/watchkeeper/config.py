@@ -39,6 +39,12 @@ class IngestSettings(_Section):
     # None = unlimited: a self-hoster's own apps should not be throttled by surprise.
     default_events_per_minute: int | None = Field(None, gt=0)
     default_events_per_hour: int | None = Field(None, gt=0)
+    # Processes that normalise, scrub and group events, so ingest uses more than one core (Python runs
+    # one thread at a time). None = one per core beyond the first (none on a 1-core machine);
+    # 0 = process in the server process. See errors/processors.py.
+    processors: int | None = Field(None, ge=0, le=64)
+    # Envelopes waiting for a processor before new ones get a 503 (bounds memory under overload).
+    max_processing_backlog: int = Field(10_000, gt=0)
 
 
 class WriterSettings(_Section):
@@ -64,6 +70,19 @@ class OutboundSettings(_Section):
     max_redirects: int = Field(5, ge=0)
 
 
+class SessionSettings(_Section):
+    # A dashboard left open over a working day stays logged in; a laptop left overnight does not.
+    idle_timeout_seconds: int = Field(12 * 3600, gt=0)
+    # Even an active session logs in again weekly, so a stolen cookie does not live forever.
+    absolute_lifetime_seconds: int = Field(7 * 24 * 3600, gt=0)
+    # Account lock-out: enough for typos, far too few for guessing (OWASP suggests 3-10).
+    max_failures_per_account: int = Field(5, gt=0)
+    # Per client address, to slow one machine trying many accounts; high enough for a shared office NAT.
+    max_failures_per_ip: int = Field(50, gt=0)
+    # Failures are counted over this window; reaching the limit locks for the same time.
+    lockout_seconds: int = Field(15 * 60, gt=0)
+
+
 class Settings(_Section):
     profile: Literal["development", "staging", "production"] = "development"
     data_dir: Path = Path("watchkeeper-data")
@@ -81,6 +100,7 @@ class Settings(_Section):
     writer: WriterSettings = WriterSettings()
     retention: RetentionSettings = RetentionSettings()
     outbound: OutboundSettings = OutboundSettings()
+    sessions: SessionSettings = SessionSettings()
 
     @property
     def sqlalchemy_url(self) -> str:
