@@ -24,16 +24,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_kib(pid: int) -> int:
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server and its processor processes)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            pids += process_tree(int(child))
+    return pids
+
+
+def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of the server and all its child processes (shared pages counted in each)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += _rss_kib(p)
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of the server and its live child processes."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += _cpu_seconds(p)
+        except FileNotFoundError:
+            pass
+    return total
 
 
 class BenchServer:

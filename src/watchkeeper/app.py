@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from watchkeeper.auth.key_cache import KeyCache
 from watchkeeper.auth.users import count_users, create_user, generate_password
 from watchkeeper.config import Settings
 from watchkeeper.errors import intake
+from watchkeeper.errors.processors import ProcessorPool
 from watchkeeper.errors.rate_limits import EventQuotas
 from watchkeeper.errors.retention import retention_batch
 from watchkeeper.errors.scrubbing import ScrubbingRules
@@ -40,6 +42,8 @@ class Runtime:
     key_cache: KeyCache
     quotas: EventQuotas
     metrics: Metrics
+    # None: events are processed in this process (ingest.processors: 0, or a 1-core machine).
+    processors: ProcessorPool | None = None
     scrubbing_cache: dict[int, tuple[Any, ScrubbingRules]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -75,7 +79,11 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         clock=clock,
         on_commit=metrics.observe_commit,
     )
+    processors = processor_count(settings)
     return Runtime(
+        processors=ProcessorPool(processors, max_pending=settings.ingest.max_processing_backlog)
+        if processors
+        else None,
         settings=settings,
         clock=clock,
         engine=engine,
@@ -86,6 +94,14 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             settings.ingest.default_events_per_minute, settings.ingest.default_events_per_hour
         ),
     )
+
+
+def processor_count(settings: Settings) -> int:
+    """How many processor processes to run: ``ingest.processors``, or one per core beyond the first."""
+    if settings.ingest.processors is not None:
+        return settings.ingest.processors
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, cores - 1)
 
 
 async def _retention_loop(runtime: Runtime) -> None:
@@ -112,6 +128,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.writer.start()
+        if state.processors is not None:
+            await state.processors.start()
         if background:
             state.tasks.append(asyncio.create_task(_retention_loop(state)))
         try:
@@ -120,6 +138,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
             for task in state.tasks:
                 task.cancel()
             state.tasks.clear()
+            if state.processors is not None:
+                await state.processors.stop()
             state.writer.stop()
 
     app = FastAPI(

@@ -21,9 +21,9 @@ from watchkeeper.auth.key_cache import KeyGrant
 from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
 from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope
 from watchkeeper.errors.interfaces import trace_id
-from watchkeeper.errors.processing import ItemRejected, process_item
+from watchkeeper.errors.processing import ItemsJob, ProcessedItems, merge_processed, process_items
+from watchkeeper.errors.processors import ProcessorUnavailable
 from watchkeeper.errors.rate_limits import Refusal
-from watchkeeper.errors.records import EnvelopeRecords
 from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.errors.sentry_auth import AuthError, find_public_key
 from watchkeeper.errors.storage import save_envelopes
@@ -149,37 +149,34 @@ def _rules(runtime: Runtime, grant: KeyGrant) -> ScrubbingRules:
 
 async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope: Envelope) -> Response:
     received = runtime.clock.now()
-    records = EnvelopeRecords(project_id=grant.project_id, received=received)
     events = sum(1 for item in envelope.items if item.type == "event")
     refusal: Refusal | None = runtime.quotas.take(grant, events) if events else None
     items: list[EnvelopeItem] = envelope.items
     if refusal is not None:
         items = [item for item in items if item.type != "event"]
-        records.count("error", "rate_limited", events)
-    # Stored with attachments and kept items (a 32-character column) and echoed back: only a real id.
-    envelope_id = trace_id(envelope.headers.get("event_id"))
     client_ip = request.client.host if request.client else None
-    rules = _rules(runtime, grant)
+    settings = runtime.settings.ingest
     limits = {
-        "event": runtime.settings.ingest.max_event_bytes,
-        "attachment": runtime.settings.ingest.max_attachment_bytes,
-        "check_in": runtime.settings.ingest.max_check_in_bytes,
+        "event": settings.max_event_bytes,
+        "attachment": settings.max_attachment_bytes,
+        "check_in": settings.max_check_in_bytes,
     }
-    stored_id: str | None = None
-    stored_kind: str | None = None
-    rejected: ItemRejected | None = None
-    for item in items:
-        try:
-            event_id = process_item(
-                item, records, envelope_event_id=envelope_id, client_ip=client_ip, rules=rules, limits=limits
-            )
-        except ItemRejected as exc:
-            rejected = rejected or exc
-            records.count("error" if item.type == "event" else item.type, "invalid")
-            continue
-        # The answer names the error event when there is one, as SDKs expect; else the first stored item.
-        if event_id is not None and (stored_id is None or (item.type == "event" and stored_kind != "event")):
-            stored_id, stored_kind = event_id, item.type
+
+    def job(of: list[EnvelopeItem]) -> ItemsJob:
+        # Stored with attachments and kept items (a 32-character column) and echoed back: only a real id.
+        envelope_id = trace_id(envelope.headers.get("event_id"))
+        return ItemsJob(grant.project_id, received, of, envelope_id, client_ip, _rules(runtime, grant), limits)
+
+    # Events and transactions are the CPU-heavy items: they go to a processor process when there is a
+    # pool. The rest (sessions, check-ins, attachments of up to 20 MiB) is cheap or large: done here.
+    heavy = [item for item in items if item.type in EVENT_TYPES]
+    light = [item for item in items if item.type not in EVENT_TYPES]
+    done = process_items(job(light))
+    if heavy:
+        merge_processed(done, await _process_heavy(runtime, job(heavy)))
+    records = done.records
+    if refusal is not None:
+        records.count("error", "rate_limited", events)
     for (category, outcome), n in records.outcomes.items():
         runtime.metrics.items.labels(category, outcome).inc(n)
     if not records.empty:
@@ -189,13 +186,22 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
             raise IngestError(503, f"server busy: {exc}", "overloaded", {"Retry-After": "1"}) from None
         except WriterStopped:
             raise IngestError(503, "server is shutting down", "overloaded", {"Retry-After": "5"}) from None
-    if rejected is not None and stored_id is None:
-        raise IngestError(rejected.status, str(rejected), "invalid")
+    if done.rejected is not None and done.stored_id is None:
+        raise IngestError(done.rejected[0], done.rejected[1], "invalid")
     headers = {"X-Sentry-Rate-Limits": refusal.header()} if refusal else {}
     if refusal is not None and not any(item.type != "event" for item in envelope.items):
         headers["Retry-After"] = str(refusal.retry_after)
         raise IngestError(429, f"rate limit exceeded ({refusal.reason})", "rate_limited", headers)
-    return _json(200, {"id": stored_id or envelope_id}, headers)
+    return _json(200, {"id": done.stored_id or trace_id(envelope.headers.get("event_id"))}, headers)
+
+
+async def _process_heavy(runtime: Runtime, job: ItemsJob) -> ProcessedItems:
+    if runtime.processors is None:
+        return process_items(job)
+    try:
+        return await runtime.processors.process(job)
+    except ProcessorUnavailable as exc:
+        raise IngestError(503, f"server busy: {exc}", "overloaded", {"Retry-After": "1"}) from None
 
 
 def _ingest_endpoint(

@@ -5,6 +5,7 @@ Runs on the request path (CPU only, no I/O); the writer stores the result.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.errors.envelope import EnvelopeError, EnvelopeItem, parse_json_object
@@ -230,6 +231,71 @@ def process_item(
     # metric label and a database row per minute), so random names cannot grow either without bound.
     records.count(kind if kind in KNOWN_SKIPPED_TYPES or kind.startswith("replay_") else "unknown", "skipped")
     return None
+
+
+@dataclass(slots=True)
+class ItemsJob:
+    """Items of one envelope to process, with everything processing needs: picklable, so a processor
+    process can run it (see errors/processors.py)."""
+
+    project_id: int
+    received: float
+    items: list[EnvelopeItem]
+    envelope_event_id: str | None
+    client_ip: str | None
+    rules: ScrubbingRules
+    limits: dict[str, int]
+
+
+@dataclass(slots=True)
+class ProcessedItems:
+    records: EnvelopeRecords
+    # The event id the answer names: the error event when there is one, else the first stored item.
+    stored_id: str | None = None
+    stored_kind: str | None = None
+    # (status, message) of the first rejected event/transaction item; a tuple, as it crosses processes.
+    rejected: tuple[int, str] | None = None
+
+
+def process_items(job: ItemsJob) -> ProcessedItems:
+    """Process every item of ``job``; a rejected item is counted and remembered, the others still count."""
+    records = EnvelopeRecords(project_id=job.project_id, received=job.received)
+    done = ProcessedItems(records)
+    for item in job.items:
+        try:
+            event_id = process_item(
+                item,
+                records,
+                envelope_event_id=job.envelope_event_id,
+                client_ip=job.client_ip,
+                rules=job.rules,
+                limits=job.limits,
+            )
+        except ItemRejected as exc:
+            done.rejected = done.rejected or (exc.status, str(exc))
+            records.count("error" if item.type == "event" else item.type, "invalid")
+            continue
+        if event_id is not None and (
+            done.stored_id is None or (item.type == "event" and done.stored_kind != "event")
+        ):
+            done.stored_id, done.stored_kind = event_id, item.type
+    return done
+
+
+def merge_processed(into: ProcessedItems, other: ProcessedItems) -> None:
+    """Add ``other`` (items of the same envelope processed elsewhere) to ``into``."""
+    a, b = into.records, other.records
+    a.events += b.events
+    a.transactions += b.transactions
+    a.items += b.items
+    a.attachments += b.attachments
+    for (category, outcome), n in b.outcomes.items():
+        a.count(category, outcome, n)
+    if other.stored_id is not None and (
+        into.stored_id is None or (other.stored_kind == "event" and into.stored_kind != "event")
+    ):
+        into.stored_id, into.stored_kind = other.stored_id, other.stored_kind
+    into.rejected = into.rejected or other.rejected
 
 
 def _clip(value: Any, chars: int) -> str | None:

@@ -1,0 +1,211 @@
+"""Processor processes: normalising, scrubbing and grouping events on every core.
+
+Processing an event is pure CPU (about half a millisecond for a typical 25 KB error event) and Python
+runs one thread at a time, so one process tops out at one core. The ingest endpoints therefore hand
+the event and transaction items of each envelope to a small pool of child processes, while the server
+process keeps what must stay in one place: HTTP, authentication, quotas and the one database writer.
+The 200 is still sent only after the writer has committed what the processor returned.
+
+Transport: one socket pair per child, length-prefixed pickles (the framing of
+`multiprocessing.Connection`, which the child uses directly). Jobs queued during one turn of the event
+loop travel as one message, so a busy server pays one system call for many envelopes. A child that
+dies (killed, out of memory) fails only the jobs it held — their requests get a 503 and were never
+acknowledged — and is started again.
+
+Children are spawned, not forked: the server process runs threads (the writer) by the time the pool
+starts, and they import only the processing modules (no web framework, no database driver).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import pickle
+import socket
+import struct
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from watchkeeper.errors.processing import ItemsJob, ProcessedItems, process_items
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!i")  # multiprocessing.Connection's frame header for messages under 2 GiB
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+
+class ProcessorUnavailable(Exception):
+    """The job could not be processed (its processor died, or the pool is full or stopped): retry later."""
+
+
+class ProcessorFailed(Exception):
+    """Processing raised an unexpected error (a bug): the message carries the child's description."""
+
+
+def _child_main(sock: socket.socket) -> None:
+    """Run jobs until the server closes its end of the socket."""
+    conn = Connection(sock.detach())
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        jobs: list[tuple[int, ItemsJob]] = pickle.loads(message)
+        results: list[tuple[int, bool, Any]] = []
+        for job_id, job in jobs:
+            try:
+                results.append((job_id, True, process_items(job)))
+            except Exception as exc:  # a bug in processing must fail one request, not the child
+                results.append((job_id, False, f"{type(exc).__name__}: {exc}"))
+        conn.send_bytes(pickle.dumps(results, _PICKLE))
+
+
+@dataclass
+class _Child:
+    index: int
+    process: Any  # multiprocessing.process.BaseProcess
+    writer: asyncio.StreamWriter
+    reader_task: asyncio.Task[None] | None = None
+    # job id -> future, for the jobs this child holds
+    pending: dict[int, asyncio.Future[ProcessedItems]] = field(default_factory=dict)
+    outbox: list[tuple[int, ItemsJob]] = field(default_factory=list)
+
+
+class ProcessorPool:
+    """``size`` processor processes driven from the event loop.
+
+    >>> import asyncio
+    >>> from watchkeeper.errors.envelope import EnvelopeItem
+    >>> from watchkeeper.errors.scrubbing import ScrubbingRules
+    >>> async def demo():
+    ...     pool = ProcessorPool(1)
+    ...     await pool.start()
+    ...     item = EnvelopeItem("event", {}, b'{"message": "hi"}')
+    ...     job = ItemsJob(1, 1.7e9, [item], None, None, ScrubbingRules(), {"event": 1 << 20})
+    ...     done = await pool.process(job)
+    ...     await pool.stop()
+    ...     return done.records.events[0].title
+    >>> asyncio.run(demo())
+    'hi'
+    """
+
+    def __init__(self, size: int, *, max_pending: int = 10_000) -> None:
+        if size < 1:
+            raise ValueError("a processor pool needs at least one process")
+        self.size = size
+        self.max_pending = max_pending
+        self.restarts = 0
+        self._context = multiprocessing.get_context("spawn")
+        self._children: list[_Child] = []
+        self._next_id = 0
+        self._flush_scheduled = False
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def pending(self) -> int:
+        return sum(len(child.pending) for child in self._children)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._children = [await self._spawn(index) for index in range(self.size)]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for child in self._children:
+            self._fail(child, ProcessorUnavailable("the server is shutting down"))
+            if child.reader_task is not None:
+                child.reader_task.cancel()
+            child.writer.close()
+        for child in self._children:
+            await asyncio.get_running_loop().run_in_executor(None, _reap, child.process)
+        self._children = []
+
+    async def process(self, job: ItemsJob) -> ProcessedItems:
+        """Process ``job`` in a child; raises ProcessorUnavailable or ProcessorFailed."""
+        if self._stopping or not self._children:
+            raise ProcessorUnavailable("the processor pool is not running")
+        if self.pending >= self.max_pending:
+            raise ProcessorUnavailable(f"{self.max_pending} envelopes are waiting to be processed")
+        assert self._loop is not None
+        child = min(self._children, key=lambda c: len(c.pending))
+        self._next_id += 1
+        future: asyncio.Future[ProcessedItems] = self._loop.create_future()
+        child.pending[self._next_id] = future
+        child.outbox.append((self._next_id, job))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        for child in self._children:
+            if not child.outbox:
+                continue
+            jobs, child.outbox = child.outbox, []
+            data = pickle.dumps(jobs, _PICKLE)
+            # The stream buffers what the socket cannot take yet: the event loop never blocks on a child.
+            child.writer.write(_HEADER.pack(len(data)) + data)
+
+    async def _spawn(self, index: int) -> _Child:
+        ours, theirs = socket.socketpair()
+        process = self._context.Process(
+            target=_child_main, args=(theirs,), name=f"watchkeeper-processor-{index}", daemon=True
+        )
+        await asyncio.get_running_loop().run_in_executor(None, process.start)
+        theirs.close()  # so that the child's death reads as end-of-file on our side
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        child = _Child(index, process, writer)
+        child.reader_task = asyncio.create_task(self._read(child, reader))
+        return child
+
+    async def _read(self, child: _Child, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                (length,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+                results: list[tuple[int, bool, Any]] = pickle.loads(await reader.readexactly(length))
+                for job_id, ok, value in results:
+                    future = child.pending.pop(job_id, None)
+                    if future is None or future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(ProcessorFailed(value))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        if self._stopping:
+            return
+        code = child.process.exitcode
+        log.error("processor %s stopped (exit code %s); starting a new one", child.index, code)
+        self._fail(child, ProcessorUnavailable("the event processor stopped while processing this request"))
+        child.writer.close()
+        await asyncio.get_running_loop().run_in_executor(None, _reap, child.process)
+        self.restarts += 1
+        replacement = await self._spawn(child.index)
+        self._children[self._children.index(child)] = replacement
+
+    @staticmethod
+    def _fail(child: _Child, error: Exception) -> None:
+        for future in child.pending.values():
+            if not future.done():
+                future.set_exception(error)
+        child.pending.clear()
+        child.outbox.clear()
+
+
+def _reap(process: Any) -> None:
+    process.join(5)
+    if process.is_alive():
+        process.kill()
+        process.join(5)
+
+
+async def process_inline(job: ItemsJob) -> ProcessedItems:
+    """The same work on the event loop: for ``ingest.processors: 0`` (and the test suite's speed)."""
+    return process_items(job)
+
