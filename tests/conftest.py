@@ -3,6 +3,7 @@ server on a free local port, projects with DSNs and API tokens."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -65,8 +66,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def server(settings: Settings) -> Iterator[Server]:
+@contextlib.contextmanager
+def run_server(settings: Settings) -> Iterator[Server]:
     """The real application served by uvicorn on 127.0.0.1, in a background thread."""
     port = _free_port()
     settings = settings.model_copy(update={"port": port})
@@ -81,10 +82,18 @@ def server(settings: Settings) -> Iterator[Server]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
-    yield Server(f"http://127.0.0.1:{port}", runtime, settings)
-    uv.should_exit = True
-    thread.join(15)
-    runtime.engine.dispose()
+    try:
+        yield Server(f"http://127.0.0.1:{port}", runtime, settings)
+    finally:
+        uv.should_exit = True
+        thread.join(15)
+        runtime.engine.dispose()
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[Server]:
+    with run_server(settings) as server:
+        yield server
 
 
 @dataclass

@@ -105,6 +105,10 @@ class ProcessorPool:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
+    def pids(self) -> list[int]:
+        return [child.process.pid for child in self._children]
+
+    @property
     def pending(self) -> int:
         return sum(len(child.pending) for child in self._children)
 

@@ -1,0 +1,125 @@
+"""Processor processes (errors/processors.py) behind the real server: events processed in a child are
+stored; a child that dies fails only the requests it held (503, never acknowledged) and is replaced;
+a full backlog answers 503 at once; `ingest.processors: 0` processes in the server process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import ProjectFixture, Server
+from tests.errors.test_ingest_protocol import auth, envelope, event, item, new_id, post
+from watchkeeper.config import Settings
+from watchkeeper.errors.processors import ProcessorPool
+from watchkeeper.errors.tables import events
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    ingest = {"processors": 2, **getattr(request, "param", {})}
+    return settings.model_copy(update={"ingest": settings.ingest.model_copy(update=ingest)})
+
+
+def send(server: Server, project: ProjectFixture, event_id: str) -> httpx.Response:
+    return post(server, project.id, envelope(item("event", event(event_id))), headers=auth(project.public_key))
+
+
+def stored(server: Server, event_id: str) -> bool:
+    with server.runtime.engine.connect() as conn:
+        return conn.scalar(select(func.count()).where(events.c.event_id == event_id)) == 1
+
+
+def pool_of(server: Server) -> ProcessorPool:
+    assert server.runtime.processors is not None
+    return server.runtime.processors
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def in_background(fn: Callable[[], httpx.Response]) -> tuple[threading.Thread, list[httpx.Response]]:
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(fn()))
+    thread.start()
+    return thread, answers
+
+
+def test_events_from_many_clients_are_processed_by_every_processor(server: Server, project: ProjectFixture) -> None:
+    pool = pool_of(server)
+    assert len(pool.pids) == 2 and os.getpid() not in pool.pids
+    ids = [new_id() for _ in range(40)]
+    threads = [in_background(lambda i=i: send(server, project, i)) for i in ids]
+    for thread, _ in threads:
+        thread.join(30)
+    assert [answers[0].status_code for _, answers in threads] == [200] * 40
+    assert [answers[0].json()["id"] for _, answers in threads] == ids
+    assert all(stored(server, i) for i in ids)
+
+
+def test_a_killed_processor_fails_only_its_requests_and_is_replaced(server: Server, project: ProjectFixture) -> None:
+    pool = pool_of(server)
+    victim = pool.pids[0]
+    os.kill(victim, signal.SIGSTOP)  # it holds the next job without answering
+    try:
+        held = new_id()
+        thread, answers = in_background(lambda: send(server, project, held))
+        wait_until(lambda: pool.pending == 1)
+    finally:
+        os.kill(victim, signal.SIGKILL)
+    thread.join(30)
+    assert answers[0].status_code == 503
+    assert answers[0].headers["Retry-After"] == "1"
+    assert "processor stopped" in answers[0].json()["detail"]
+    assert not stored(server, held)
+    wait_until(lambda: pool.restarts == 1 and len(pool.pids) == 2 and victim not in pool.pids)
+    after = [new_id() for _ in range(4)]
+    assert [send(server, project, i).status_code for i in after] == [200] * 4
+    assert all(stored(server, i) for i in after)
+
+
+@pytest.mark.parametrize("settings", [{"processors": 1, "max_processing_backlog": 1}], indirect=True)
+def test_a_full_backlog_is_refused_at_once(server: Server, project: ProjectFixture) -> None:
+    pool = pool_of(server)
+    (child,) = pool.pids
+    os.kill(child, signal.SIGSTOP)
+    try:
+        first = new_id()
+        thread, answers = in_background(lambda: send(server, project, first))
+        wait_until(lambda: pool.pending == 1)
+        refused = send(server, project, new_id())
+        assert refused.status_code == 503
+        assert "waiting to be processed" in refused.json()["detail"]
+    finally:
+        os.kill(child, signal.SIGCONT)
+    thread.join(30)
+    assert answers[0].status_code == 200 and stored(server, first)
+
+
+@pytest.mark.parametrize("settings", [{"processors": 0}], indirect=True)
+def test_processors_0_processes_in_the_server_process(server: Server, project: ProjectFixture) -> None:
+    assert server.runtime.processors is None
+    event_id = new_id()
+    assert send(server, project, event_id).status_code == 200
+    assert stored(server, event_id)
+
+
+def test_stopping_the_server_stops_the_processors(settings: Settings) -> None:
+    from tests.conftest import run_server
+
+    with run_server(settings) as server:
+        pids = pool_of(server).pids
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
