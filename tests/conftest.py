@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from watchkeeper.app import Runtime, build_runtime, create_app
 from watchkeeper.auth.projects import create_project, list_keys
+from watchkeeper.auth.teams import add_member, add_project, create_team, find_team
 from watchkeeper.auth.tokens import create_token
 from watchkeeper.auth.users import create_user
 from watchkeeper.config import Settings, load_settings
@@ -103,9 +104,21 @@ class ProjectFixture:
     public_key: str
 
 
-def make_project(server: Server, name: str = "Backend") -> ProjectFixture:
+# Test projects and non-admin test users share this team unless a test says otherwise, so a viewer or
+# member made by make_token sees the projects made by make_project.
+TEST_TEAM = "Tests"
+
+
+def team_id(conn: Connection, name: str) -> int:
+    team = find_team(conn, name)
+    return team.id if team else create_team(conn, name, now=time.time()).id
+
+
+def make_project(server: Server, name: str = "Backend", *, team: str | None = TEST_TEAM) -> ProjectFixture:
     with for_writing(server.runtime.engine).begin() as conn:
         project = create_project(conn, name, now=time.time())
+        if team is not None:
+            add_project(conn, team_id(conn, team), project.id)
         key = list_keys(conn, project.id)[0]
     return ProjectFixture(project.id, key.dsn(server.settings.base_url), key.public_key)
 
@@ -115,12 +128,29 @@ def project(server: Server) -> ProjectFixture:
     return make_project(server)
 
 
-def make_token(server: Server, *, role: str = "admin", read_only: bool = False) -> str:
+def make_user(
+    server: Server, *, role: str = "member", team: str | None = TEST_TEAM, password: str = "password-123"
+) -> tuple[int, str]:
+    """A user (in `team` unless None); returns its id and e-mail."""
     with for_writing(server.runtime.engine).begin() as conn:
-        user = create_user(
-            conn, f"{role}-{time.monotonic_ns()}@example.com", "password-123", role=role, now=time.time()
-        )
-        return create_token(conn, user.id, "tests", read_only=read_only, now=time.time()).token
+        user = create_user(conn, f"{role}-{time.monotonic_ns()}@example.com", password, role=role, now=time.time())
+        if team is not None:
+            add_member(conn, team_id(conn, team), user.id)
+    return user.id, user.email
+
+
+def make_token(
+    server: Server,
+    *,
+    role: str = "admin",
+    read_only: bool = False,
+    team: str | None = TEST_TEAM,
+    projects: list[int] | None = None,
+) -> str:
+    """An API token of a new user with `role`, in `team`; `projects` limits the token to those projects."""
+    user_id, _ = make_user(server, role=role, team=team)
+    with for_writing(server.runtime.engine).begin() as conn:
+        return create_token(conn, user_id, "tests", read_only=read_only, now=time.time(), project_ids=projects).token
 
 
 @pytest.fixture

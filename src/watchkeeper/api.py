@@ -1,4 +1,5 @@
-"""What every `/api/v1` endpoint shares: bearer-token auth, JSON errors, cursors, writes via the writer."""
+"""What every `/api/v1` endpoint shares: auth (bearer token or session cookie), JSON errors, cursors,
+writes via the writer."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from watchkeeper.app import Runtime
+from watchkeeper.auth import sessions
+from watchkeeper.auth.access import Principal, principal_for
 from watchkeeper.auth.tokens import TOUCH_INTERVAL, TokenOwner, authenticate_token, touch_token
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
 
@@ -48,38 +51,118 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def _authenticate(runtime: Runtime, token: str) -> TokenOwner | None:
+def _authenticate(runtime: Runtime, token: str) -> tuple[TokenOwner, Principal] | None:
     with runtime.engine.connect() as conn:
-        return authenticate_token(conn, token)
+        owner = authenticate_token(conn, token)
+        if owner is None:
+            return None
+        try:
+            principal = principal_for(
+                conn, owner.user_id, scope=owner.project_scope, read_only=owner.read_only, token_id=owner.token_id
+            )
+        except LookupError:  # deactivated between the two queries
+            return None
+        return owner, principal
 
 
-async def token_owner(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> TokenOwner:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            401, "missing API token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
-        )
-    owner = await run_in_threadpool(_authenticate, runtime_of(request), credentials.credentials)
-    if owner is None:
+def _resolve_session(runtime: Runtime, raw: str) -> tuple[sessions.SessionInfo, Principal] | None:
+    now = runtime.clock.now()
+    with runtime.engine.connect() as conn:
+        session = sessions.resolve_session(conn, raw, now=now, limits=runtime.settings.sessions)
+        if session is None:
+            return None
+        try:
+            return session, principal_for(conn, session.user_id, session_id=session.id)
+        except LookupError:
+            return None
+
+
+def _touch_later(runtime: Runtime, function: Callable[[Connection], Any]) -> None:
+    # Not awaited: the answer does not depend on it, and a busy writer must not slow reads.
+    with contextlib.suppress(WriterOverloaded, WriterStopped):
+        runtime.writer.submit(call_each, function)
+
+
+async def _token_principal(runtime: Runtime, token: str) -> Principal:
+    found = await run_in_threadpool(_authenticate, runtime, token)
+    if found is None:
         raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
-    runtime = runtime_of(request)
+    owner, principal = found
     now = runtime.clock.now()
     if owner.last_used_at is None or now - owner.last_used_at >= TOUCH_INTERVAL:
-        # Not awaited: the answer does not depend on it, and a busy writer must not slow reads.
-        with contextlib.suppress(WriterOverloaded, WriterStopped):
-            runtime.writer.submit(call_each, lambda conn: touch_token(conn, owner.token_id, now))
-    return owner
+        _touch_later(runtime, lambda conn: touch_token(conn, owner.token_id, now))
+    return principal
 
 
-async def writer_owner(owner: Annotated[TokenOwner, Depends(token_owner)]) -> TokenOwner:
-    if not owner.can_write:
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _session_principal(request: Request, runtime: Runtime, raw: str) -> Principal:
+    found = await run_in_threadpool(_resolve_session, runtime, raw)
+    if found is None:
+        raise HTTPException(401, "session expired or unknown: log in again, or send an API token")
+    session, principal = found
+    # A cookie is sent by the browser on any site's request; only our pages know the session's token.
+    if request.method not in SAFE_METHODS and not sessions.check_csrf(
+        session, request.headers.get(sessions.CSRF_HEADER)
+    ):
+        raise HTTPException(403, f"missing or wrong CSRF token: send the session's token in {sessions.CSRF_HEADER}")
+    now = runtime.clock.now()
+    if sessions.needs_touch(session, now):
+        _touch_later(runtime, lambda conn: sessions.touch_session(conn, session.id, now))
+    return principal
+
+
+async def current_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """Who is calling: a bearer token (`Authorization: Bearer wk_…`) or the session cookie of a logged-in user."""
+    runtime = runtime_of(request)
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return await _token_principal(runtime, credentials.credentials)
+    raw = request.cookies.get(sessions.SESSION_COOKIE)
+    if raw and credentials is None:
+        return await _session_principal(request, runtime, raw)
+    raise HTTPException(
+        401,
+        "missing API token: send 'Authorization: Bearer <token>' (or log in for a session cookie)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def writing_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if principal.read_only:
         raise HTTPException(403, "this token may only read")
-    return owner
+    if not principal.may_write:
+        raise HTTPException(403, f"your role ({principal.role}) may only read")
+    return principal
 
 
-Reader = Annotated[TokenOwner, Depends(token_owner)]
-Editor = Annotated[TokenOwner, Depends(writer_owner)]
+async def admin_reader(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise HTTPException(403, "only an admin may do this (with an API token not limited to projects)")
+    return principal
+
+
+async def admin_editor(principal: Annotated[Principal, Depends(admin_reader)]) -> Principal:
+    if principal.read_only:
+        raise HTTPException(403, "this token may only read")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(current_principal)]
+Editor = Annotated[Principal, Depends(writing_principal)]
+AdminReader = Annotated[Principal, Depends(admin_reader)]
+AdminEditor = Annotated[Principal, Depends(admin_editor)]
+
+
+def check_project_access(principal: Principal, project_id: int, *, exists: bool, write: bool, what: str) -> None:
+    """404 when the project (or the thing in it) does not exist or is invisible to the principal, so a
+    user of another team cannot probe for it; 403 when it is visible but the change is not allowed."""
+    if not exists or not principal.can_read(project_id):
+        raise HTTPException(404, f"{what} not found")
+    if write and not principal.can_write(project_id):
+        raise HTTPException(403, "you may read this project but not change it")
 
 
 async def read(request: Request, function: Callable[[Connection], Any]) -> Any:

@@ -8,8 +8,22 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
-from watchkeeper.api import MAX_INT, Editor, KeyId, ProjectId, Reader, Text, read, runtime_of, write
+from watchkeeper.api import (
+    MAX_INT,
+    Editor,
+    KeyId,
+    ProjectId,
+    Reader,
+    Text,
+    check_project_access,
+    read,
+    runtime_of,
+    write,
+)
 from watchkeeper.auth import projects as P
+from watchkeeper.auth import teams as T
+from watchkeeper.auth.access import Principal
+from watchkeeper.auth.audit import record
 from watchkeeper.errors.scrubbing import ScrubbingRules
 
 router = APIRouter(tags=["projects"])
@@ -21,6 +35,9 @@ class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text = Field(min_length=1, max_length=200)
     platform: Text | None = Field(None, max_length=64)
+    team_id: int | None = Field(
+        None, ge=1, le=MAX_INT, description="the owning team; default: the creator's team when they have one"
+    )
 
 
 class ProjectChange(BaseModel):
@@ -93,26 +110,76 @@ def key_json(key: P.ProjectKey, base_url: str) -> dict[str, Any]:
     }
 
 
-async def _project_or_404(request: Request, project_id: int) -> P.Project:
+async def _project_or_404(
+    request: Request, project_id: int, principal: Principal, *, write: bool = False
+) -> P.Project:
     project = await read(request, lambda conn: P.get_project(conn, project_id))
-    if project is None:
-        raise HTTPException(404, f"project {project_id} not found")
+    check_project_access(principal, project_id, exists=project is not None, write=write, what=f"project {project_id}")
+    assert project is not None
     return project
+
+
+async def _key_or_404(request: Request, key_id: int, principal: Principal) -> P.ProjectKey:
+    key = await read(request, lambda conn: P.get_key(conn, key_id))
+    check_project_access(
+        principal, key.project_id if key else 0, exists=key is not None, write=True, what=f"key {key_id}"
+    )
+    assert key is not None
+    return key
+
+
+def _owning_team(conn: Connection, principal: Principal, team_id: int | None) -> int | None:
+    """The team a new project goes in: the one asked for, else the creator's only team.
+
+    Admins may use any team or none (a project in no team is visible to admins only); others must use
+    one of their own teams so they can see what they created.
+    """
+    mine = [t.id for t in T.list_teams(conn, user_id=principal.user_id)]
+    if team_id is not None:
+        if T.get_team(conn, team_id) is None:
+            raise P.ProjectError(f"team_id: no team {team_id}")
+        if principal.role != "admin" and team_id not in mine:
+            raise P.ProjectError(f"team_id: you are not in team {team_id}")
+        return team_id
+    if len(mine) == 1:
+        return mine[0]
+    if principal.role == "admin":
+        return None
+    if not mine:
+        raise P.ProjectError("team_id: you are in no team; ask an admin to add you to one")
+    raise P.ProjectError(f"team_id: you are in several teams ({', '.join(map(str, mine))}); say which one")
+
+
+def _audit(conn: Connection, principal: Principal, action: str, target: tuple[str, int], now: float,
+           **details: Any) -> None:
+    record(
+        conn, actor_user_id=principal.user_id, action=action, target_type=target[0], target_id=target[1],
+        details=details, now=now,
+    )
 
 
 @router.get("/projects")
 async def list_projects(request: Request, owner: Reader) -> list[dict[str, Any]]:
-    return [project_json(p) for p in await read(request, P.list_projects)]
+    """The projects the caller can see: those of their teams (admins: all)."""
+    return [project_json(p) for p in await read(request, P.list_projects) if owner.can_read(p.id)]
 
 
 @router.post("/projects", status_code=201)
 async def create_project(request: Request, body: ProjectIn, owner: Editor) -> dict[str, Any]:
     runtime = runtime_of(request)
+    if not owner.may_create_projects:
+        raise HTTPException(403, "a token limited to some projects cannot create projects")
 
     def create(conn: Connection) -> dict[str, Any]:
-        project = P.create_project(conn, body.name, now=runtime.clock.now(), platform=body.platform)
+        now = runtime.clock.now()
+        team_id = _owning_team(conn, owner, body.team_id)
+        project = P.create_project(conn, body.name, now=now, platform=body.platform)
+        if team_id is not None:
+            T.add_project(conn, team_id, project.id)
+        _audit(conn, owner, "project.create", ("project", project.id), now, name=project.name, team_id=team_id)
         keys = P.list_keys(conn, project.id)
-        return {**project_json(project), "dsn": keys[0].dsn(runtime.settings.base_url)}
+        return {**project_json(project), "team_ids": T.teams_of_project(conn, project.id),
+                "dsn": keys[0].dsn(runtime.settings.base_url)}
 
     try:
         return await write(request, create)
@@ -122,12 +189,14 @@ async def create_project(request: Request, body: ProjectIn, owner: Editor) -> di
 
 @router.get("/projects/{project_id}")
 async def get_project(request: Request, project_id: ProjectId, owner: Reader) -> dict[str, Any]:
-    return project_json(await _project_or_404(request, project_id))
+    project = await _project_or_404(request, project_id, owner)
+    team_ids = await read(request, lambda conn: T.teams_of_project(conn, project_id))
+    return {**project_json(project), "team_ids": team_ids}
 
 
 @router.patch("/projects/{project_id}")
 async def change_project(request: Request, project_id: ProjectId, body: ProjectChange, owner: Editor) -> dict[str, Any]:
-    project = await _project_or_404(request, project_id)
+    project = await _project_or_404(request, project_id, owner, write=True)
     changes = body.model_dump(exclude_unset=True)
     scrubbing = changes.pop("scrubbing", None)
     if scrubbing is not None:
@@ -141,7 +210,15 @@ async def change_project(request: Request, project_id: ProjectId, body: ProjectC
         except ValueError as exc:
             raise HTTPException(422, f"scrubbing: {exc}") from None
         changes["settings"] = {**project.settings, "scrubbing": scrubbing}
-    updated = await write(request, lambda conn: P.update_project(conn, project_id, changes))
+    now = runtime_of(request).clock.now()
+
+    def change(conn: Connection) -> P.Project | None:
+        updated = P.update_project(conn, project_id, changes)
+        if updated is not None:
+            _audit(conn, owner, "project.change", ("project", project_id), now, **body.model_dump(exclude_unset=True))
+        return updated
+
+    updated = await write(request, change)
     runtime_of(request).key_cache.invalidate()
     if updated is None:  # deleted meanwhile
         raise HTTPException(404, f"project {project_id} not found")
@@ -150,30 +227,56 @@ async def change_project(request: Request, project_id: ProjectId, body: ProjectC
 
 @router.delete("/projects/{project_id}", status_code=204)
 async def delete_project(request: Request, project_id: ProjectId, owner: Editor) -> None:
-    await _project_or_404(request, project_id)
-    await write(request, lambda conn: P.delete_project(conn, project_id))
+    """Delete a project and everything stored for it (admins only: it cannot be undone)."""
+    project = await _project_or_404(request, project_id, owner, write=True)
+    if owner.role != "admin":
+        raise HTTPException(403, "only an admin may delete a project")
+    now = runtime_of(request).clock.now()
+
+    def delete(conn: Connection) -> None:
+        if P.delete_project(conn, project_id):
+            _audit(conn, owner, "project.delete", ("project", project_id), now, name=project.name)
+
+    await write(request, delete)
     runtime_of(request).key_cache.invalidate()
 
 
 @router.get("/projects/{project_id}/keys")
 async def list_keys(request: Request, project_id: ProjectId, owner: Reader) -> list[dict[str, Any]]:
-    await _project_or_404(request, project_id)
+    await _project_or_404(request, project_id, owner)
     base = runtime_of(request).settings.base_url
     return [key_json(k, base) for k in await read(request, lambda conn: P.list_keys(conn, project_id))]
 
 
 @router.post("/projects/{project_id}/keys", status_code=201)
 async def create_key(request: Request, project_id: ProjectId, body: KeyIn, owner: Editor) -> dict[str, Any]:
-    await _project_or_404(request, project_id)
+    await _project_or_404(request, project_id, owner, write=True)
     runtime = runtime_of(request)
-    key = await write(request, lambda conn: P.create_key(conn, project_id, now=runtime.clock.now(), label=body.label))
-    return key_json(key, runtime.settings.base_url)
+    now = runtime.clock.now()
+
+    def create(conn: Connection) -> P.ProjectKey:
+        key = P.create_key(conn, project_id, now=now, label=body.label)
+        _audit(conn, owner, "key.create", ("key", key.id), now, project_id=project_id, label=key.label)
+        return key
+
+    return key_json(await write(request, create), runtime.settings.base_url)
 
 
 @router.patch("/keys/{key_id}")
 async def change_key(request: Request, key_id: KeyId, body: KeyChange, owner: Editor) -> dict[str, Any]:
     runtime = runtime_of(request)
-    key = await write(request, lambda conn: P.update_key(conn, key_id, body.model_dump(exclude_unset=True)))
+    old = await _key_or_404(request, key_id, owner)
+    changes = body.model_dump(exclude_unset=True)
+    now = runtime.clock.now()
+
+    def change(conn: Connection) -> P.ProjectKey | None:
+        key = P.update_key(conn, key_id, changes)
+        if key is not None:
+            action = "key.disable" if changes.get("is_active") is False else "key.change"
+            _audit(conn, owner, action, ("key", key_id), now, project_id=old.project_id, **changes)
+        return key
+
+    key = await write(request, change)
     if key is None:
         raise HTTPException(404, f"key {key_id} not found")
     runtime.key_cache.invalidate()
@@ -184,7 +287,16 @@ async def change_key(request: Request, key_id: KeyId, body: KeyChange, owner: Ed
 async def rotate_key(request: Request, key_id: KeyId, owner: Editor) -> dict[str, Any]:
     """Issue a new key and disable the old one."""
     runtime = runtime_of(request)
-    key = await write(request, lambda conn: P.rotate_key(conn, key_id, now=runtime.clock.now()))
+    old = await _key_or_404(request, key_id, owner)
+    now = runtime.clock.now()
+
+    def rotate(conn: Connection) -> P.ProjectKey | None:
+        key = P.rotate_key(conn, key_id, now=now)
+        if key is not None:
+            _audit(conn, owner, "key.rotate", ("key", key_id), now, project_id=old.project_id, new_key_id=key.id)
+        return key
+
+    key = await write(request, rotate)
     if key is None:
         raise HTTPException(404, f"key {key_id} not found")
     runtime.key_cache.invalidate()

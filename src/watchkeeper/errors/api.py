@@ -14,12 +14,14 @@ from watchkeeper.api import (
     IssueId,
     ProjectId,
     Reader,
+    check_project_access,
     decode_cursor,
     encode_cursor,
     read,
     runtime_of,
     write,
 )
+from watchkeeper.auth.access import Principal
 from watchkeeper.auth.projects import get_project
 from watchkeeper.errors import issues as I
 
@@ -53,15 +55,19 @@ def _link(request: Request, cursor: list[Any] | None) -> dict[str, str]:
     return {"Link": f'<{url}>; rel="next"; results="true"; cursor="{encode_cursor(cursor)}"'}
 
 
-async def _check_project(request: Request, project_id: int) -> None:
-    if await read(request, lambda conn: get_project(conn, project_id)) is None:
-        raise HTTPException(404, f"project {project_id} not found")
+async def _check_project(request: Request, project_id: int, principal: Principal, *, write: bool = False) -> None:
+    exists = await read(request, lambda conn: get_project(conn, project_id)) is not None
+    check_project_access(principal, project_id, exists=exists, write=write, what=f"project {project_id}")
 
 
-async def _issue_or_404(request: Request, issue_id: int) -> dict[str, Any]:
+async def _issue_or_404(
+    request: Request, issue_id: int, principal: Principal, *, write: bool = False
+) -> dict[str, Any]:
+    """The issue, if the principal may see its project (else 404, as if it did not exist)."""
     issue = await read(request, lambda conn: I.get_issue(conn, issue_id))
-    if issue is None:
-        raise HTTPException(404, f"issue {issue_id} not found")
+    project_id = issue["project_id"] if issue else 0
+    check_project_access(principal, project_id, exists=issue is not None, write=write, what=f"issue {issue_id}")
+    assert issue is not None
     return issue
 
 
@@ -90,7 +96,7 @@ async def list_issues(
     for name, text in (("environment", environment), ("release", release), ("query", query)):
         if text is not None and "\x00" in text:  # PostgreSQL text cannot hold NUL: nothing can match
             raise HTTPException(422, f"{name}: may not contain NUL characters")
-    await _check_project(request, project_id)
+    await _check_project(request, project_id, owner)
     flt = I.IssueFilter(None if status == "all" else status, level, environment, release, since, until, query)
     after = decode_cursor(cursor, 2) if cursor else None
     rows, next_key = await read(
@@ -103,7 +109,7 @@ async def list_issues(
 @router.patch("/projects/{project_id}/issues")
 async def bulk_change(request: Request, project_id: ProjectId, body: BulkChange, owner: Editor) -> dict[str, Any]:
     """Resolve, ignore, reopen or assign many issues at once."""
-    await _check_project(request, project_id)
+    await _check_project(request, project_id, owner, write=True)
     runtime = runtime_of(request)
     change = body.model_dump(exclude_unset=True, exclude={"ids"})
     try:
@@ -120,7 +126,7 @@ async def get_issue(
     request: Request, issue_id: IssueId, owner: Reader, histogram_hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24
 ) -> dict[str, Any]:
     """An issue with its tag breakdowns and its events per minute over the last `histogram_hours`."""
-    issue = await _issue_or_404(request, issue_id)
+    issue = await _issue_or_404(request, issue_id, owner)
     since = int(runtime_of(request).clock.now() // 60) - histogram_hours * 60
 
     def details(conn: Any) -> dict[str, Any]:
@@ -131,7 +137,7 @@ async def get_issue(
 
 @router.patch("/issues/{issue_id}")
 async def change_issue(request: Request, issue_id: IssueId, body: IssueChange, owner: Editor) -> dict[str, Any]:
-    issue = await _issue_or_404(request, issue_id)
+    issue = await _issue_or_404(request, issue_id, owner, write=True)
     runtime = runtime_of(request)
     change = body.model_dump(exclude_unset=True)
     try:
@@ -140,12 +146,12 @@ async def change_issue(request: Request, issue_id: IssueId, body: IssueChange, o
         )
     except I.IssueChangeError as exc:
         raise HTTPException(422, str(exc)) from None
-    return await _issue_or_404(request, issue_id)
+    return await _issue_or_404(request, issue_id, owner)
 
 
 @router.delete("/issues/{issue_id}", status_code=204)
 async def delete_issue(request: Request, issue_id: IssueId, owner: Editor) -> None:
-    await _issue_or_404(request, issue_id)
+    await _issue_or_404(request, issue_id, owner, write=True)
     await write(request, lambda conn: I.delete_issue(conn, issue_id))
 
 
@@ -160,7 +166,7 @@ async def list_events(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """Events of an issue, newest first; `full=true` includes each normalised event."""
-    await _issue_or_404(request, issue_id)
+    await _issue_or_404(request, issue_id, owner)
     after = decode_cursor(cursor, 2) if cursor else None
     rows, next_key = await read(
         request, lambda conn: I.list_events(conn, issue_id, limit=limit, after=after, full=full)
@@ -171,7 +177,7 @@ async def list_events(
 
 @router.get("/issues/{issue_id}/events/latest")
 async def latest_event(request: Request, issue_id: IssueId, owner: Reader) -> dict[str, Any]:
-    await _issue_or_404(request, issue_id)
+    await _issue_or_404(request, issue_id, owner)
     rows, _ = await read(request, lambda conn: I.list_events(conn, issue_id, limit=1, full=True))
     if not rows:
         raise HTTPException(404, f"issue {issue_id} has no stored events")
@@ -181,6 +187,7 @@ async def latest_event(request: Request, issue_id: IssueId, owner: Reader) -> di
 @router.get("/projects/{project_id}/events/{event_id}")
 async def get_event(request: Request, project_id: ProjectId, event_id: str, owner: Reader) -> dict[str, Any]:
     """One event, normalised and scrubbed, as stored."""
+    await _check_project(request, project_id, owner)
     if "\x00" in event_id:
         raise HTTPException(404, f"event not found in project {project_id}")
     event = await read(request, lambda conn: I.get_event(conn, project_id, event_id[:40]))
