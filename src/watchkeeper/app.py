@@ -119,7 +119,9 @@ async def _retention_loop(runtime: Runtime) -> None:
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
     """The whole application: ingest, REST API, health and metrics."""
+    from watchkeeper import web
     from watchkeeper.api import install_error_handlers
+    from watchkeeper.auth.accounts_api import router as accounts_api
     from watchkeeper.auth.api import router as auth_api
     from watchkeeper.errors.api import router as errors_api
 
@@ -153,7 +155,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
     app.state.runtime = state
     install_error_handlers(app)
     app.include_router(auth_api, prefix="/api/v1")
+    app.include_router(accounts_api, prefix="/api/v1")
     app.include_router(errors_api, prefix="/api/v1")
     ingest = Router(routes=intake.routes + health_routes)
     app.router.routes.extend(ingest.routes)
+    web.mount(app)
     return app

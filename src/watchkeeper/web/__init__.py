@@ -1,0 +1,21 @@
+"""The web application: server-rendered pages (Jinja2, htmx, uPlot) and their static files.
+
+`mount(app)` adds the pages and `/static` to the ASGI app; the modules are the shell (`shell`,
+`timerange`, `viewer`), the pages by subject (`login_pages`, `project_pages`, `issue_pages`) and the
+few queries they need beyond the errors domain's (`queries`, `event_view`).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+
+def mount(app: FastAPI) -> None:
+    from watchkeeper.web import issue_pages, login_pages, project_pages
+    from watchkeeper.web.shell import STATIC_DIR, install_page_errors
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (login_pages, project_pages, issue_pages):
+        app.include_router(module.router)
+    install_page_errors(app)

@@ -1,0 +1,210 @@
+"""Pages for projects: list, create, settings (name, retention, scrubbing, rate limits), DSN keys and
+the setup instructions a new project shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Connection
+from starlette.datastructures import FormData
+
+from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth import projects as P
+from watchkeeper.auth.api import SCRUBBING_KEYS
+from watchkeeper.errors.issues import count_issues
+from watchkeeper.errors.scrubbing import ScrubbingRules
+from watchkeeper.web.shell import PageError
+from watchkeeper.web.viewer import CurrentPage, Page, checked_form, readable_project, require_write
+
+router = APIRouter(include_in_schema=False)
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    return see_other("/projects")
+
+
+@router.get("/projects")
+async def projects_page(page: CurrentPage) -> Response:
+    def counts(conn: Connection) -> dict[int, int]:
+        return {p.id: count_issues(conn, p.id) for p in P.list_projects(conn) if page.viewer.principal.can_read(p.id)}
+
+    return await page.render("projects.html", issue_counts=await read(page.request, counts))
+
+
+@router.get("/projects/new")
+async def new_project_page(page: CurrentPage) -> Response:
+    if not page.viewer.principal.is_admin:
+        raise PageError(403, "Only an administrator creates projects.")
+    return await page.render("project_new.html", error=None, name="", platform="")
+
+
+@router.post("/projects")
+async def create_project(page: CurrentPage) -> Response:
+    form = await checked_form(page.request, page.viewer)
+    if not page.viewer.principal.is_admin:
+        raise PageError(403, "Only an administrator creates projects.")
+    name, platform = _text(form, "name"), _text(form, "platform")
+    now = runtime_of(page.request).clock.now()
+    try:
+        created = await write(
+            page.request, lambda conn: P.create_project(conn, name, now=now, platform=platform or None)
+        )
+    except P.ProjectError as exc:
+        return await page.render("project_new.html", status=422, error=str(exc), name=name, platform=platform)
+    return see_other(f"/projects/{created.id}/setup")
+
+
+async def _dsn_and_keys(page: Page, project_id: int) -> tuple[str | None, list[P.ProjectKey]]:
+    keys = await read(page.request, lambda conn: P.list_keys(conn, project_id))
+    base = runtime_of(page.request).settings.base_url
+    active = next((k for k in keys if k.is_active), None)
+    return (active.dsn(base) if active else None), keys
+
+
+@router.get("/projects/{project_id:int}")
+async def project_home(project_id: int, page: CurrentPage) -> Response:
+    await readable_project(page, project_id)
+    return see_other(f"/projects/{project_id}/issues{page.filter.query()}")
+
+
+@router.get("/projects/{project_id:int}/setup")
+async def setup_page(project_id: int, page: CurrentPage) -> Response:
+    project = await readable_project(page, project_id)
+    dsn, _ = await _dsn_and_keys(page, project_id)
+    base_url = runtime_of(page.request).settings.base_url
+    return await page.render("setup.html", project=project, dsn=dsn, base_url=base_url)
+
+
+@router.get("/projects/{project_id:int}/settings")
+async def settings_page(project_id: int, page: CurrentPage) -> Response:
+    project = await readable_project(page, project_id)
+    return await page.render("project_settings.html", project=project, scrubbing=_scrubbing(project), error=None)
+
+
+def _scrubbing(project: P.Project) -> dict[str, Any]:
+    stored = project.settings.get("scrubbing", {})
+    return {
+        "scrub_data": stored.get("scrub_data", True),
+        "scrub_ip_addresses": stored.get("scrub_ip_addresses", True),
+        "sensitive_fields": "\n".join(stored.get("sensitive_fields", [])),
+        "safe_fields": "\n".join(stored.get("safe_fields", [])),
+    }
+
+
+def _text(form: FormData, name: str, limit: int = 200) -> str:
+    value = form.get(name)
+    text = value.strip() if isinstance(value, str) else ""
+    if "\x00" in text:
+        raise PageError(422, f"{name}: may not contain NUL characters")
+    return text[:limit]
+
+
+def _optional_int(form: FormData, name: str, low: int, high: int) -> int | None:
+    text = _text(form, name)
+    if not text:
+        return None
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise P.ProjectError(f"{name.replace('_', ' ')}: a whole number from {low} to {high}, or empty")
+    return int(text)
+
+
+def _names(form: FormData, name: str) -> list[str]:
+    return [line.strip() for line in _text(form, name, 10_000).splitlines() if line.strip()]
+
+
+def _project_changes(form: FormData, project: P.Project) -> dict[str, Any]:
+    name = _text(form, "name")
+    if not name:
+        raise P.ProjectError("name: must be 1-200 characters")
+    scrubbing = {
+        "scrub_data": form.get("scrub_data") == "on",
+        "scrub_ip_addresses": form.get("scrub_ip_addresses") == "on",
+        "sensitive_fields": _names(form, "sensitive_fields"),
+        "safe_fields": _names(form, "safe_fields"),
+    }
+    assert set(scrubbing) <= SCRUBBING_KEYS
+    try:
+        ScrubbingRules.from_settings(scrubbing)
+    except ValueError as exc:
+        raise P.ProjectError(f"scrubbing: {exc}") from None
+    return {
+        "name": name,
+        "platform": _text(form, "platform", 64) or None,
+        "retention_days": _optional_int(form, "retention_days", 1, 3650),
+        "events_per_minute": _optional_int(form, "events_per_minute", 1, MAX_INT),
+        "events_per_hour": _optional_int(form, "events_per_hour", 1, MAX_INT),
+        "settings": {**project.settings, "scrubbing": scrubbing},
+    }
+
+
+@router.post("/projects/{project_id:int}/settings")
+async def save_settings(project_id: int, page: CurrentPage) -> Response:
+    project = await readable_project(page, project_id)
+    form = await checked_form(page.request, page.viewer)
+    require_write(page.viewer, project_id)
+    try:
+        changes = _project_changes(form, project)
+    except P.ProjectError as exc:
+        return await page.render(
+            "project_settings.html", status=422, project=project, scrubbing=_scrubbing(project), error=str(exc)
+        )
+    await write(page.request, lambda conn: P.update_project(conn, project_id, changes))
+    runtime_of(page.request).key_cache.invalidate()
+    return see_other(f"/projects/{project_id}/settings?saved=1")
+
+
+@router.get("/projects/{project_id:int}/keys")
+async def keys_page(project_id: int, page: CurrentPage) -> Response:
+    project = await readable_project(page, project_id)
+    _, keys = await _dsn_and_keys(page, project_id)
+    base = runtime_of(page.request).settings.base_url
+    return await page.render("project_keys.html", project=project, keys=[(k, k.dsn(base)) for k in keys])
+
+
+async def _key_of(page: Page, project_id: int, key_id: int) -> P.ProjectKey:
+    key = await read(page.request, lambda conn: P.get_key(conn, key_id))
+    if key is None or key.project_id != project_id:
+        raise PageError(404, "No such key.")
+    return key
+
+
+@router.post("/projects/{project_id:int}/keys")
+async def create_key(project_id: int, page: CurrentPage) -> Response:
+    await readable_project(page, project_id)
+    form = await checked_form(page.request, page.viewer)
+    require_write(page.viewer, project_id)
+    label = _text(form, "label") or "Default"
+    now = runtime_of(page.request).clock.now()
+    await write(page.request, lambda conn: P.create_key(conn, project_id, now=now, label=label))
+    return see_other(f"/projects/{project_id}/keys")
+
+
+@router.post("/projects/{project_id:int}/keys/{key_id:int}/rotate")
+async def rotate_key(project_id: int, key_id: int, page: CurrentPage) -> Response:
+    await readable_project(page, project_id)
+    await checked_form(page.request, page.viewer)
+    require_write(page.viewer, project_id)
+    await _key_of(page, project_id, key_id)
+    now = runtime_of(page.request).clock.now()
+    await write(page.request, lambda conn: P.rotate_key(conn, key_id, now=now))
+    runtime_of(page.request).key_cache.invalidate()
+    return see_other(f"/projects/{project_id}/keys")
+
+
+@router.post("/projects/{project_id:int}/keys/{key_id:int}/active")
+async def set_key_active(project_id: int, key_id: int, page: CurrentPage) -> Response:
+    await readable_project(page, project_id)
+    form = await checked_form(page.request, page.viewer)
+    require_write(page.viewer, project_id)
+    await _key_of(page, project_id, key_id)
+    active = form.get("active") == "1"
+    await write(page.request, lambda conn: P.update_key(conn, key_id, {"is_active": active}))
+    runtime_of(page.request).key_cache.invalidate()
+    return see_other(f"/projects/{project_id}/keys")

@@ -1,0 +1,102 @@
+"""The global time range and environment filter every page reads from its query string.
+
+`?range=24h` (1h, 24h, 7d, 14d, 30d) or `?range=custom&start=2026-11-20T08:00&end=2026-11-21T08:00` (in the
+viewer's time zone), plus `?environment=production`. Links between pages carry them along, so a
+filter chosen once follows the user around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from starlette.datastructures import QueryParams
+
+PRESETS: dict[str, int] = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "14d": 14 * 86400, "30d": 30 * 86400}
+DEFAULT_RANGE = "24h"
+MAX_CUSTOM_SECONDS = 366 * 86400
+_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+class TimeRangeError(ValueError):
+    """A custom range that cannot be read; the message says which part."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    key: str  # a preset or "custom"
+    since: float
+    until: float
+    start_text: str = ""  # the custom bounds as typed (datetime-local), kept for the form
+    end_text: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.until - self.since
+
+    @property
+    def is_custom(self) -> bool:
+        return self.key == "custom"
+
+
+@dataclass(frozen=True, slots=True)
+class PageFilter:
+    """What the shell keeps in the query string: time range and environment."""
+
+    time_range: TimeRange
+    environment: str | None
+
+    def params(self) -> dict[str, str]:
+        out = {"range": self.time_range.key}
+        if self.time_range.is_custom:
+            out |= {"start": self.time_range.start_text, "end": self.time_range.end_text}
+        if self.environment:
+            out["environment"] = self.environment
+        return out
+
+    def query(self, **extra: str | int | None) -> str:
+        """The query string for a link that keeps the filter, e.g. `?range=7d&status=resolved`."""
+        params = self.params() | {k: str(v) for k, v in extra.items() if v is not None and v != ""}
+        return "?" + urlencode(params)
+
+
+def _parse_local(text: str, zone: ZoneInfo, name: str) -> float:
+    try:
+        return datetime.strptime(text, _LOCAL_FORMAT).replace(tzinfo=zone).timestamp()
+    except ValueError:
+        raise TimeRangeError(f"{name}: expected a date and time like 2026-11-20T08:00") from None
+
+
+def parse_time_range(params: QueryParams, now: float, zone: ZoneInfo) -> TimeRange:
+    """The range a page shows; presets end now.
+
+    >>> parse_time_range(QueryParams("range=1h"), 7200.0, ZoneInfo("UTC")).since
+    3600.0
+    """
+    key = params.get("range") or DEFAULT_RANGE
+    if key in PRESETS:
+        return TimeRange(key, now - PRESETS[key], now)
+    if key != "custom":
+        raise TimeRangeError(f"range: one of {', '.join(PRESETS)} or custom")
+    start_text, end_text = params.get("start", ""), params.get("end", "")
+    since = _parse_local(start_text, zone, "start")
+    until = _parse_local(end_text, zone, "end") if end_text else now
+    if until <= since:
+        raise TimeRangeError("end: must be after start")
+    if until - since > MAX_CUSTOM_SECONDS:
+        raise TimeRangeError("range: at most 366 days")
+    return TimeRange("custom", since, until, start_text, end_text or local_input_value(now, zone))
+
+
+def parse_page_filter(params: QueryParams, now: float, zone: ZoneInfo) -> PageFilter:
+    environment = (params.get("environment") or "").strip()[:64] or None
+    if environment and "\x00" in environment:
+        environment = None  # cannot be stored, so nothing can match it
+    return PageFilter(parse_time_range(params, now, zone), environment)
+
+
+def local_input_value(epoch: float, zone: ZoneInfo) -> str:
+    """An epoch as the value of an `<input type=datetime-local>` in `zone`."""
+    return datetime.fromtimestamp(epoch, zone).strftime(_LOCAL_FORMAT)

@@ -1,0 +1,58 @@
+"""Helpers for the page tests: a logged-in httpx client per user, form tokens read from the pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import sentry_sdk
+
+from tests.conftest import Server
+from watchkeeper.app import bootstrap_admin
+
+ADMIN_PASSWORD = "admin-password-1"
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def form_token(html: str) -> str:
+    match = _TOKEN.search(html)
+    assert match, "page has no form with a CSRF token"
+    return match.group(1)
+
+
+def log_in(server: Server, email: str, password: str) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, timeout=30)
+    page = client.get("/login")
+    assert page.status_code == 200
+    answer = client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": form_token(page.text), "next": "/projects"}
+    )
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def ensure_admin(server: Server) -> None:
+    """The admin `watchkeeper serve` creates on an empty database (the test server does not)."""
+    bootstrap_admin(server.runtime.engine, server.settings, server.runtime.clock)
+
+
+@pytest.fixture
+def admin(server: Server) -> Iterator[httpx.Client]:
+    ensure_admin(server)
+    client = log_in(server, server.settings.admin_email, ADMIN_PASSWORD)
+    yield client
+    client.close()
+
+
+@contextmanager
+def sentry(dsn: str) -> Iterator[None]:
+    """The real sentry-sdk pointed at the test server; flushed when the block ends."""
+    client = sentry_sdk.Client(dsn=dsn, default_integrations=False, environment="production", release="shop@1.2.3")
+    with sentry_sdk.new_scope() as scope:
+        scope.set_client(client)
+        yield
+    client.flush(timeout=10)
+    client.close(timeout=10)

@@ -1,0 +1,208 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright.
+
+One browser for the session; each test gets a fresh context and fails on any console error or
+uncaught page error. Screenshots go to test-artifacts/web/ (printed at the end of the session).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sentry_sdk
+from playwright.sync_api import Browser, Dialog, Page, Playwright, sync_playwright
+
+from tests.conftest import Server, make_project
+from tests.web.conftest import ADMIN_PASSWORD, ensure_admin, sentry
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+XSS_SCRIPT = "<script>alert(1)</script>"
+XSS_ATTRIBUTE = '" onmouseover="alert(1)'
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is needed: apt-get install chromium"
+    browser = playwright.chromium.launch(
+        executable_path=executable,
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+    yield browser
+    browser.close()
+    print(f"\nscreenshots in {ARTIFACTS}")
+
+
+@dataclass
+class Console:
+    """Everything the page complained about."""
+
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Paris")
+    page = context.new_page()
+    console.watch(page)
+    yield page
+    context.close()
+    assert console.errors == []
+    assert console.dialogs == []
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page: Page, server: Server) -> None:
+    ensure_admin(server)
+    page.goto(server.url + "/projects")
+    assert "/login" in page.url
+    shot(page, "01-login")
+    page.get_by_label("E-mail").fill(server.settings.admin_email)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(server.url + "/projects")
+
+
+class CheckoutFailed(Exception):
+    pass
+
+
+def _checkout(cart: dict[str, int]) -> None:
+    total = sum(cart.values())
+    raise CheckoutFailed(f"cart total {total} is over the limit")
+
+
+def test_log_in_create_project_send_error_resolve_log_out(page: Page, server: Server) -> None:
+    log_in(page, server)
+    shot(page, "02-projects-empty")
+    page.get_by_role("link", name="New project").first.click()
+    page.get_by_label("Name").fill("Shop backend")
+    page.get_by_role("button", name="Create project").click()
+    page.wait_for_url(re.compile(r"/projects/\d+/setup$"))
+    dsn = page.locator("#dsn-value").input_value()
+    assert dsn.startswith("http://") and "@127.0.0.1" in dsn
+    shot(page, "03-setup")
+
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Issues").click()
+    assert page.get_by_role("heading", name="Waiting for the first error in Shop backend").is_visible()
+    with sentry(dsn):
+        try:
+            _checkout({"book": 12, "lamp": 40})
+        except CheckoutFailed:
+            assert sentry_sdk.capture_exception()
+
+    page.reload()
+    link = page.get_by_role("link", name=re.compile("CheckoutFailed: cart total 52 is over the limit"))
+    assert link.is_visible()
+    assert page.locator("svg.spark polyline").count() == 1
+    shot(page, "04-issues")
+
+    link.click()
+    page.wait_for_url(re.compile(r"/issues/\d+"))
+    assert page.get_by_role("heading", level=1).inner_text().endswith("CheckoutFailed: cart total 52 is over the limit")
+    assert page.locator(".frame.in-app").count() >= 1
+    assert page.locator("#occurrences canvas").count() >= 1  # uPlot drew the chart
+    assert page.get_by_role("link", name="production").first.is_visible()
+    shot(page, "05-issue")
+
+    page.get_by_role("button", name="Resolve").click()
+    page.wait_for_load_state()
+    assert page.locator(".facts .badge.status").first.text_content() == "resolved"
+    assert page.get_by_role("button", name="Unresolve").is_visible()
+    shot(page, "06-issue-resolved")
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile(r"/login"))
+    page.goto(server.url + "/projects")
+    assert "/login" in page.url  # the session is gone
+
+
+def test_event_data_is_shown_as_text_never_run(page: Page, server: Server) -> None:
+    project = make_project(server, "Hostile")
+
+    def handler(comment: str) -> None:
+        payload = {"title": XSS_ATTRIBUTE, "body": XSS_SCRIPT}  # noqa: F841 - sent as a frame variable
+        raise ValueError(XSS_SCRIPT + comment)
+
+    with sentry(project.dsn):
+        sentry_sdk.set_tag("customer", XSS_ATTRIBUTE)
+        sentry_sdk.add_breadcrumb(message=XSS_SCRIPT, category="ui" + XSS_ATTRIBUTE)
+        try:
+            handler(XSS_ATTRIBUTE)
+        except ValueError:
+            assert sentry_sdk.capture_exception()
+        sentry_sdk.capture_message(XSS_SCRIPT + XSS_ATTRIBUTE)
+
+    log_in(page, server)
+    page.goto(f"{server.url}/projects/{project.id}/issues")
+    assert page.get_by_text(XSS_SCRIPT + XSS_ATTRIBUTE).first.is_visible()
+    shot(page, "07-hostile-issues")
+    page.get_by_role("link", name=re.compile("ValueError")).click()
+    page.wait_for_url(re.compile(r"/issues/\d+"))
+    page.locator(".frame.in-app summary").first.hover()
+    shot(page, "08-hostile-issue")
+
+    assert page.evaluate("document.querySelectorAll('[onmouseover]').length") == 0
+    assert page.evaluate("document.querySelectorAll('main script:not([type=\"application/json\"])').length") == 0
+    text = page.locator("main").inner_text()
+    assert XSS_SCRIPT in text and XSS_ATTRIBUTE in text
+    for element in page.locator("text=" + XSS_ATTRIBUTE).all()[:5]:
+        element.hover()
+
+
+def test_phone_width_dark_theme_and_keyboard(browser: Browser, server: Server, console: Console) -> None:
+    project = make_project(server, "Mobile")
+    with sentry(project.dsn):
+        sentry_sdk.capture_message("Checkout slow on phones")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark", is_mobile=True)
+    page = context.new_page()
+    console.watch(page)
+    log_in(page, server)
+    page.goto(f"{server.url}/projects/{project.id}/issues?range=7d")
+    shot(page, "09-phone-dark-issues")
+    wide = page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)"
+        ".map(e => e.tagName + '.' + e.className)"
+    )
+    assert wide == [], f"wider than a 390px screen: {wide}"
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(15, 18, 22)"
+
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.locator("#theme-toggle").click()  # auto -> light
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    page.get_by_role("link", name="Checkout slow on phones").click()
+    page.wait_for_url(re.compile(r"/issues/\d+"))
+    shot(page, "10-phone-light-issue")
+    context.close()
+    assert console.errors == []
