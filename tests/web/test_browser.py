@@ -140,6 +140,16 @@ def test_log_in_create_project_send_error_resolve_log_out(page: Page, server: Se
     assert page.get_by_role("button", name="Unresolve").is_visible()
     shot(page, "06-issue-resolved")
 
+    nav = page.get_by_role("navigation", name="Project")
+    nav.get_by_role("link", name="Settings").click()
+    page.get_by_label("Keep events for (days)").fill("30")
+    page.get_by_role("button", name="Save settings").click()
+    assert page.get_by_role("status").inner_text() == "Saved."
+    shot(page, "11-settings")
+    nav.get_by_role("link", name="Keys").click()
+    assert page.locator("input[id^=dsn-]").first.input_value() == dsn
+    shot(page, "12-keys")
+
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url(re.compile(r"/login"))
     page.goto(server.url + "/projects")

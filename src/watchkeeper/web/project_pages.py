@@ -11,8 +11,11 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth import audit
 from watchkeeper.auth import projects as P
-from watchkeeper.auth.api import SCRUBBING_KEYS
+from watchkeeper.auth import teams as T
+from watchkeeper.auth.access import Principal
+from watchkeeper.auth.api import SCRUBBING_KEYS, _owning_team
 from watchkeeper.errors.issues import count_issues
 from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.web.shell import PageError
@@ -38,26 +41,54 @@ async def projects_page(page: CurrentPage) -> Response:
     return await page.render("projects.html", issue_counts=await read(page.request, counts))
 
 
+def record(conn: Connection, principal: Principal, action: str, target: tuple[str, int], now: float,
+           **details: Any) -> None:
+    """An audit-log entry for a change made on a page, in the change's own transaction."""
+    audit.record(conn, actor_user_id=principal.user_id, action=action, target_type=target[0],
+                 target_id=target[1], details=details, now=now)
+
+
+def _may_create(page: Page) -> None:
+    if not page.viewer.principal.may_create_projects:
+        raise PageError(403, "Your role may not create projects.")
+
+
+async def _teams_for_new_project(page: Page) -> list[T.Team]:
+    principal = page.viewer.principal
+    user_id = None if principal.role == "admin" else principal.user_id
+    return await read(page.request, lambda conn: T.list_teams(conn, user_id=user_id))
+
+
 @router.get("/projects/new")
 async def new_project_page(page: CurrentPage) -> Response:
-    if not page.viewer.principal.is_admin:
-        raise PageError(403, "Only an administrator creates projects.")
-    return await page.render("project_new.html", error=None, name="", platform="")
+    _may_create(page)
+    teams = await _teams_for_new_project(page)
+    return await page.render("project_new.html", error=None, name="", platform="", teams=teams, team_id=None)
 
 
 @router.post("/projects")
 async def create_project(page: CurrentPage) -> Response:
     form = await checked_form(page.request, page.viewer)
-    if not page.viewer.principal.is_admin:
-        raise PageError(403, "Only an administrator creates projects.")
-    name, platform = _text(form, "name"), _text(form, "platform")
+    _may_create(page)
+    name, platform, team = _text(form, "name"), _text(form, "platform"), _text(form, "team_id")
+    team_id = int(team) if team.isdigit() and int(team) <= MAX_INT else None
+    principal = page.viewer.principal
     now = runtime_of(page.request).clock.now()
+
+    def create(conn: Connection) -> P.Project:
+        owner = _owning_team(conn, principal, team_id)  # the API's rule: one of the creator's teams
+        project = P.create_project(conn, name, now=now, platform=platform or None)
+        if owner is not None:
+            T.add_project(conn, owner, project.id)
+        record(conn, principal, "project.create", ("project", project.id), now, name=project.name, team_id=owner)
+        return project
+
     try:
-        created = await write(
-            page.request, lambda conn: P.create_project(conn, name, now=now, platform=platform or None)
-        )
+        created = await write(page.request, create)
     except P.ProjectError as exc:
-        return await page.render("project_new.html", status=422, error=str(exc), name=name, platform=platform)
+        teams = await _teams_for_new_project(page)
+        return await page.render("project_new.html", status=422, error=str(exc), name=name, platform=platform,
+                                 teams=teams, team_id=team_id)
     return see_other(f"/projects/{created.id}/setup")
 
 
@@ -155,7 +186,14 @@ async def save_settings(project_id: int, page: CurrentPage) -> Response:
         return await page.render(
             "project_settings.html", status=422, project=project, scrubbing=_scrubbing(project), error=str(exc)
         )
-    await write(page.request, lambda conn: P.update_project(conn, project_id, changes))
+    now = runtime_of(page.request).clock.now()
+
+    def change(conn: Connection) -> None:
+        P.update_project(conn, project_id, changes)
+        record(conn, page.viewer.principal, "project.change", ("project", project_id), now,
+               **{k: v for k, v in changes.items() if k != "settings"}, scrubbing=changes["settings"]["scrubbing"])
+
+    await write(page.request, change)
     runtime_of(page.request).key_cache.invalidate()
     return see_other(f"/projects/{project_id}/settings?saved=1")
 
@@ -182,7 +220,12 @@ async def create_key(project_id: int, page: CurrentPage) -> Response:
     require_write(page.viewer, project_id)
     label = _text(form, "label") or "Default"
     now = runtime_of(page.request).clock.now()
-    await write(page.request, lambda conn: P.create_key(conn, project_id, now=now, label=label))
+
+    def create(conn: Connection) -> None:
+        key = P.create_key(conn, project_id, now=now, label=label)
+        record(conn, page.viewer.principal, "key.create", ("key", key.id), now, project_id=project_id, label=label)
+
+    await write(page.request, create)
     return see_other(f"/projects/{project_id}/keys")
 
 
@@ -193,7 +236,14 @@ async def rotate_key(project_id: int, key_id: int, page: CurrentPage) -> Respons
     require_write(page.viewer, project_id)
     await _key_of(page, project_id, key_id)
     now = runtime_of(page.request).clock.now()
-    await write(page.request, lambda conn: P.rotate_key(conn, key_id, now=now))
+
+    def rotate(conn: Connection) -> None:
+        key = P.rotate_key(conn, key_id, now=now)
+        if key is not None:
+            record(conn, page.viewer.principal, "key.rotate", ("key", key_id), now, project_id=project_id,
+                   new_key_id=key.id)
+
+    await write(page.request, rotate)
     runtime_of(page.request).key_cache.invalidate()
     return see_other(f"/projects/{project_id}/keys")
 
@@ -205,6 +255,13 @@ async def set_key_active(project_id: int, key_id: int, page: CurrentPage) -> Res
     require_write(page.viewer, project_id)
     await _key_of(page, project_id, key_id)
     active = form.get("active") == "1"
-    await write(page.request, lambda conn: P.update_key(conn, key_id, {"is_active": active}))
+    now = runtime_of(page.request).clock.now()
+
+    def switch(conn: Connection) -> None:
+        if P.update_key(conn, key_id, {"is_active": active}) is not None:
+            record(conn, page.viewer.principal, "key.change" if active else "key.disable", ("key", key_id), now,
+                   project_id=project_id, is_active=active)
+
+    await write(page.request, switch)
     runtime_of(page.request).key_cache.invalidate()
     return see_other(f"/projects/{project_id}/keys")
