@@ -1,4 +1,4 @@
-"""`watchkeeper` command line: serve, migrate, projects, tokens, users, config check."""
+"""`watchkeeper` command line: serve, migrate, projects, tokens, users, teams, config check."""
 
 from __future__ import annotations
 
@@ -164,6 +164,42 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_team_create(args: argparse.Namespace) -> int:
+    from watchkeeper.auth.audit import record
+    from watchkeeper.auth.teams import TeamError, create_team
+
+    now = SystemClock().now()
+    try:
+        with _engine(args).begin() as conn:
+            team = create_team(conn, args.name, now=now)
+            record(conn, actor_user_id=None, action="team.create", target_type="team", target_id=team.id,
+                   details={"name": team.name, "via": "cli"}, now=now)
+    except TeamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print(args, {"id": team.id, "name": team.name}, f"Created team {team.name} (id {team.id})")
+    return 0
+
+
+def cmd_team_add(args: argparse.Namespace) -> int:
+    from watchkeeper.auth.audit import record
+    from watchkeeper.auth.teams import add_member, find_team
+    from watchkeeper.auth.users import find_user
+
+    now = SystemClock().now()
+    with _engine(args).begin() as conn:
+        team, user = find_team(conn, args.team), find_user(conn, args.email)
+        if team is None or user is None:
+            missing = f"team {args.team!r}" if team is None else f"user {args.email}"
+            print(f"error: no {missing}", file=sys.stderr)
+            return 2
+        if add_member(conn, team.id, user.id):
+            record(conn, actor_user_id=None, action="team.member_add", target_type="team", target_id=team.id,
+                   details={"user_id": user.id, "via": "cli"}, now=now)
+    _print(args, {"team": team.name, "email": user.email}, f"{user.email} is in team {team.name}")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     shown = settings.model_dump(mode="json")
@@ -227,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     ucreate.add_argument("--generate", action="store_true", help="generate a password and print it")
     ucreate.add_argument("--json", action="store_true")
     ucreate.set_defaults(func=cmd_user_create)
+
+    team = commands.add_parser("team", help="teams (own projects)").add_subparsers(dest="action", required=True)
+    tmcreate = team.add_parser("create", help="create a team", parents=[common])
+    tmcreate.add_argument("name")
+    tmcreate.add_argument("--json", action="store_true")
+    tmcreate.set_defaults(func=cmd_team_create)
+    tmadd = team.add_parser("add", help="add a user to a team", parents=[common])
+    tmadd.add_argument("team", help="team name")
+    tmadd.add_argument("email")
+    tmadd.add_argument("--json", action="store_true")
+    tmadd.set_defaults(func=cmd_team_add)
 
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate the settings and print them", parents=[common])
