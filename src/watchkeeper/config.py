@@ -70,6 +70,29 @@ class OutboundSettings(_Section):
     max_redirects: int = Field(5, ge=0)
 
 
+class UptimeSettings(_Section):
+    # Run the checks and heartbeat sweeps in this process (off for API-only processes and some tests).
+    scheduler: bool = True
+    # Enough to keep 10,000 monitors at 60 s busy without opening thousands of sockets at once.
+    max_concurrent_checks: int = Field(200, gt=0)
+    # Raw check results are for "recent checks"; ranges beyond use the per-minute/hour/day rollups.
+    raw_retention_days: int = Field(7, gt=0)
+    # Per-minute rollups are for charts of the last days; hour and day rollups for long ranges.
+    minute_rollup_retention_days: int = Field(14, gt=0)
+    hour_rollup_retention_days: int = Field(120, gt=0)
+    # Monitors as code: a YAML file synced at start (see docs/uptime.md). None = none.
+    monitors_file: Path | None = None
+    # Heartbeat pings may carry a log; more than this is cut (healthchecks keeps 100 KiB too).
+    max_ping_body_bytes: int = Field(100 * 1024, gt=0)
+    # Results are written in one batch per this many seconds (one transaction for many checks).
+    flush_seconds: float = Field(1.0, gt=0, le=60)
+    # How often late heartbeats and new Sentry check-ins are looked at.
+    sweep_seconds: float = Field(5.0, gt=0, le=300)
+    # A public status page is computed at most once per this many seconds (it is opened by everyone
+    # during an outage).
+    status_page_cache_seconds: float = Field(5.0, ge=0, le=300)
+
+
 class SessionSettings(_Section):
     # A dashboard left open over a working day stays logged in; a laptop left overnight does not.
     idle_timeout_seconds: int = Field(12 * 3600, gt=0)
@@ -101,6 +124,7 @@ class Settings(_Section):
     retention: RetentionSettings = RetentionSettings()
     outbound: OutboundSettings = OutboundSettings()
     sessions: SessionSettings = SessionSettings()
+    uptime: UptimeSettings = UptimeSettings()
 
     @property
     def sqlalchemy_url(self) -> str:

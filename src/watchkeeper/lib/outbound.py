@@ -1,0 +1,113 @@
+"""The one outbound HTTP client (checks, webhooks, channels), with the guard against private targets.
+
+Every request resolves its host and refuses loopback, private, link-local and other non-public
+addresses unless `outbound.allow_private_targets` is on, so a monitor or webhook URL cannot be used to
+probe the internal network (SSRF). Redirects are followed hop by hop through the same guard, at most
+`outbound.max_redirects` times. Other protocols (TCP, DNS, databases) call `resolve_target` themselves
+and connect to the address it returns, so the name cannot resolve differently in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any
+
+import httpx
+
+from watchkeeper.config import OutboundSettings
+
+
+class TargetBlocked(Exception):
+    """The target resolves to an address outbound traffic may not reach; the message says which."""
+
+
+def is_public_address(address: str) -> bool:
+    """True for addresses on the public internet.
+
+    >>> is_public_address("8.8.8.8"), is_public_address("127.0.0.1"), is_public_address("10.1.2.3")
+    (True, False, False)
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve_target(host: str, port: int, *, allow_private: bool) -> str:
+    """The address to connect to for `host`, or TargetBlocked when any of its addresses is not public."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {host}: {exc.strerror}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise OSError(f"cannot resolve {host}")
+    if not allow_private:
+        # Every address must be public: a name with one public and one private address could be
+        # steered to the private one.
+        blocked = [a for a in addresses if not is_public_address(a)]
+        if blocked:
+            raise TargetBlocked(
+                f"{host} resolves to {blocked[0]}, a private or loopback address "
+                "(allow with outbound.allow_private_targets)"
+            )
+    return addresses[0]
+
+
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, allow_private: bool) -> None:
+        self._inner = inner
+        self._allow_private = allow_private
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        await resolve_target(url.host, url.port or (443 if url.scheme == "https" else 80),
+                             allow_private=self._allow_private)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class Outbound:
+    """Guarded httpx clients: one that verifies TLS and one that does not (for monitors that ask).
+
+    >>> # async with Outbound(settings.outbound) as outbound: await outbound.client().get(url)
+    """
+
+    def __init__(self, settings: OutboundSettings, *, max_connections: int = 1000) -> None:
+        self.settings = settings
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 4)
+        self._clients = {
+            verify: httpx.AsyncClient(
+                transport=_GuardedTransport(
+                    httpx.AsyncHTTPTransport(verify=verify, limits=limits), settings.allow_private_targets
+                ),
+                timeout=settings.timeout_seconds,
+                max_redirects=settings.max_redirects,
+                headers={"User-Agent": "Watchkeeper"},
+            )
+            for verify in (True, False)
+        }
+
+    @property
+    def allow_private(self) -> bool:
+        return self.settings.allow_private_targets
+
+    def client(self, *, verify_tls: bool = True) -> httpx.AsyncClient:
+        return self._clients[verify_tls]
+
+    async def resolve(self, host: str, port: int) -> str:
+        return await resolve_target(host, port, allow_private=self.allow_private)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def __aenter__(self) -> Outbound:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

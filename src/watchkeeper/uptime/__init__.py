@@ -1,0 +1,1 @@
+"""Uptime monitoring: monitors, checkers, scheduler, heartbeats, SLAs and public status pages."""
