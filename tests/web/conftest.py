@@ -48,11 +48,12 @@ def admin(server: Server) -> Iterator[httpx.Client]:
 
 
 @contextmanager
-def sentry(dsn: str) -> Iterator[None]:
-    """The real sentry-sdk pointed at the test server; flushed when the block ends."""
+def sentry(dsn: str) -> Iterator[sentry_sdk.Scope]:
+    """The real sentry-sdk pointed at the test server, in scopes of its own (tags and breadcrumbs set on
+    the yielded scope stay in this block); flushed when the block ends."""
     client = sentry_sdk.Client(dsn=dsn, default_integrations=False, environment="production", release="shop@1.2.3")
-    with sentry_sdk.new_scope() as scope:
+    with sentry_sdk.isolation_scope(), sentry_sdk.new_scope() as scope:
         scope.set_client(client)
-        yield
+        yield scope
     client.flush(timeout=10)
     client.close(timeout=10)
