@@ -26,7 +26,7 @@ from watchkeeper.errors.tables import (
     transactions,
 )
 from watchkeeper.lib.signals import emit_signals, register_signal
-from watchkeeper.store.dialect import greatest, least, upsert
+from watchkeeper.store.dialect import execute_many, greatest, least, upsert
 
 ISSUE_NEW = register_signal("issue.new", "an event created a new issue")
 ISSUE_REGRESSION = register_signal("issue.regression", "an event arrived for a resolved issue")
@@ -109,8 +109,7 @@ def _count_outcomes(conn: Connection, batch: Sequence[EnvelopeRecords]) -> None:
             set_={"count": project_minute_counts.c.count + stmt.excluded.count},
         )
 
-    stmt = _statement(conn, "project_minute_counts", build)
-    conn.execute(stmt, [
+    execute_many(conn, "project_minute_counts", build, [
         {"project_id": p, "minute": m, "category": c, "outcome": o, "count": n}
         for (p, m, c, o), n in sorted(counts.items())
     ])
@@ -143,12 +142,12 @@ def _create_issues(conn: Connection, project_id: int, groups: dict[str, list[Eve
             "first_release": first.release, "last_release": first.release,
             "metadata": orjson.dumps(first.metadata).decode(),
         })
-    stmt = _statement(conn, "new_issues", lambda: upsert(conn, issues).on_conflict_do_nothing(
-        index_elements=["project_id", "hash"]).returning(issues.c.id, issues.c.hash))
-    created = {r.hash for r in conn.execute(stmt, rows)}
+    execute_many(conn, "new_issues", lambda: upsert(conn, issues).on_conflict_do_nothing(
+        index_elements=["project_id", "hash"]), rows)
     states = _load_issues(conn, project_id, hashes)
-    for h in created:
-        states[h].new = True
+    for state in states.values():
+        # Issues are created and counted in the same transaction: only one made just now has no events.
+        state.new = state.times_seen == 0
     return states
 
 
@@ -200,15 +199,31 @@ def _save_events(conn: Connection, records: list[EventRecord]) -> None:
         }
         for r in unique.values()
     ]
-    stmt = _statement(conn, "events", lambda: upsert(conn, events).on_conflict_do_nothing(
-        index_elements=["project_id", "event_id"]).returning(events.c.project_id, events.c.event_id))
-    stored = {(row.project_id, row.event_id)
-              for row in conn.execute(stmt, event_rows)}
+    # SDK retries resend an event: the ones already stored are found first (one indexed lookup per
+    # chunk), so the insert needs no RETURNING and can go through the driver's executemany.
+    stored = set(unique) - _stored_event_ids(conn, unique)
+    new_rows = [row for row in event_rows if (row["project_id"], row["event_id"]) in stored]
+    execute_many(conn, "events", lambda: upsert(conn, events).on_conflict_do_nothing(
+        index_elements=["project_id", "event_id"]), new_rows)
     for key, record in unique.items():
         if key in stored:
             states[(record.project_id, record.hash)].batch.append(record)
 
     _update_issues(conn, [s for s in states.values() if s.batch])
+
+
+def _stored_event_ids(conn: Connection, keys: dict[tuple[int, str], EventRecord]) -> set[tuple[int, str]]:
+    by_project: dict[int, list[str]] = defaultdict(list)
+    for project_id, event_id in keys:
+        by_project[project_id].append(event_id)
+    found: set[tuple[int, str]] = set()
+    for project_id, ids in by_project.items():
+        for start in range(0, len(ids), _CHUNK):
+            query = select(events.c.event_id).where(
+                events.c.project_id == project_id, events.c.event_id.in_(ids[start:start + _CHUNK])
+            )
+            found.update((project_id, event_id) for event_id in conn.scalars(query))
+    return found
 
 
 def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
@@ -269,7 +284,7 @@ def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
             )
         )
 
-    conn.execute(_statement(conn, "issue_update", build_update), issue_rows)
+    execute_many(conn, "issue_update", build_update, issue_rows)
 
     def build_tags() -> Any:
         stmt = upsert(conn, issue_tags)
@@ -282,9 +297,8 @@ def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
             },
         )
 
-    stmt = _statement(conn, "issue_tags", build_tags)
     if tag_counts:
-        conn.execute(stmt, [
+        execute_many(conn, "issue_tags", build_tags, [
             {"issue_id": i, "key": k, "value": v, "times_seen": n, "first_seen": f, "last_seen": la}
             for (i, k, v), (n, f, la) in sorted(tag_counts.items())
         ])
@@ -296,8 +310,8 @@ def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
             set_={"count": issue_minute_counts.c.count + stmt.excluded.count},
         )
 
-    stmt = _statement(conn, "issue_minute_counts", build_counts)
-    conn.execute(stmt, [{"issue_id": i, "minute": m, "count": n} for (i, m), n in sorted(minute_counts.items())])
+    execute_many(conn, "issue_minute_counts", build_counts,
+                 [{"issue_id": i, "minute": m, "count": n} for (i, m), n in sorted(minute_counts.items())])
 
     # Users affected = distinct values of the issue's "user" tag (as Sentry counts them).
     for start in range(0, len(user_issues), _CHUNK):
