@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from starlette.routing import Router
 
 from watchkeeper import __version__
 from watchkeeper.auth.key_cache import KeyCache
+from watchkeeper.auth.sessions import purge_expired
 from watchkeeper.auth.users import count_users, create_user, generate_password
 from watchkeeper.config import Settings
 from watchkeeper.errors import intake
@@ -28,7 +30,7 @@ from watchkeeper.observability import Metrics
 from watchkeeper.observability import routes as health_routes
 from watchkeeper.store import migrate
 from watchkeeper.store.engine import for_writing, make_engine
-from watchkeeper.store.writer import Writer
+from watchkeeper.store.writer import Writer, call_each
 
 log = logging.getLogger("watchkeeper")
 
@@ -112,6 +114,8 @@ async def _retention_loop(runtime: Runtime) -> None:
                 retention_batch, (runtime.clock.now(), settings.default_days, settings.batch_size)
             ):
                 pass
+            purge = functools.partial(purge_expired, now=runtime.clock.now(), limits=runtime.settings.sessions)
+            await runtime.writer.run(call_each, purge)
         except Exception:
             log.exception("retention run failed; will retry")
         await asyncio.sleep(settings.interval_seconds)

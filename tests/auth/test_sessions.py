@@ -168,3 +168,18 @@ def test_sign_in_creates_a_session_through_the_writer(runtime: Runtime, user_id:
         assert resolve_session(conn, raw, now=runtime.clock.now()) is not None
     failed, none = asyncio.run(sign_in(runtime, "ann@example.com", "nope", ip="10.0.0.2", user_agent="ua"))
     assert failed.reason == "bad_credentials" and none is None
+
+
+def test_expired_sessions_and_finished_lockouts_are_purged(runtime: Runtime, user_id: int) -> None:
+    from watchkeeper.auth.sessions import purge_expired
+    from watchkeeper.auth.tables import login_throttle
+
+    with for_writing(runtime.engine).begin() as conn:
+        start_session(conn, user_id, now=0, user_agent=None, ip=None, limits=LIMITS)
+        fresh, _ = start_session(conn, user_id, now=5000, user_agent=None, ip=None, limits=LIMITS)
+        login(conn, "ann@example.com", "wrong", ip="10.0.0.1", now=0, limits=LIMITS)
+        login(conn, "ann@example.com", "wrong", ip="10.0.0.3", now=5000, limits=LIMITS)
+        assert purge_expired(conn, now=5001, limits=LIMITS) == 1
+        assert resolve_session(conn, fresh, now=5001, limits=LIMITS) is not None
+        keys = {r.key for r in conn.execute(select(login_throttle.c.key))}
+    assert keys == {"email:ann@example.com", "ip:10.0.0.3"}

@@ -203,7 +203,9 @@ def end_user_sessions(conn: Connection, user_id: int, *, keep_session_id: int | 
     return int(conn.execute(query).rowcount)
 
 
-def purge_expired_sessions(conn: Connection, *, now: float, limits: SessionSettings = DEFAULT_LIMITS) -> int:
+def purge_expired(conn: Connection, *, now: float, limits: SessionSettings = DEFAULT_LIMITS) -> int:
+    """Delete expired sessions and finished login counters (run with retention); returns sessions deleted."""
+    throttle.purge(conn, now, limits)
     return int(
         conn.execute(
             delete(sessions).where(

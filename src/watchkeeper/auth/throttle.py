@@ -62,3 +62,11 @@ def record_failure(conn: Connection, key: str, limit: int, now: float, limits: S
 def clear(conn: Connection, key: str) -> None:
     """Forget the failures of `key` (after a successful login, or an admin unlocking an account)."""
     conn.execute(delete(login_throttle).where(login_throttle.c.key == key))
+
+
+def purge(conn: Connection, now: float, limits: SessionSettings) -> int:
+    """Forget counters whose window and lock are both over (they no longer change any answer)."""
+    stale = (login_throttle.c.window_start <= now - limits.lockout_seconds) & (
+        login_throttle.c.locked_until.is_(None) | (login_throttle.c.locked_until <= now)
+    )
+    return int(conn.execute(delete(login_throttle).where(stale)).rowcount)
