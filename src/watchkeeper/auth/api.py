@@ -128,7 +128,7 @@ async def _key_or_404(request: Request, key_id: int, principal: Principal) -> P.
     return key
 
 
-def _owning_team(conn: Connection, principal: Principal, team_id: int | None) -> int | None:
+def owning_team(conn: Connection, principal: Principal, team_id: int | None) -> int | None:
     """The team a new project goes in: the one asked for, else the creator's only team.
 
     Admins may use any team or none (a project in no team is visible to admins only); others must use
@@ -148,6 +148,9 @@ def _owning_team(conn: Connection, principal: Principal, team_id: int | None) ->
     if not mine:
         raise P.ProjectError("team_id: you are in no team; ask an admin to add you to one")
     raise P.ProjectError(f"team_id: you are in several teams ({', '.join(map(str, mine))}); say which one")
+
+
+_owning_team = owning_team  # the name the web pages first used
 
 
 def _audit(conn: Connection, principal: Principal, action: str, target: tuple[str, int], now: float,
@@ -172,7 +175,7 @@ async def create_project(request: Request, body: ProjectIn, owner: Editor) -> di
 
     def create(conn: Connection) -> dict[str, Any]:
         now = runtime.clock.now()
-        team_id = _owning_team(conn, owner, body.team_id)
+        team_id = owning_team(conn, owner, body.team_id)
         project = P.create_project(conn, body.name, now=now, platform=body.platform)
         if team_id is not None:
             T.add_project(conn, team_id, project.id)
