@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
 
 from tests.conftest import Server, make_project, make_token, make_user
 
@@ -163,3 +166,37 @@ def test_the_audit_log_records_who_changed_what_with_cursor_pages(server: Server
     assert api.get("/api/v1/audit-log", params={"cursor": "bogus!"}).status_code == 400
     with client(server, make_token(server, role="member")) as member:
         assert member.get("/api/v1/audit-log").status_code == 403
+
+
+BAD_REQUESTS = [
+    ("post", "/api/v1/users", {"email": "not-an-address"}, "email"),
+    ("post", "/api/v1/users", {"email": "a@example.com", "role": "root"}, "role"),
+    ("post", "/api/v1/users", {"email": "a@example.com", "password": "short"}, "password"),
+    ("post", "/api/v1/users", {"email": "a\x00@example.com"}, "email"),
+    ("post", "/api/v1/users", {"email": "a@example.com", "extra": 1}, "extra"),
+    ("patch", "/api/v1/users/1", {"is_active": "maybe"}, "is_active"),
+    ("patch", "/api/v1/users/99999999999", {"role": "viewer"}, "user_id"),
+    ("post", "/api/v1/teams", {"name": "   "}, "name"),
+    ("post", "/api/v1/teams", {"name": ""}, "name"),
+    ("post", "/api/v1/teams", [], "body"),
+    ("patch", "/api/v1/teams/1", {"name": "x" * 101}, "name"),
+    ("put", "/api/v1/teams/0/members/1", None, "team_id"),
+    ("post", "/api/v1/tokens", {"name": "   "}, "name"),
+    ("post", "/api/v1/tokens", {"name": "x", "project_ids": ["a"]}, "project_ids.0"),
+    ("post", "/api/v1/tokens", {"name": "x", "project_ids": [0]}, "project_ids.0"),
+    ("post", "/api/v1/me/password", {"current_password": "x", "new_password": "short"}, "new_password"),
+    ("patch", "/api/v1/me", {"timezone": "x\x00"}, "timezone"),
+    ("get", "/api/v1/audit-log?limit=0", None, "limit"),
+    ("get", "/api/v1/audit-log?cursor=WzEuNV0", None, "cursor"),
+    ("post", "/api/v1/projects", {"name": "X", "team_id": 999999}, "team_id"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), BAD_REQUESTS)
+def test_bad_input_is_a_4xx_naming_the_field(
+    server: Server, api: httpx.Client, method: str, path: str, body: Any, field: str
+) -> None:
+    kwargs = {} if body is None else {"json": body}
+    response = api.request(method.upper(), path, **kwargs)
+    assert 400 <= response.status_code < 500, response.text
+    assert field in response.json()["detail"], response.text

@@ -199,7 +199,10 @@ async def create_my_token(request: Request, body: TokenIn, principal: Reader) ->
         summary = next(t for t in K.list_tokens(conn, principal.user_id) if t.id == new.id)
         return {**token_json(summary), "token": new.token}
 
-    created: dict[str, Any] = await write(request, create)
+    try:
+        created: dict[str, Any] = await write(request, create)
+    except ValueError as exc:  # a blank name
+        raise HTTPException(422, str(exc)) from None
     return created
 
 

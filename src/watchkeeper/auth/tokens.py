@@ -71,7 +71,7 @@ def create_token(
     """
     name = name.strip()
     if not name or len(name) > 200:
-        raise ValueError("token name must be 1-200 characters")
+        raise ValueError("name: must be 1-200 characters")
     token = TOKEN_PREFIX + secrets.token_urlsafe(30)
     token_id = conn.execute(
         insert(api_tokens).values(
