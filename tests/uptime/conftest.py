@@ -3,6 +3,7 @@ listener and a DNS responder, all on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.rcode
@@ -24,6 +26,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Connection
+
+from watchkeeper.app import Runtime, build_runtime
+from watchkeeper.auth.projects import create_project
+from watchkeeper.config import Settings
+from watchkeeper.lib.clock import ManualClock
+from watchkeeper.lib.outbound import Outbound
+from watchkeeper.lib.signals import Signal, read_signals
+from watchkeeper.store.engine import for_writing
+from watchkeeper.store.writer import call_each
+from watchkeeper.uptime.monitors import Monitor, create_monitor, get_monitor
+from watchkeeper.uptime.scheduler import Scheduler, SchedulerMetrics
+from watchkeeper.uptime.specs import MonitorSpec
 
 CERT_DAYS_LEFT = 10
 
@@ -43,12 +59,18 @@ class TargetHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the checker gave up (its timeout): expected in these tests
 
     def do_GET(self) -> None:
         self.server.hits += 1  # type: ignore[attr-defined]
         path = self.path
-        if path == "/ok":
+        if path == "/health":
+            healthy = self.server.healthy  # type: ignore[attr-defined]
+            self._send(200 if healthy else 500, b'{"status": "UP"}' if healthy else b'{"status": "DOWN"}')
+        elif path == "/ok":
             self._send(200, b'{"status": "UP", "checks": [{"name": "db", "ok": true}]}')
         elif path == "/down":
             self._send(503, b'{"status": "DOWN"}')
@@ -86,9 +108,14 @@ class HttpTarget:
     def hits(self) -> int:
         return int(self.server.hits)  # type: ignore[attr-defined]
 
+    def set_healthy(self, healthy: bool) -> None:
+        """What /health answers: 200 or 500."""
+        self.server.healthy = healthy  # type: ignore[attr-defined]
+
 
 def _serve(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
     server.hits = 0  # type: ignore[attr-defined]
+    server.healthy = True  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -207,3 +234,72 @@ def dns_server() -> Iterator[int]:
     stop.set()
     thread.join(2)
     sock.close()
+
+
+@dataclass
+class UptimeWorld:
+    """A runtime on the test database with a manual clock, one project, and a scheduler to drive."""
+
+    runtime: Runtime
+    clock: ManualClock
+    project_id: int
+    scheduler: Scheduler
+    outbound: Outbound
+
+    def create(self, spec: dict[str, Any]) -> Monitor:
+        def run(conn: Connection) -> Monitor:
+            return create_monitor(conn, self.project_id, MonitorSpec.model_validate(spec), now=self.clock.now())
+
+        return self.write(run)  # type: ignore[no-any-return]
+
+    def write(self, function: Any) -> Any:
+        return self.runtime.writer.run_sync(call_each, function)
+
+    def monitor(self, monitor_id: int) -> Monitor:
+        with self.runtime.engine.connect() as conn:
+            found = get_monitor(conn, monitor_id)
+        assert found is not None
+        return found
+
+    def signals(self, kind: str | None = None) -> list[Signal]:
+        with self.runtime.engine.connect() as conn:
+            return read_signals(conn, kinds=[kind] if kind else None)
+
+    def run(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    def tick(self, seconds: float = 0.0) -> None:
+        """Move the clock, then run every due check and write the outcomes."""
+        self.clock.advance(seconds)
+        self.run(self.scheduler.tick())
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return _LOOP[0]
+
+
+_LOOP: list[asyncio.AbstractEventLoop] = []
+
+
+def new_scheduler(runtime: Runtime, outbound: Outbound, registry: CollectorRegistry | None = None) -> Scheduler:
+    return Scheduler(runtime.engine, runtime.writer, runtime.clock, runtime.settings.uptime, outbound,
+                     SchedulerMetrics(registry or CollectorRegistry()))
+
+
+@pytest.fixture
+def world(settings: Settings) -> Iterator[UptimeWorld]:
+    clock = ManualClock(time.time())
+    runtime = build_runtime(settings, clock)
+    runtime.writer.start()
+    loop = asyncio.new_event_loop()
+    _LOOP[:] = [loop]
+    outbound = Outbound(settings.outbound)
+    with for_writing(runtime.engine).begin() as conn:
+        project = create_project(conn, "Uptime", now=clock.now())
+    try:
+        yield UptimeWorld(runtime, clock, project.id, new_scheduler(runtime, outbound), outbound)
+    finally:
+        loop.run_until_complete(outbound.aclose())
+        loop.close()
+        runtime.writer.stop()
+        runtime.engine.dispose()

@@ -42,6 +42,7 @@ class Monitor:
     status_changed_at: float | None
     consecutive_failures: int
     consecutive_successes: int
+    failing_since: float | None
     degraded: bool
     last_check_at: float | None
     last_error: str | None

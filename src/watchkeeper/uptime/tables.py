@@ -46,6 +46,8 @@ monitors = Table(
     Column("status_changed_at", Double, nullable=True),
     Column("consecutive_failures", Integer, nullable=False, server_default="0"),
     Column("consecutive_successes", Integer, nullable=False, server_default="0"),
+    # When the current run of failed checks began: an outage starts there, not when it was confirmed.
+    Column("failing_since", Double, nullable=True),
     Column("degraded", Boolean, nullable=False, server_default="0"),
     Column("last_check_at", Double, nullable=True),
     Column("last_error", Text, nullable=True),

@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("status_changed_at", sa.Double(), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("consecutive_successes", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("failing_since", sa.Double(), nullable=True),
         sa.Column("degraded", sa.Boolean(), server_default="0", nullable=False),
         sa.Column("last_check_at", sa.Double(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),

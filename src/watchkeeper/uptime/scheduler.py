@@ -1,0 +1,211 @@
+"""The check scheduler: an asyncio loop in the server process.
+
+Each monitor is due every `interval_seconds`; first runs are spread with jitter so 10,000 monitors do
+not fire in the same second. Every check is its own task bounded by the monitor's timeout and a global
+semaphore (`uptime.max_concurrent_checks`), so a slow target never delays the others. Outcomes are
+written in one batch per `uptime.flush_seconds` through the writer. Scheduling lag (how late a check
+started) is on /metrics as `watchkeeper_uptime_schedule_lag_seconds`.
+
+Time comes from the injected clock: tests call `tick()` after moving a ManualClock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine
+
+from watchkeeper.config import UptimeSettings
+from watchkeeper.lib.clock import Clock
+from watchkeeper.lib.outbound import Outbound
+from watchkeeper.store.writer import Writer, WriterOverloaded, WriterStopped, call_each
+from watchkeeper.uptime.checkers import CheckContext, CheckResult, run_check
+from watchkeeper.uptime.monitors import Monitor, list_monitors
+from watchkeeper.uptime.results import CheckOutcome, record_results
+
+log = logging.getLogger(__name__)
+
+# Monitors changed by another process are picked up at least this often (this process is woken at once).
+REFRESH_SECONDS = 30.0
+# First checks are spread over at most this long (or the interval, when shorter).
+MAX_START_JITTER = 60.0
+
+
+class SchedulerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Histogram(
+            "watchkeeper_uptime_schedule_lag_seconds",
+            "How late a check started after it was due",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
+        )
+        self.checks = Counter(
+            "watchkeeper_uptime_checks", "Checks run, by outcome (up, down)", ["outcome"], registry=registry
+        )
+        self.running = Gauge("watchkeeper_uptime_checks_running", "Checks in progress", registry=registry)
+        self.monitors = Gauge("watchkeeper_uptime_monitors_scheduled", "Monitors being checked", registry=registry)
+
+
+@dataclass(slots=True)
+class _Scheduled:
+    monitor: Monitor
+    generation: int  # bumped when the monitor changes, so stale heap entries are skipped
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, writer: Writer, clock: Clock, settings: UptimeSettings,
+                 outbound: Outbound, metrics: SchedulerMetrics) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.clock = clock
+        self.settings = settings
+        self.outbound = outbound
+        self.metrics = metrics
+        self.lags: list[float] = []  # kept for the benchmark; bounded below
+        self._scheduled: dict[int, _Scheduled] = {}
+        self._heap: list[tuple[float, int, int]] = []
+        self._pending: list[CheckOutcome] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._semaphore = asyncio.Semaphore(settings.max_concurrent_checks)
+        self._wake = asyncio.Event()
+        self._random = random.Random()
+
+    # --- which monitors, and when ---
+
+    def _load(self) -> list[Monitor]:
+        with self.engine.connect() as conn:
+            return list_monitors(conn, checked_only=True)
+
+    async def refresh(self) -> None:
+        """Pick up monitors created, changed, paused or deleted since the last refresh."""
+        current = {m.id: m for m in await asyncio.to_thread(self._load)}
+        now = self.clock.now()
+        for monitor_id in list(self._scheduled):
+            if monitor_id not in current:
+                del self._scheduled[monitor_id]
+        for monitor in current.values():
+            known = self._scheduled.get(monitor.id)
+            if known is not None and known.monitor.updated_at == monitor.updated_at:
+                continue
+            generation = known.generation + 1 if known else 0
+            self._scheduled[monitor.id] = _Scheduled(monitor, generation)
+            heapq.heappush(self._heap, (self._first_due(monitor, now, changed=known is not None),
+                                        monitor.id, generation))
+        self.metrics.monitors.set(len(self._scheduled))
+
+    def _first_due(self, monitor: Monitor, now: float, *, changed: bool) -> float:
+        if changed:
+            return now  # a changed monitor is checked at once with its new settings
+        if monitor.last_check_at is not None and monitor.last_check_at + monitor.interval_seconds > now:
+            return monitor.last_check_at + monitor.interval_seconds  # after a restart: keep the rhythm
+        return now + self._random.uniform(0, min(monitor.interval_seconds, MAX_START_JITTER))
+
+    def next_due(self) -> float | None:
+        while self._heap:
+            due, monitor_id, generation = self._heap[0]
+            scheduled = self._scheduled.get(monitor_id)
+            if scheduled is not None and scheduled.generation == generation:
+                return due
+            heapq.heappop(self._heap)
+        return None
+
+    def dispatch_due(self) -> int:
+        """Start every check that is due; returns how many started."""
+        now = self.clock.now()
+        started = 0
+        while (due := self.next_due()) is not None and due <= now:
+            _, monitor_id, generation = heapq.heappop(self._heap)
+            monitor = self._scheduled[monitor_id].monitor
+            # Fixed rate; a scheduler that fell far behind skips missed runs instead of bursting.
+            following = due + monitor.interval_seconds
+            heapq.heappush(self._heap, (following if following > now else now + monitor.interval_seconds,
+                                        monitor_id, generation))
+            task = asyncio.create_task(self._check(monitor, due))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        return started
+
+    # --- running checks ---
+
+    async def _check(self, monitor: Monitor, due: float) -> None:
+        async with self._semaphore:
+            at = self.clock.now()
+            lag = max(0.0, at - due)
+            self.metrics.lag.observe(lag)
+            if len(self.lags) < 1_000_000:
+                self.lags.append(lag)
+            self.metrics.running.inc()
+            try:
+                result = await self.check_now(monitor)
+            finally:
+                self.metrics.running.dec()
+        self.metrics.checks.labels("up" if result.ok else "down").inc()
+        self._pending.append(CheckOutcome(monitor.id, at, result))
+
+    async def check_now(self, monitor: Monitor) -> CheckResult:
+        """Run a monitor's check once (also the API's "test now"); records nothing."""
+        ctx = CheckContext(self.outbound, self.clock, monitor.timeout_seconds)
+        return await run_check(monitor.type, monitor.config, ctx)
+
+    async def flush(self) -> None:
+        """Write the outcomes gathered so far in one transaction."""
+        outcomes, self._pending = self._pending, []
+        if not outcomes:
+            return
+        try:
+            await self.writer.run(call_each, lambda conn: record_results(conn, outcomes))
+        except (WriterOverloaded, WriterStopped) as exc:
+            log.warning("could not write %d check results (%s); will retry", len(outcomes), exc)
+            self._pending[:0] = outcomes
+
+    async def tick(self) -> None:
+        """Start what is due, wait for those checks, write their outcomes (tests and "run once")."""
+        self.dispatch_due()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+        await self.flush()
+
+    @property
+    def unwritten(self) -> int:
+        """Outcomes gathered and not yet written."""
+        return len(self._pending)
+
+    def wake(self) -> None:
+        """Monitors changed: refresh now instead of at the next periodic refresh."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The loop started with the server."""
+        await self.refresh()
+        next_refresh = self.clock.monotonic() + REFRESH_SECONDS
+        next_flush = self.clock.monotonic() + self.settings.flush_seconds
+        while True:
+            try:
+                if self._wake.is_set() or self.clock.monotonic() >= next_refresh:
+                    self._wake.clear()
+                    await self.refresh()
+                    next_refresh = self.clock.monotonic() + REFRESH_SECONDS
+                self.dispatch_due()
+                if self.clock.monotonic() >= next_flush:
+                    await self.flush()
+                    next_flush = self.clock.monotonic() + self.settings.flush_seconds
+            except Exception:
+                log.exception("uptime scheduler step failed; continuing")
+            due = self.next_due()
+            wait = min(next_flush - self.clock.monotonic(), (due - self.clock.now()) if due else 1.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.001, min(wait, 1.0)))
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
