@@ -124,6 +124,8 @@ def first_paint(server: BenchServer, project: int, issue: int, runs: int) -> dic
         for name, path in pages:
             for _ in range(runs):
                 page.goto(server.base + path, wait_until="load")
+                # paint entries can be queued a frame after the load event
+                page.wait_for_function("performance.getEntriesByType('paint').length >= 2", timeout=10_000)
                 entries = page.evaluate(
                     "performance.getEntriesByType('paint').map(e => [e.name, e.startTime])"
                 )

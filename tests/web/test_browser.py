@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import sentry_sdk
-from playwright.sync_api import Browser, Dialog, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, Playwright, expect, sync_playwright
 
 from tests.conftest import Server, make_project
 from tests.web.conftest import ADMIN_PASSWORD, ensure_admin, sentry
@@ -141,6 +141,18 @@ def test_log_in_create_project_send_error_resolve_log_out(page: Page, server: Se
     shot(page, "06-issue-resolved")
 
     nav = page.get_by_role("navigation", name="Project")
+    nav.get_by_role("link", name="Issues").click()
+    assert page.get_by_text("No issues match these filters").is_visible()  # resolved: not in the default list
+    page.get_by_label("resolved", exact=True).check()  # htmx swaps the results in place
+    expect(page.get_by_role("link", name=re.compile("CheckoutFailed"))).to_be_visible()
+    expect(page).to_have_url(re.compile(r"status=resolved"))
+    page.get_by_label("7d", exact=True).check()
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(r"range=7d.*status=resolved|status=resolved.*range=7d"))
+    page.locator("#select-all").check()
+    assert page.locator('input[name="ids"]').first.is_checked()
+    shot(page, "13-issues-resolved-7d")
+
     nav.get_by_role("link", name="Settings").click()
     page.get_by_label("Keep events for (days)").fill("30")
     page.get_by_role("button", name="Save settings").click()
