@@ -86,10 +86,13 @@ def event_neighbours(conn: Connection, issue_id: int, event_id: str) -> Neighbou
     if here is None:
         return Neighbours(None, None)
     ts, row_id = here.timestamp, here.id
+    # The plain `timestamp <=` / `>=` bound lets the (issue_id, timestamp) index start at this event
+    # instead of walking every event of a busy issue; the OR only breaks ties.
     older = conn.execute(
         select(events.c.event_id)
         .where(
             events.c.issue_id == issue_id,
+            events.c.timestamp <= ts,
             or_(events.c.timestamp < ts, and_(events.c.timestamp == ts, events.c.id < row_id)),
         )
         .order_by(events.c.timestamp.desc(), events.c.id.desc())
@@ -99,6 +102,7 @@ def event_neighbours(conn: Connection, issue_id: int, event_id: str) -> Neighbou
         select(events.c.event_id)
         .where(
             events.c.issue_id == issue_id,
+            events.c.timestamp >= ts,
             or_(events.c.timestamp > ts, and_(events.c.timestamp == ts, events.c.id > row_id)),
         )
         .order_by(events.c.timestamp.asc(), events.c.id.asc())
