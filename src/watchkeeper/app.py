@@ -128,6 +128,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
     from watchkeeper.auth.accounts_api import router as accounts_api
     from watchkeeper.auth.api import router as auth_api
     from watchkeeper.errors.api import router as errors_api
+    from watchkeeper.uptime import service as uptime
 
     state = runtime or build_runtime(settings)
 
@@ -138,6 +139,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
             await state.processors.start()
         if background:
             state.tasks.append(asyncio.create_task(_retention_loop(state)))
+            state.tasks.extend(uptime.start(app))
         try:
             yield
         finally:
@@ -164,4 +166,5 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
     ingest = Router(routes=intake.routes + health_routes)
     app.router.routes.extend(ingest.routes)
     web.mount(app)
+    uptime.mount(app)
     return app

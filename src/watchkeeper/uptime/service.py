@@ -1,0 +1,111 @@
+"""Uptime inside the server: the routes, and the background work started with it.
+
+`mount(app)` adds the REST API, the ping URLs and the public status pages; `start(app)` (from the app's
+lifespan) syncs the monitors file and starts the scheduler and the sweep loop (late heartbeats, Sentry
+check-ins, retention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from watchkeeper.config import ConfigError
+from watchkeeper.lib.outbound import Outbound
+from watchkeeper.store.writer import call_each
+from watchkeeper.uptime.check_ins import consume_check_ins
+from watchkeeper.uptime.heartbeats import sweep_heartbeats
+from watchkeeper.uptime.monitors import MonitorConflict
+from watchkeeper.uptime.monitors_file import load_monitors_file, sync_monitors
+from watchkeeper.uptime.reports import expire_results
+from watchkeeper.uptime.scheduler import Scheduler, SchedulerMetrics
+
+if TYPE_CHECKING:
+    from watchkeeper.app import Runtime
+
+log = logging.getLogger(__name__)
+RETENTION_SECONDS = 3600.0
+
+
+class Uptime:
+    """What uptime keeps for the life of the app (on `app.state.uptime`)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # Validated now, so a wrong monitors file stops start-up with a message naming the entry.
+        path = runtime.settings.uptime.monitors_file
+        self.file_monitors = load_monitors_file(path) if path is not None else None
+        # Checks share it; alerting can take it from here until the runtime owns one.
+        self.outbound = Outbound(runtime.settings.outbound,
+                                 max_connections=runtime.settings.uptime.max_concurrent_checks)
+        self.scheduler = Scheduler(runtime.engine, runtime.writer, runtime.clock, runtime.settings.uptime,
+                                   self.outbound, SchedulerMetrics(runtime.metrics.registry))
+
+    async def sync_monitors_file(self) -> dict[str, int] | None:
+        entries = self.file_monitors
+        if entries is None:
+            return None
+        now = self.runtime.clock.now()
+        try:
+            counts: dict[str, int] = await self.runtime.writer.run(
+                call_each, lambda conn: sync_monitors(conn, entries, now=now))
+        except MonitorConflict as exc:
+            raise ConfigError(f"uptime.monitors_file: {exc}") from None
+        log.info("monitors file synced: %s", counts)
+        self.scheduler.wake()
+        return counts
+
+    async def sweep_once(self) -> None:
+        """Late heartbeats and new Sentry check-ins (each applied in a writer transaction)."""
+        while await self.runtime.writer.run(call_each, lambda conn: consume_check_ins(conn)) >= 500:
+            pass
+        await self.runtime.writer.run(call_each, lambda conn: sweep_heartbeats(conn, self.runtime.clock.now()))
+
+    async def expire_once(self) -> None:
+        settings = self.runtime.settings.uptime
+        now = self.runtime.clock.now()
+        await self.runtime.writer.run(call_each, lambda conn: expire_results(
+            conn, now, settings.raw_retention_days, settings.minute_rollup_retention_days,
+            settings.hour_rollup_retention_days))
+
+    async def _sweep_loop(self) -> None:
+        next_expiry = 0.0
+        while True:
+            try:
+                await self.sweep_once()
+                if self.runtime.clock.monotonic() >= next_expiry:
+                    await self.expire_once()
+                    next_expiry = self.runtime.clock.monotonic() + RETENTION_SECONDS
+            except Exception:
+                log.exception("uptime sweep failed; will retry")
+            await asyncio.sleep(self.runtime.settings.uptime.sweep_seconds)
+
+    async def run(self) -> None:
+        try:
+            await self.sync_monitors_file()
+            await asyncio.gather(self.scheduler.run(), self._sweep_loop())
+        finally:
+            await self.scheduler.stop()
+            await self.outbound.aclose()
+
+
+def mount(app: FastAPI) -> None:
+    """Add uptime's routes; keeps the Uptime object on `app.state.uptime`."""
+    from watchkeeper.uptime import pings, status_page_api, status_pages
+    from watchkeeper.uptime.api import router
+
+    app.state.uptime = Uptime(app.state.runtime)
+    app.include_router(router, prefix="/api/v1")
+    app.include_router(status_page_api.router, prefix="/api/v1")
+    app.router.routes.extend(pings.routes + status_pages.routes)
+
+
+def start(app: FastAPI) -> list[asyncio.Task[None]]:
+    """Background tasks to run for the life of the app (none when `uptime.scheduler` is off)."""
+    uptime: Uptime = app.state.uptime
+    if not uptime.runtime.settings.uptime.scheduler:
+        return []
+    return [asyncio.create_task(uptime.run())]

@@ -1,0 +1,151 @@
+"""REST API to make status pages, map components to monitors, and post incidents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, delete, select, update
+
+from watchkeeper.api import Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
+from watchkeeper.uptime.api import _check_project
+from watchkeeper.uptime.incidents import IncidentSpec, IncidentUpdateSpec, add_update, open_incident
+from watchkeeper.uptime.specs import Slug
+from watchkeeper.uptime.tables import incidents, monitors, status_components, status_pages
+
+router = APIRouter(tags=["status pages"])
+PageId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+IncidentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class ComponentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    group: str | None = Field(None, max_length=200)
+    monitor_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=100)
+
+
+class StatusPageSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: Slug
+    title: str = Field(min_length=1, max_length=200)
+    logo_url: str | None = Field(None, max_length=500, pattern=r"^https?://")
+    description: str | None = Field(None, max_length=2000)
+    components: list[ComponentSpec] = Field(default_factory=list, max_length=200)
+
+
+def _page_json(conn: Connection, page_id: int) -> dict[str, Any] | None:
+    page = conn.execute(select(status_pages).where(status_pages.c.id == page_id)).first()
+    if page is None:
+        return None
+    components = conn.execute(select(status_components).where(status_components.c.page_id == page_id)
+                              .order_by(status_components.c.position)).all()
+    return {**dict(page._mapping), "components": [
+        {"id": c.id, "name": c.name, "group": c.group_name, "monitor_ids": orjson.loads(c.monitor_ids)}
+        for c in components]}
+
+
+def _save_components(conn: Connection, page_id: int, components: list[ComponentSpec]) -> None:
+    conn.execute(delete(status_components).where(status_components.c.page_id == page_id))
+    if components:
+        conn.execute(status_components.insert(), [
+            {"page_id": page_id, "name": c.name, "group_name": c.group, "position": i,
+             "monitor_ids": orjson.dumps(c.monitor_ids).decode()} for i, c in enumerate(components)])
+
+
+async def _check_spec(request: Request, project_id: int, spec: StatusPageSpec, page_id: int | None) -> None:
+    def problems(conn: Connection) -> str | None:
+        taken = conn.execute(select(status_pages.c.id).where(status_pages.c.slug == spec.slug)).scalar()
+        if taken is not None and taken != page_id:
+            return "slug: another status page has this slug"
+        mine = set(conn.execute(select(monitors.c.id).where(monitors.c.project_id == project_id)).scalars())
+        for index, component in enumerate(spec.components):
+            for monitor_id in component.monitor_ids:
+                if monitor_id not in mine:
+                    return f"components.{index}.monitor_ids: {monitor_id} is not a monitor of this project"
+        return None
+
+    problem = await read(request, problems)
+    if problem is not None:
+        raise HTTPException(409 if problem.startswith("slug") else 422, problem)
+
+
+async def _page_or_404(request: Request, page_id: int, owner: Any, *, write: bool = False) -> dict[str, Any]:
+    page = await read(request, lambda conn: _page_json(conn, page_id))
+    check_project_access(owner, page["project_id"] if page else 0, exists=page is not None, write=write,
+                         what=f"status page {page_id}")
+    assert page is not None
+    return page
+
+
+@router.get("/projects/{project_id}/status-pages")
+async def list_pages(request: Request, project_id: ProjectId, owner: Reader) -> dict[str, Any]:
+    await _check_project(request, project_id, owner)
+
+    def query(conn: Connection) -> list[dict[str, Any]]:
+        ids = conn.execute(select(status_pages.c.id).where(status_pages.c.project_id == project_id)).scalars()
+        return [p for i in ids if (p := _page_json(conn, i)) is not None]
+
+    return {"status_pages": await read(request, query)}
+
+
+@router.post("/projects/{project_id}/status-pages", status_code=201)
+async def create_page(request: Request, project_id: ProjectId, body: StatusPageSpec, owner: Editor) -> dict[str, Any]:
+    """A public page at /status/<slug>; each component shows the worst status of its monitors."""
+    await _check_project(request, project_id, owner, write=True)
+    await _check_spec(request, project_id, body, None)
+    now = runtime_of(request).clock.now()
+
+    def create(conn: Connection) -> dict[str, Any] | None:
+        page_id = conn.execute(status_pages.insert().values(
+            project_id=project_id, slug=body.slug, title=body.title, logo_url=body.logo_url,
+            description=body.description, created_at=now)).inserted_primary_key[0]  # type: ignore[index]
+        _save_components(conn, page_id, body.components)
+        return _page_json(conn, page_id)
+
+    return await write(request, create)
+
+
+@router.put("/status-pages/{page_id}")
+async def change_page(request: Request, page_id: PageId, body: StatusPageSpec, owner: Editor) -> dict[str, Any]:
+    page = await _page_or_404(request, page_id, owner, write=True)
+    await _check_spec(request, page["project_id"], body, page_id)
+
+    def change(conn: Connection) -> dict[str, Any] | None:
+        conn.execute(update(status_pages).where(status_pages.c.id == page_id).values(
+            slug=body.slug, title=body.title, logo_url=body.logo_url, description=body.description))
+        _save_components(conn, page_id, body.components)
+        return _page_json(conn, page_id)
+
+    return await write(request, change)
+
+
+@router.delete("/status-pages/{page_id}", status_code=204)
+async def delete_page(request: Request, page_id: PageId, owner: Editor) -> None:
+    await _page_or_404(request, page_id, owner, write=True)
+    await write(request, lambda conn: conn.execute(delete(status_pages).where(status_pages.c.id == page_id)))
+
+
+@router.post("/status-pages/{page_id}/incidents", status_code=201)
+async def post_incident(request: Request, page_id: PageId, body: IncidentSpec, owner: Editor) -> dict[str, Any]:
+    """Post an incident by hand (automatic ones are opened from outages of the page's monitors)."""
+    await _page_or_404(request, page_id, owner, write=True)
+    now = runtime_of(request).clock.now()
+    incident_id = await write(request, lambda conn: open_incident(conn, page_id, body, now=now))
+    return {"id": incident_id}
+
+
+@router.post("/status-pages/{page_id}/incidents/{incident_id}/updates", status_code=201)
+async def post_incident_update(request: Request, page_id: PageId, incident_id: IncidentId,
+                               body: IncidentUpdateSpec, owner: Editor) -> dict[str, Any]:
+    """Add an update; status `resolved` closes the incident."""
+    await _page_or_404(request, page_id, owner, write=True)
+    found = await read(request, lambda conn: conn.execute(select(incidents.c.id).where(
+        incidents.c.id == incident_id, incidents.c.page_id == page_id)).scalar())
+    if found is None:
+        raise HTTPException(404, f"incident {incident_id} not found on this page")
+    now = runtime_of(request).clock.now()
+    await write(request, lambda conn: add_update(conn, incident_id, body, now=now))
+    return {"id": incident_id, "status": body.status}

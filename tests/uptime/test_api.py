@@ -1,0 +1,186 @@
+"""The uptime REST API, ping URLs and Sentry check-ins against the real server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sentry_sdk
+from sentry_sdk.crons import capture_checkin
+
+from tests.conftest import ProjectFixture, Server, make_project, make_token, run_server
+from tests.uptime.conftest import HttpTarget
+from watchkeeper.config import Settings
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[Server]:
+    """The server with a quick heartbeat/check-in sweep."""
+    fast = settings.model_copy(update={"uptime": settings.uptime.model_copy(update={"sweep_seconds": 0.2})})
+    with run_server(fast) as running:
+        yield running
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def http_spec(target: HttpTarget, **extra: Any) -> dict[str, Any]:
+    return {"name": "Shop", "type": "http", "config": {"url": target.url + "/health"}, **extra}
+
+
+def test_monitor_crud_and_test_now(api: httpx.Client, project: ProjectFixture, http_target: HttpTarget) -> None:
+    created = api.post(f"/api/v1/projects/{project.id}/monitors", json=http_spec(http_target, slug="shop"))
+    assert created.status_code == 201, created.text
+    monitor = created.json()
+    assert monitor["status"] == "new" and monitor["ping_url"].endswith(f"/ping/{monitor['uuid']}")
+    assert monitor["config"]["method"] == "GET" and monitor["interval_seconds"] == 60
+    listed = api.get(f"/api/v1/projects/{project.id}/monitors").json()["monitors"]
+    assert [m["id"] for m in listed] == [monitor["id"]]
+    tested = api.post(f"/api/v1/monitors/{monitor['id']}/test").json()
+    assert tested["ok"] and tested["status_code"] == 200
+    changed = api.put(f"/api/v1/monitors/{monitor['id']}", json=http_spec(http_target, name="Shop 2", slug="shop"))
+    assert changed.json()["name"] == "Shop 2"
+    assert api.post(f"/api/v1/monitors/{monitor['id']}/pause").json()["status"] == "paused"
+    assert api.post(f"/api/v1/monitors/{monitor['id']}/resume").json()["status"] == "new"
+    duplicate = api.post(f"/api/v1/projects/{project.id}/monitors", json=http_spec(http_target, slug="shop"))
+    assert duplicate.status_code == 409 and "slug" in duplicate.json()["detail"]
+    assert api.delete(f"/api/v1/monitors/{monitor['id']}").status_code == 204
+    assert api.get(f"/api/v1/monitors/{monitor['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"name": "x", "type": "http", "config": {"url": "ftp://x"}}, "config.url"),
+    ({"name": "x", "type": "http", "config": {"url": "http://x", "conditions": ["status = 200"]}},
+     "conditions[0] at position 7"),
+    ({"name": "x", "type": "http", "interval_seconds": 5, "config": {"url": "http://x"}}, "interval_seconds"),
+    ({"name": "x", "type": "carrier-pigeon"}, "type"),
+    ({"name": "x", "type": "tcp", "config": {"host": "db"}}, "config.port"),
+    ({"name": "x", "type": "heartbeat", "config": {"cron": "every day"}}, "config.cron"),
+    ({"name": "x", "type": "heartbeat", "config": {"period_seconds": 3600, "timezone": "Mars/Olympus"}},
+     "config.timezone"),
+])
+def test_bad_monitors_are_422_naming_the_field(api: httpx.Client, project: ProjectFixture,
+                                               spec: dict[str, Any], field: str) -> None:
+    answer = api.post(f"/api/v1/projects/{project.id}/monitors", json=spec)
+    assert answer.status_code == 422
+    assert field in answer.json()["detail"], answer.json()
+
+
+def test_monitors_of_other_teams_are_invisible(server: Server, api: httpx.Client, http_target: HttpTarget) -> None:
+    other = make_project(server, "Other", team="Elsewhere")
+    monitor = api.post(f"/api/v1/projects/{other.id}/monitors", json=http_spec(http_target)).json()
+    member = make_token(server, role="member")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {member}"}) as client:
+        assert client.get(f"/api/v1/monitors/{monitor['id']}").status_code == 404
+        assert client.get(f"/api/v1/projects/{other.id}/monitors").status_code == 404
+
+
+def heartbeat(api: httpx.Client, project: ProjectFixture, **config: Any) -> dict[str, Any]:
+    answer = api.post(f"/api/v1/projects/{project.id}/monitors", json={
+        "name": "backup", "slug": "backup", "type": "heartbeat",
+        "config": {"period_seconds": 3600, "grace_seconds": 60, **config}})
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def test_ping_urls(server: Server, api: httpx.Client, project: ProjectFixture) -> None:
+    monitor = heartbeat(api, project)
+    url = f"{server.url}/ping/{monitor['uuid']}"
+    assert httpx.get(url + "/start").text == "OK"
+    assert httpx.head(url).status_code == 200
+    assert api.get(f"/api/v1/monitors/{monitor['id']}").json()["status"] == "up"
+    assert httpx.post(url + "/1", content=b"disk full\n").status_code == 200
+    assert api.get(f"/api/v1/monitors/{monitor['id']}").json()["status"] == "down"
+    big = b"x" * (server.settings.uptime.max_ping_body_bytes + 1000)
+    assert httpx.post(url + "/0", content=big).status_code == 200
+    pings = api.get(f"/api/v1/monitors/{monitor['id']}/pings").json()["pings"]
+    assert [p["kind"] for p in pings] == ["success", "fail", "success", "start"]
+    assert pings[1]["body"] == "disk full\n" and pings[1]["exit_status"] == 1
+    assert len(pings[0]["body"]) == server.settings.uptime.max_ping_body_bytes
+    assert pings[2]["duration_seconds"] is not None
+    assert httpx.get(f"{server.url}/ping/00000000-0000-4000-8000-000000000000").status_code == 404
+    assert httpx.get(url + "/explode").status_code == 404
+
+
+def test_slug_ping_urls_with_the_project_ping_key(server: Server, api: httpx.Client, project: ProjectFixture) -> None:
+    monitor = heartbeat(api, project)
+    assert api.get(f"/api/v1/projects/{project.id}/ping-key").json() == {"ping_key": None}
+    key = api.post(f"/api/v1/projects/{project.id}/ping-key").json()["ping_key"]
+    assert httpx.get(f"{server.url}/ping/{key}/backup").text == "OK"
+    assert httpx.get(f"{server.url}/ping/{key}/backup/fail").text == "OK"
+    assert api.get(f"/api/v1/monitors/{monitor['id']}").json()["status"] == "down"
+    assert httpx.get(f"{server.url}/ping/{key}/nope").status_code == 404
+    assert httpx.get(f"{server.url}/ping/wrong-key/backup").status_code == 404
+
+
+def test_sentry_sdk_check_ins_drive_heartbeats(api: httpx.Client, project: ProjectFixture) -> None:
+    client = sentry_sdk.Client(dsn=project.dsn, default_integrations=False)
+    config = {"schedule": {"type": "crontab", "value": "*/5 * * * *"}, "checkin_margin": 2, "timezone": "UTC"}
+    with sentry_sdk.new_scope() as scope:
+        scope.set_client(client)
+        check_in_id = capture_checkin(monitor_slug="billing-sync", status="in_progress", monitor_config=config)
+        client.flush(timeout=10)
+        capture_checkin(monitor_slug="billing-sync", check_in_id=check_in_id, status="ok", duration=1.25,
+                        monitor_config=config)
+        client.flush(timeout=10)
+
+    def billing() -> dict[str, Any] | None:
+        found = [m for m in api.get(f"/api/v1/projects/{project.id}/monitors").json()["monitors"]
+                 if m["slug"] == "billing-sync"]
+        return found[0] if found and found[0]["status"] == "up" else None
+
+    monitor = wait_for(billing)
+    assert monitor["config"]["cron"] == "*/5 * * * *" and monitor["config"]["grace_seconds"] == 120
+    pings = api.get(f"/api/v1/monitors/{monitor['id']}/pings").json()["pings"]
+    assert [(p["kind"], p["source"], p["duration_seconds"]) for p in pings] == [
+        ("success", "sentry", 1.25), ("start", "sentry", None)]
+    with sentry_sdk.new_scope() as scope:
+        scope.set_client(client)
+        capture_checkin(monitor_slug="billing-sync", status="error")
+        client.flush(timeout=10)
+    wait_for(lambda: api.get(f"/api/v1/monitors/{monitor['id']}").json()["status"] == "down")
+    client.close()
+
+
+def test_scheduled_checks_fill_results_uptime_and_outages(
+    server: Server, api: httpx.Client, project: ProjectFixture, http_target: HttpTarget
+) -> None:
+    spec = http_spec(http_target, interval_seconds=10, failures_to_down=1, sla_target=99.9)
+    monitor = api.post(f"/api/v1/projects/{project.id}/monitors", json=spec).json()
+    results = f"/api/v1/monitors/{monitor['id']}/results"
+    wait_for(lambda: api.get(results).json()["results"], timeout=25)
+    summary = api.get(f"/api/v1/monitors/{monitor['id']}/uptime").json()["ranges"]
+    assert summary["24h"]["uptime_percent"] == 100.0 and summary["24h"]["response_ms_p50"] > 0
+    http_target.set_healthy(False)
+    wait_for(lambda: api.get(f"/api/v1/monitors/{monitor['id']}").json()["status"] == "down", timeout=25)
+    (outage,) = api.get(f"/api/v1/monitors/{monitor['id']}/outages").json()["outages"]
+    assert outage["ongoing"] and outage["first_error"] == "status 500"
+    sla = api.get(f"/api/v1/monitors/{monitor['id']}/sla").json()
+    assert sla["target_percent"] == 99.9 and sla["downtime_minutes"] >= 0
+    assert api.get(f"/api/v1/monitors/{monitor['id']}/sla", params={"month": "2026-13"}).status_code == 422
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "watchkeeper_uptime_schedule_lag_seconds_count" in metrics
+
+
+def test_maintenance_windows_api(api: httpx.Client, project: ProjectFixture, http_target: HttpTarget) -> None:
+    monitor = api.post(f"/api/v1/projects/{project.id}/monitors", json=http_spec(http_target)).json()
+    path = f"/api/v1/projects/{project.id}/maintenance-windows"
+    window = api.post(path, json={"title": "Patch Tuesday", "cron": "0 22 * * 2", "timezone": "Europe/Berlin",
+                                  "duration_seconds": 7200, "monitor_ids": [monitor["id"]]})
+    assert window.status_code == 201, window.text
+    assert api.get(path).json()["maintenance_windows"][0]["cron"] == "0 22 * * 2"
+    bad = api.post(path, json={"title": "x", "cron": "0 22 * * 2"})
+    assert bad.status_code == 422 and "duration_seconds" in bad.json()["detail"]
+    stranger = api.post(path, json={"title": "x", "starts_at": 1, "ends_at": 2, "monitor_ids": [999999]})
+    assert stranger.status_code == 422 and "monitor_ids" in stranger.json()["detail"]
+    assert api.delete(f"/api/v1/maintenance-windows/{window.json()['id']}").status_code == 204
