@@ -12,6 +12,7 @@ import tracemalloc
 import uuid
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import brotli
@@ -21,7 +22,7 @@ import pytest
 import zstandard
 from sqlalchemy import select
 
-from tests.conftest import ProjectFixture, Server, make_project
+from tests.conftest import ProjectFixture, Server, make_project, run_server
 from watchkeeper.config import Settings
 from watchkeeper.errors.tables import envelope_items, events, transactions
 from watchkeeper.lib.blobs import unpack_document
@@ -341,24 +342,46 @@ def bomb(encoding: str) -> bytes:
     }[encoding]()
 
 
-def test_a_decompression_bomb_is_refused_quickly_without_materialising(small_server: Server) -> None:
-    project = make_project(small_server)
-    for encoding in ("gzip", "x-gzip", "deflate", "br", "zstd", "gzip, gzip"):
-        body = bomb(encoding)
-        assert len(body) < MiB
-        tracemalloc.start()
-        try:
-            started = time.monotonic()
-            response = post(small_server, project, body, headers={"Content-Encoding": encoding})
-            elapsed = time.monotonic() - started
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert response.status_code == 413, (encoding, response.text)
-        assert_refused(response)
-        assert elapsed < 2, encoding
-        # The 64 MiB it expands to never exists: a few times the 1 MiB limit at most.
-        assert peak < 12 * MiB, (encoding, peak)
+def _peak_rss(pid: int) -> int:
+    """VmHWM: the most resident memory the process ever had, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("processors", [0, 1])
+def test_a_decompression_bomb_is_refused_quickly_without_materialising(
+    small_settings: Settings, processors: int
+) -> None:
+    small_settings.ingest.processors = processors
+    with run_server(small_settings) as small_server:
+        project = make_project(small_server)
+        pool = small_server.runtime.processors
+        # A first event, so the child has finished starting and its peak RSS is a baseline.
+        warm_up = envelope(item("event", {"message": "warm-up"}))
+        answer = post(small_server, project, gzip.compress(warm_up), headers={"Content-Encoding": "gzip"})
+        assert answer.status_code == 200
+        for encoding in ("gzip", "x-gzip", "deflate", "br", "zstd", "gzip, gzip"):
+            body = bomb(encoding)
+            assert len(body) < MiB
+            # In-process decoding is traced by tracemalloc; a processor child by its peak RSS.
+            child_peak = _peak_rss(pool.pids[0]) if pool else 0
+            tracemalloc.start()
+            try:
+                started = time.monotonic()
+                response = post(small_server, project, body, headers={"Content-Encoding": encoding})
+                elapsed = time.monotonic() - started
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert response.status_code == 413, (encoding, response.text)
+            assert_refused(response)
+            assert elapsed < 2, encoding
+            # The 64 MiB it expands to never exists: a few times the 1 MiB limit at most.
+            assert peak < 12 * MiB, (encoding, peak)
+            if pool:
+                assert _peak_rss(pool.pids[0]) - child_peak < 12 * MiB, encoding
 
 
 def test_a_bomb_inside_a_legacy_store_body_is_refused(small_server: Server) -> None:

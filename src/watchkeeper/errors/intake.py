@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -19,9 +19,18 @@ from starlette.routing import Route
 
 from watchkeeper.auth.key_cache import KeyGrant
 from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
-from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope
+from watchkeeper.errors.envelope import Envelope, EnvelopeItem
 from watchkeeper.errors.interfaces import trace_id
-from watchkeeper.errors.processing import ItemsJob, ProcessedItems, merge_processed, process_items
+from watchkeeper.errors.processing import (
+    EnvelopeJob,
+    IngestError,
+    ItemsJob,
+    ProcessedItems,
+    merge_processed,
+    process_envelope,
+    process_items,
+    read_envelope,
+)
 from watchkeeper.errors.processors import ProcessorUnavailable
 from watchkeeper.errors.rate_limits import Refusal
 from watchkeeper.errors.scrubbing import ScrubbingRules
@@ -41,14 +50,8 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "3600",
 }
 EVENT_TYPES = ("event", "transaction")
-
-
-class IngestError(Exception):
-    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or {}
+J = TypeVar("J")
+R = TypeVar("R")
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -147,25 +150,35 @@ def _rules(runtime: Runtime, grant: KeyGrant) -> ScrubbingRules:
     return rules
 
 
-async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope: Envelope) -> Response:
-    received = runtime.clock.now()
-    events = sum(1 for item in envelope.items if item.type == "event")
-    refusal: Refusal | None = runtime.quotas.take(grant, events) if events else None
-    items: list[EnvelopeItem] = envelope.items
-    if refusal is not None:
-        items = [item for item in items if item.type != "event"]
-    client_ip = request.client.host if request.client else None
+def _limits(runtime: Runtime) -> dict[str, int]:
     settings = runtime.settings.ingest
-    limits = {
+    return {
         "event": settings.max_event_bytes,
         "attachment": settings.max_attachment_bytes,
         "check_in": settings.max_check_in_bytes,
     }
 
+
+def _context(runtime: Runtime, request: Request, grant: KeyGrant, items: list[EnvelopeItem]) -> ItemsJob:
+    client_ip = request.client.host if request.client else None
+    rules = _rules(runtime, grant)
+    return ItemsJob(grant.project_id, runtime.clock.now(), items, None, client_ip, rules, _limits(runtime))
+
+
+async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope: Envelope) -> Response:
+    """Process an envelope read in this process (the /store/ endpoint, or a quota to enforce)."""
+    events = sum(1 for item in envelope.items if item.type == "event")
+    refusal: Refusal | None = runtime.quotas.take(grant, events) if events else None
+    items: list[EnvelopeItem] = envelope.items
+    if refusal is not None:
+        items = [item for item in items if item.type != "event"]
+    # Stored with attachments and kept items (a 32-character column) and echoed back: only a real id.
+    envelope_id = trace_id(envelope.headers.get("event_id"))
+
     def job(of: list[EnvelopeItem]) -> ItemsJob:
-        # Stored with attachments and kept items (a 32-character column) and echoed back: only a real id.
-        envelope_id = trace_id(envelope.headers.get("event_id"))
-        return ItemsJob(grant.project_id, received, of, envelope_id, client_ip, _rules(runtime, grant), limits)
+        context = _context(runtime, request, grant, of)
+        context.envelope_event_id = envelope_id
+        return context
 
     # Events and transactions are the CPU-heavy items: they go to a processor process when there is a
     # pool. The rest (sessions, check-ins, attachments of up to 20 MiB) is cheap or large: done here.
@@ -173,35 +186,65 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
     light = [item for item in items if item.type not in EVENT_TYPES]
     done = process_items(job(light))
     if heavy:
-        merge_processed(done, await _process_heavy(runtime, job(heavy)))
-    records = done.records
+        merge_processed(done, await _in_processor(runtime, process_items, job(heavy)))
     if refusal is not None:
-        records.count("error", "rate_limited", events)
-    for (category, outcome), n in records.outcomes.items():
-        runtime.metrics.items.labels(category, outcome).inc(n)
-    if not records.empty:
-        try:
-            await runtime.writer.run(save_envelopes, records)
-        except WriterOverloaded as exc:
-            raise IngestError(503, f"server busy: {exc}", "overloaded", {"Retry-After": "1"}) from None
-        except WriterStopped:
-            raise IngestError(503, "server is shutting down", "overloaded", {"Retry-After": "5"}) from None
-    if done.rejected is not None and done.stored_id is None:
-        raise IngestError(done.rejected[0], done.rejected[1], "invalid")
+        done.records.count("error", "rate_limited", events)
     headers = {"X-Sentry-Rate-Limits": refusal.header()} if refusal else {}
     if refusal is not None and not any(item.type != "event" for item in envelope.items):
+        await _commit(runtime, done)
         headers["Retry-After"] = str(refusal.retry_after)
         raise IngestError(429, f"rate limit exceeded ({refusal.reason})", "rate_limited", headers)
-    return _json(200, {"id": done.stored_id or trace_id(envelope.headers.get("event_id"))}, headers)
+    return await _commit_and_answer(runtime, done, envelope_id, headers)
 
 
-async def _process_heavy(runtime: Runtime, job: ItemsJob) -> ProcessedItems:
+async def _accept_body(runtime: Runtime, request: Request, grant: KeyGrant, body: bytes) -> Response | None:
+    """Hand the whole body to a processor process: it decompresses, parses and processes it, so this
+    process — HTTP, quotas and the writer for every core — only moves compressed bytes. None when the
+    envelope turns out to be over a quota: the caller then reads it here, where quotas are enforced."""
+    job = EnvelopeJob(
+        body,
+        request.headers.get("content-encoding"),
+        runtime.settings.ingest.max_decompressed_bytes,
+        request.headers.get("x-sentry-auth"),
+        request.query_params.get("sentry_key"),
+        _context(runtime, request, grant, []),
+    )
+    processed = await _in_processor(runtime, process_envelope, job)
+    if processed.events and runtime.quotas.take(grant, processed.events) is not None:
+        return None
+    return await _commit_and_answer(runtime, processed.done, processed.envelope_id, {})
+
+
+async def _in_processor(runtime: Runtime, function: Callable[[J], R], job: J) -> R:
     if runtime.processors is None:
-        return process_items(job)
+        return function(job)
     try:
-        return await runtime.processors.process(job)
+        return await runtime.processors.process(function, job)
     except ProcessorUnavailable as exc:
         raise IngestError(503, f"server busy: {exc}", "overloaded", {"Retry-After": "1"}) from None
+
+
+async def _commit(runtime: Runtime, done: ProcessedItems) -> None:
+    records = done.records
+    for (category, outcome), n in records.outcomes.items():
+        runtime.metrics.items.labels(category, outcome).inc(n)
+    if records.empty:
+        return
+    try:
+        await runtime.writer.run(save_envelopes, records)
+    except WriterOverloaded as exc:
+        raise IngestError(503, f"server busy: {exc}", "overloaded", {"Retry-After": "1"}) from None
+    except WriterStopped:
+        raise IngestError(503, "server is shutting down", "overloaded", {"Retry-After": "5"}) from None
+
+
+async def _commit_and_answer(
+    runtime: Runtime, done: ProcessedItems, envelope_id: str | None, headers: dict[str, str]
+) -> Response:
+    await _commit(runtime, done)
+    if done.rejected is not None and done.stored_id is None:
+        raise IngestError(done.rejected[0], done.rejected[1], "invalid")
+    return _json(200, {"id": done.stored_id or envelope_id}, headers)
 
 
 def _ingest_endpoint(
@@ -226,12 +269,16 @@ def _ingest_endpoint(
 @_ingest_endpoint
 async def envelope_endpoint(runtime: Runtime, request: Request) -> Response:
     project_id = _project_id(request)
-    await _authorize_early(runtime, request, project_id)
-    body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
-    try:
-        envelope = parse_envelope(body)
-    except EnvelopeError as exc:
-        raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+    grant = await _authorize_early(runtime, request, project_id)
+    body = await _read_body(request, runtime.settings.ingest.max_body_bytes)
+    # The common case — a key in the header, quotas not exhausted, a processor pool — never
+    # decompresses the body in this process.
+    if grant is not None and runtime.processors is not None and not runtime.quotas.exhausted(grant):
+        answer = await _accept_body(runtime, request, grant, body)
+        if answer is not None:
+            return answer
+    encoding = request.headers.get("content-encoding")
+    envelope = read_envelope(body, encoding, runtime.settings.ingest.max_decompressed_bytes)
     # Again with the envelope's dsn: a dsn naming another key than the header is refused (400).
     grant = await _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
     return await _accept(runtime, request, grant, envelope)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.errors.envelope import EnvelopeError, EnvelopeItem, parse_json_object
+from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
+from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope, parse_json_object
 from watchkeeper.errors.grouping import (
     GROUPING_CONFIG,
     compute_grouping,
@@ -16,6 +17,7 @@ from watchkeeper.errors.grouping import (
     event_metadata,
     event_title,
 )
+from watchkeeper.errors.interfaces import trace_id
 from watchkeeper.errors.normalize import InvalidEvent, normalize_event
 from watchkeeper.errors.records import (
     AttachmentRecord,
@@ -25,6 +27,7 @@ from watchkeeper.errors.records import (
     TransactionRecord,
 )
 from watchkeeper.errors.scrubbing import ScrubbingRules, scrub_event
+from watchkeeper.errors.sentry_auth import AuthError, find_public_key
 from watchkeeper.lib.blobs import pack_document
 
 # Item types kept as sent (after validation) for the domains that read them later.
@@ -48,6 +51,33 @@ KNOWN_SKIPPED_TYPES = frozenset(
         "client_report_v2",
     }
 )
+
+
+class IngestError(Exception):
+    """A request the ingest refuses: HTTP ``status``, a message for the client, a ``reason`` for metrics."""
+
+    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses from processor processes
+        return (IngestError, (self.status, str(self), self.reason, self.headers))
+
+
+def read_envelope(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> Envelope:
+    """Decompress and parse a request body; IngestError (400/413) says what is wrong with it."""
+    try:
+        raw = decode_body(body, content_encoding, max_size=max_decompressed_bytes)
+    except BodyTooLarge as exc:
+        raise IngestError(413, str(exc), "too_large") from None
+    except BodyDecodingError as exc:
+        raise IngestError(400, str(exc), "invalid") from None
+    try:
+        return parse_envelope(raw)
+    except EnvelopeError as exc:
+        raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
 
 
 class ItemRejected(Exception):
@@ -280,6 +310,42 @@ def process_items(job: ItemsJob) -> ProcessedItems:
         ):
             done.stored_id, done.stored_kind = event_id, item.type
     return done
+
+
+@dataclass(slots=True)
+class EnvelopeJob:
+    """A whole envelope request body for a processor process: it decompresses, parses, checks the
+    envelope's ``dsn`` against the key the request authenticated with, and processes every item."""
+
+    body: bytes
+    content_encoding: str | None
+    max_decompressed_bytes: int
+    auth_header: str | None
+    query_key: str | None
+    # Everything but the items (and the envelope's event id), which come from the body.
+    context: ItemsJob
+
+
+@dataclass(slots=True)
+class ProcessedEnvelope:
+    done: ProcessedItems
+    envelope_id: str | None
+    events: int  # error event items in the envelope, for the quotas
+
+
+def process_envelope(job: EnvelopeJob) -> ProcessedEnvelope:
+    """Raises IngestError for a body that cannot be read or whose ``dsn`` names another key."""
+    envelope = read_envelope(job.body, job.content_encoding, job.max_decompressed_bytes)
+    dsn = envelope.headers.get("dsn")
+    try:
+        find_public_key(job.auth_header, job.query_key, dsn if isinstance(dsn, str) else None)
+    except AuthError as exc:
+        raise IngestError(exc.status, str(exc), "unauthorized") from None
+    context = job.context
+    context.items = envelope.items
+    context.envelope_event_id = trace_id(envelope.headers.get("event_id"))
+    events = sum(1 for item in envelope.items if item.type == "event")
+    return ProcessedEnvelope(process_items(context), context.envelope_event_id, events)
 
 
 def merge_processed(into: ProcessedItems, other: ProcessedItems) -> None:

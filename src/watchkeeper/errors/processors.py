@@ -24,14 +24,17 @@ import multiprocessing
 import pickle
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
-from watchkeeper.errors.processing import ItemsJob, ProcessedItems, process_items
+from watchkeeper.errors.processing import IngestError
 
 log = logging.getLogger(__name__)
 
+J = TypeVar("J")
+R = TypeVar("R")
 _HEADER = struct.Struct("!i")  # multiprocessing.Connection's frame header for messages under 2 GiB
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -52,13 +55,15 @@ def _child_main(sock: socket.socket) -> None:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        jobs: list[tuple[int, ItemsJob]] = pickle.loads(message)
+        jobs: list[tuple[int, Callable[[Any], Any], Any]] = pickle.loads(message)
         results: list[tuple[int, bool, Any]] = []
-        for job_id, job in jobs:
+        for job_id, function, job in jobs:
             try:
-                results.append((job_id, True, process_items(job)))
+                results.append((job_id, True, function(job)))
+            except IngestError as exc:  # the request's own fault: its answer travels back
+                results.append((job_id, False, exc))
             except Exception as exc:  # a bug in processing must fail one request, not the child
-                results.append((job_id, False, f"{type(exc).__name__}: {exc}"))
+                results.append((job_id, False, ProcessorFailed(f"{type(exc).__name__}: {exc}")))
         conn.send_bytes(pickle.dumps(results, _PICKLE))
 
 
@@ -69,8 +74,8 @@ class _Child:
     writer: asyncio.StreamWriter
     reader_task: asyncio.Task[None] | None = None
     # job id -> future, for the jobs this child holds
-    pending: dict[int, asyncio.Future[ProcessedItems]] = field(default_factory=dict)
-    outbox: list[tuple[int, ItemsJob]] = field(default_factory=list)
+    pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+    outbox: list[tuple[int, Callable[[Any], Any], Any]] = field(default_factory=list)
 
 
 class ProcessorPool:
@@ -78,13 +83,14 @@ class ProcessorPool:
 
     >>> import asyncio
     >>> from watchkeeper.errors.envelope import EnvelopeItem
+    >>> from watchkeeper.errors.processing import ItemsJob, process_items
     >>> from watchkeeper.errors.scrubbing import ScrubbingRules
     >>> async def demo():
     ...     pool = ProcessorPool(1)
     ...     await pool.start()
     ...     item = EnvelopeItem("event", {}, b'{"message": "hi"}')
     ...     job = ItemsJob(1, 1.7e9, [item], None, None, ScrubbingRules(), {"event": 1 << 20})
-    ...     done = await pool.process(job)
+    ...     done = await pool.process(process_items, job)
     ...     await pool.stop()
     ...     return done.records.events[0].title
     >>> asyncio.run(demo())
@@ -128,8 +134,10 @@ class ProcessorPool:
             await asyncio.get_running_loop().run_in_executor(None, _reap, child.process)
         self._children = []
 
-    async def process(self, job: ItemsJob) -> ProcessedItems:
-        """Process ``job`` in a child; raises ProcessorUnavailable or ProcessorFailed."""
+    async def process(self, function: Callable[[J], R], job: J) -> R:
+        """``function(job)`` in a child. ``function`` must be a module-level function (it travels by
+        name) and job and result picklable. Raises what ``function`` raised if it was an IngestError,
+        ProcessorFailed for any other error, ProcessorUnavailable if no child could run it."""
         if self._stopping or not self._children:
             raise ProcessorUnavailable("the processor pool is not running")
         if self.pending >= self.max_pending:
@@ -137,9 +145,9 @@ class ProcessorPool:
         assert self._loop is not None
         child = min(self._children, key=lambda c: len(c.pending))
         self._next_id += 1
-        future: asyncio.Future[ProcessedItems] = self._loop.create_future()
+        future: asyncio.Future[R] = self._loop.create_future()
         child.pending[self._next_id] = future
-        child.outbox.append((self._next_id, job))
+        child.outbox.append((self._next_id, function, job))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -179,7 +187,7 @@ class ProcessorPool:
                     if ok:
                         future.set_result(value)
                     else:
-                        future.set_exception(ProcessorFailed(value))
+                        future.set_exception(value)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         if self._stopping:
@@ -207,9 +215,4 @@ def _reap(process: Any) -> None:
     if process.is_alive():
         process.kill()
         process.join(5)
-
-
-async def process_inline(job: ItemsJob) -> ProcessedItems:
-    """The same work on the event loop: for ``ingest.processors: 0`` (and the test suite's speed)."""
-    return process_items(job)
 

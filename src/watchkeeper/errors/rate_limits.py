@@ -41,8 +41,24 @@ class EventQuotas:
         self._default_minute = default_per_minute
         self._default_hour = default_per_hour
 
+    def exhausted(self, grant: KeyGrant) -> bool:
+        """Whether a quota of the key or its project refuses even one more event now (nothing consumed)."""
+        return any(not self._limiter.test(item, ident) for _s, _r, item, ident in self._items(grant))
+
     def take(self, grant: KeyGrant, count: int) -> Refusal | None:
         """Consume `count` events from every quota that applies, or say which one refuses them."""
+        items = self._items(grant)
+        for scope, reason, item, ident in items:
+            if not self._limiter.test(item, ident, cost=count):
+                stats = self._limiter.get_window_stats(item, ident)
+                # `limits` keeps windows on the wall clock, so the reset is measured on it too.
+                retry = max(1, math.ceil(stats.reset_time - time.time()))
+                return Refusal(retry, scope, reason)
+        for _scope, _reason, item, ident in items:
+            self._limiter.hit(item, ident, cost=count)
+        return None
+
+    def _items(self, grant: KeyGrant) -> list[tuple[str, str, RateLimitItem, str]]:
         checks = [
             ("key", "key_quota", grant.key_per_minute, grant.key_per_hour, f"k{grant.key_id}"),
             (
@@ -59,12 +75,4 @@ class EventQuotas:
                 items.append((scope, reason, RateLimitItemPerMinute(per_minute), ident))
             if per_hour:
                 items.append((scope, reason, RateLimitItemPerHour(per_hour), ident))
-        for scope, reason, item, ident in items:
-            if not self._limiter.test(item, ident, cost=count):
-                stats = self._limiter.get_window_stats(item, ident)
-                # `limits` keeps windows on the wall clock, so the reset is measured on it too.
-                retry = max(1, math.ceil(stats.reset_time - time.time()))
-                return Refusal(retry, scope, reason)
-        for _scope, _reason, item, ident in items:
-            self._limiter.hit(item, ident, cost=count)
-        return None
+        return items
