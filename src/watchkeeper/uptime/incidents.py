@@ -88,7 +88,8 @@ def list_incidents(conn: Connection, page_id: int, *, since: float, limit: int =
         .where((incidents.c.resolved_at.is_(None)) | (incidents.c.resolved_at >= since))
         .order_by(incidents.c.started_at.desc()).limit(limit)
     ).all()
-    found = [dict(row._mapping) for row in rows]
+    # str(): SQLAlchemy's key names are a str subclass that orjson refuses as a key
+    found = [{str(k): v for k, v in row._mapping.items()} for row in rows]
     if not found:
         return found
     updates: dict[int, list[dict[str, Any]]] = {}

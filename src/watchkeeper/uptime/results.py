@@ -189,11 +189,15 @@ def _write_state(conn: Connection, states: list[dict[str, Any]]) -> None:
 
 
 def _write_outages(conn: Connection, batch: _Batch) -> None:
-    for closed in batch.closed:
-        conn.execute(update(outages).where(outages.c.monitor_id == closed["monitor_id"], outages.c.ended_at.is_(None))
-                     .values(ended_at=closed["ended_at"]))
-    for opened in batch.opened:
-        opened["id"] = conn.execute(outages.insert().values(opened)).inserted_primary_key[0]  # type: ignore[index]
+    # In time order: one batch may hold a monitor's recovery and its next outage, or both ends of one.
+    events = [(o["started_at"], 0, o) for o in batch.opened] + [(c["ended_at"], 1, c) for c in batch.closed]
+    for _, closing, event in sorted(events, key=lambda e: (e[0], e[1])):
+        if closing:
+            conn.execute(update(outages).where(outages.c.monitor_id == event["monitor_id"],
+                                               outages.c.ended_at.is_(None)).values(ended_at=event["ended_at"]))
+        else:
+            event["id"] = conn.execute(outages.insert().values(
+                {k: event[k] for k in ("monitor_id", "started_at", "first_error")})).inserted_primary_key[0]  # type: ignore[index]
 
 
 def _bucket_totals(results: list[dict[str, Any]]) -> dict[tuple[int, int, int], dict[str, Any]]:

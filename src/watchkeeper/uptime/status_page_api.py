@@ -42,7 +42,7 @@ def _page_json(conn: Connection, page_id: int) -> dict[str, Any] | None:
         return None
     components = conn.execute(select(status_components).where(status_components.c.page_id == page_id)
                               .order_by(status_components.c.position)).all()
-    return {**dict(page._mapping), "components": [
+    return {**{str(k): v for k, v in page._mapping.items()}, "components": [
         {"id": c.id, "name": c.name, "group": c.group_name, "monitor_ids": orjson.loads(c.monitor_ids)}
         for c in components]}
 

@@ -1,0 +1,107 @@
+"""Uptime %, percentiles, SLA and error budget from recorded outcomes; the monitors file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection
+
+from tests.uptime.conftest import UptimeWorld
+from watchkeeper.config import ConfigError
+from watchkeeper.uptime.checkers import CheckResult
+from watchkeeper.uptime.monitors import list_monitors
+from watchkeeper.uptime.monitors_file import FileMonitor, load_monitors_file, sync_monitors
+from watchkeeper.uptime.reports import daily_bars, sla_month, uptime_between
+from watchkeeper.uptime.results import CheckOutcome, record_results
+
+NOV_1 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp()
+
+
+def record(world: UptimeWorld, monitor_id: int, outcomes: list[tuple[float, bool, float | None]]) -> None:
+    batch = [CheckOutcome(monitor_id, at, CheckResult(ok, ms, None, None if ok else "down")) for at, ok, ms in outcomes]
+    world.write(lambda conn: record_results(conn, batch))
+
+
+def test_uptime_percent_and_percentiles(world: UptimeWorld) -> None:
+    monitor = world.create({"name": "x", "type": "tcp", "config": {"host": "127.0.0.1", "port": 1}})
+    start = NOV_1 + 3600
+    # 100 checks a minute apart: 95 good with 10..104 ms, 5 failures.
+    record(world, monitor.id, [(start + 60 * i, i % 20 != 19, 10.0 + i if i % 20 != 19 else None) for i in range(100)])
+    with world.runtime.engine.connect() as conn:
+        day = uptime_between(conn, monitor.id, NOV_1, NOV_1 + 86400)
+        month = uptime_between(conn, monitor.id, NOV_1, NOV_1 + 30 * 86400)
+        bars = daily_bars(conn, [monitor.id], NOV_1 + 86400 - 1, days=2)
+    assert day["checks"] == 100 and day["failures"] == 5 and day["uptime_percent"] == 95.0
+    assert month["uptime_percent"] == 95.0  # from the hour rollups
+    assert day["response_ms_p50"] == pytest.approx(58, rel=0.03)
+    assert day["response_ms_p95"] == pytest.approx(104, rel=0.03)
+    assert bars[-1] == {"date": "2026-11-01", "uptime_percent": 95.0, "failures": 5}
+
+
+def test_sla_compliance_and_error_budget(world: UptimeWorld) -> None:
+    monitor = world.create({"name": "x", "type": "tcp", "failures_to_down": 1, "sla_target": 99.9,
+                            "config": {"host": "127.0.0.1", "port": 1}})
+    # Down 30 minutes on Nov 10th: 43.2 minutes of budget in a 30-day month at 99.9 %.
+    down_at = NOV_1 + 9 * 86400
+    record(world, monitor.id, [(down_at - 60, True, 5.0), (down_at, False, None), (down_at + 1800, True, 5.0)])
+    with world.runtime.engine.connect() as conn:
+        report = sla_month(conn, monitor.id, 99.9, 2026, 11, now=NOV_1 + 30 * 86400)
+        october = sla_month(conn, monitor.id, 99.9, 2026, 10, now=NOV_1 + 30 * 86400)
+    assert report["downtime_minutes"] == 30 and report["budget_minutes"] == 43.2
+    assert report["budget_remaining_minutes"] == 13.2 and report["met"]
+    assert report["compliance_percent"] == pytest.approx(100 * (1 - 30 / (30 * 1440)), abs=1e-4)
+    assert october["downtime_minutes"] == 0
+
+
+def write_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_monitors_file_adds_changes_and_removes(world: UptimeWorld, tmp_path: Path) -> None:
+    file = write_file(tmp_path / "monitors.yaml", """
+monitors:
+  - {project: uptime, slug: api, name: API, type: http, config: {url: "https://api.example.com/health"}}
+  - {project: uptime, slug: db, name: DB, type: tcp, config: {host: db.example.com, port: 5432}}
+""")
+
+    def sync(entries: list[FileMonitor]) -> dict[str, int]:
+        return world.write(lambda conn: sync_monitors(conn, entries, now=world.clock.now()))  # type: ignore[no-any-return]
+
+    def names(conn: Connection) -> list[tuple[str | None, str, str | None]]:
+        return [(m.slug, m.name, m.managed_by) for m in list_monitors(conn, world.project_id)]
+
+    assert sync(load_monitors_file(file)) == {"created": 2, "changed": 0, "deleted": 0}
+    assert sync(load_monitors_file(file)) == {"created": 0, "changed": 0, "deleted": 0}
+    write_file(file, """
+monitors:
+  - {project: uptime, slug: api, name: API v2, type: http, config: {url: "https://api.example.com/health"}}
+""")
+    assert sync(load_monitors_file(file)) == {"created": 0, "changed": 1, "deleted": 1}
+    with world.runtime.engine.connect() as conn:
+        assert names(conn) == [("api", "API v2", "config")]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("monitors: [{project: p, slug: a, name: A, type: http, config: {url: 'gopher://x'}}]", "config.url"),
+    ("monitors: [{project: p, name: A, type: tcp, config: {host: x, port: 1}}]", "monitors.0.slug"),
+    ("monitors: [{project: p, slug: a, name: A, type: tcp, colour: red, config: {host: x, port: 1}}]",
+     "monitors.0.colour"),
+    ("monitors: [{project: p, slug: a, name: A, type: tcp, config: {host: x, port: 1}},"
+     " {project: p, slug: a, name: B, type: tcp, config: {host: x, port: 1}}]", "monitors.1.slug"),
+    ("monitors: [", "not valid YAML"),
+])
+def test_monitors_file_errors_name_the_entry(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_monitors_file(write_file(tmp_path / "m.yaml", text))
+    assert message in str(caught.value)
+
+
+def test_unknown_project_in_the_file_is_an_error(world: UptimeWorld, tmp_path: Path) -> None:
+    entries = load_monitors_file(write_file(tmp_path / "m.yaml", """
+monitors: [{project: nowhere, slug: a, name: A, type: tcp, config: {host: x, port: 1}}]
+"""))
+    with pytest.raises(ConfigError, match="unknown project 'nowhere'"):
+        world.write(lambda conn: sync_monitors(conn, entries, now=world.clock.now()))
