@@ -123,7 +123,7 @@ def test_log_in_create_project_send_error_resolve_log_out(page: Page, server: Se
     page.reload()
     link = page.get_by_role("link", name=re.compile("CheckoutFailed: cart total 52 is over the limit"))
     assert link.is_visible()
-    assert page.locator("svg.spark polyline").count() == 1
+    expect(page.locator("#spark-1 svg.spark polyline")).to_have_count(1)  # fetched after the list is shown
     shot(page, "04-issues")
 
     link.click()

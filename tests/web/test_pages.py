@@ -298,3 +298,19 @@ def test_a_member_changes_the_projects_of_their_team(server: Server, admin: http
     created = post_form(member, "/projects/new", "/projects", {"name": "Member's own"})
     assert created.status_code == 303 and member.get(created.headers["location"]).status_code == 200
     member.close()
+
+
+def test_sparklines_count_events_of_this_projects_issues_only(server: Server, admin: httpx.Client) -> None:
+    project, other = make_project(server), make_project(server, "Other")
+    for _ in range(3):
+        send_event(server, project, fingerprint=["mine"])
+    send_event(server, other, fingerprint=["theirs"])
+    [mine], [theirs] = issue_ids(server, project), issue_ids(server, other)
+    answer = admin.get(f"/projects/{project.id}/issues/sparklines", params={"ids": f"{mine},{theirs},x", "range": "1h"})
+    assert answer.status_code == 200
+    assert f'id="spark-{mine}"' in answer.text and 'aria-label="3 events in 1h"' in answer.text
+    assert f'id="spark-{theirs}"' not in answer.text
+    _, email = make_user(server, role="member", team="Elsewhere")
+    stranger = log_in(server, email, "password-123")
+    assert stranger.get(f"/projects/{project.id}/issues/sparklines", params={"ids": str(mine)}).status_code == 404
+    stranger.close()

@@ -17,8 +17,15 @@ from watchkeeper.auth.users import User, list_users
 from watchkeeper.errors import issues as I
 from watchkeeper.web.event_view import event_view
 from watchkeeper.web.project_pages import see_other
-from watchkeeper.web.queries import buckets_for, event_neighbours, issue_counts, seen_values
-from watchkeeper.web.shell import PAGE_HEADERS, PageError
+from watchkeeper.web.queries import (
+    FilterChoices,
+    buckets_for,
+    event_neighbours,
+    issue_counts,
+    issues_of_project,
+    tag_summary,
+)
+from watchkeeper.web.shell import PAGE_HEADERS, PageError, html_page
 from watchkeeper.web.timerange import local_input_value
 from watchkeeper.web.viewer import CurrentPage, Page, Viewer, checked_form, readable_project, require_write
 
@@ -70,6 +77,11 @@ def _assignable(conn: Connection) -> list[User]:
     return [u for u in list_users(conn) if u.is_active]
 
 
+def _choices(page: Page) -> FilterChoices:
+    choices: FilterChoices = page.request.app.state.filter_choices
+    return choices
+
+
 @router.get("/projects/{project_id:int}/issues")
 async def issues_page(project_id: int, page: CurrentPage) -> Response:
     project = await readable_project(page, project_id)
@@ -83,16 +95,16 @@ async def issues_page(project_id: int, page: CurrentPage) -> Response:
         None if q.status == "all" else q.status, q.level or None, page.filter.environment, q.release or None,
         tr.since, tr.until, q.search or None,
     )
-    buckets = buckets_for(tr.since, tr.until, SPARKLINE_BUCKETS)
+    choices = _choices(page)
 
     def load(conn: Connection) -> dict[str, Any]:
         rows, next_key = I.list_issues(conn, project_id, flt, sort=q.sort, limit=PAGE_SIZE, after=after)
+        menus = choices.get(conn, project_id, page.now)
         return {
             "issues": rows,
             "next_cursor": encode_cursor(next_key) if next_key else None,
-            "sparklines": issue_counts(conn, [r["id"] for r in rows], buckets),
-            "environments": seen_values(conn, project_id, "environment"),
-            "releases": seen_values(conn, project_id, "release"),
+            "environments": menus["environment"],
+            "releases": menus["release"],
             "has_any": bool(rows) or after is not None or I.count_issues(conn, project_id) > 0,
             "users": {u.id: u for u in _assignable(conn)},
         }
@@ -108,6 +120,25 @@ async def issues_page(project_id: int, page: CurrentPage) -> Response:
         can_write=page.viewer.principal.can_write(project_id), dsn=dsn,
         base_url=runtime_of(page.request).settings.base_url, **data,
     )
+
+
+@router.get("/projects/{project_id:int}/issues/sparklines")
+async def sparklines(project_id: int, page: CurrentPage) -> Response:
+    """Events per issue over the time range, for the list's sparklines (`?ids=1,2,3`).
+
+    Fetched by the list page after it is shown: on a busy project the per-minute counts of 25 popular
+    issues over weeks are the most expensive part of the list, and the list is useful without them.
+    """
+    await readable_project(page, project_id)
+    wanted = [int(x) for x in _param(page, "ids", 2000).split(",") if x.isdigit() and int(x) <= MAX_BIGINT][:100]
+    tr = page.filter.time_range
+    buckets = buckets_for(tr.since, tr.until, SPARKLINE_BUCKETS)
+
+    def load(conn: Connection) -> dict[int, list[int]]:
+        return issue_counts(conn, issues_of_project(conn, project_id, wanted), buckets)
+
+    counts = await read(page.request, load)
+    return html_page("_sparklines.html", {"sparklines": counts, "range_key": tr.key})
 
 
 def _ids(form: FormData) -> list[int]:
@@ -201,18 +232,19 @@ async def issue_page(issue_id: int, page: CurrentPage) -> Response:
     event_id = _param(page, "event", 40)
     tr = page.filter.time_range
     buckets = buckets_for(tr.since, tr.until, CHART_BUCKETS)
+    choices = _choices(page)
 
     def load(conn: Connection) -> dict[str, Any]:
         event = _event_of(conn, issue, event_id)
         if event_id and event is None:
             raise PageError(404, "No such event in this issue.")
         return {
-            "tags": I.tag_breakdown(conn, issue_id),
+            "tags": tag_summary(conn, issue_id),
             "counts": issue_counts(conn, [issue_id], buckets)[issue_id],
             "event": event,
             "neighbours": event_neighbours(conn, issue_id, event["event_id"]) if event else None,
             "users": {u.id: u for u in _assignable(conn)},
-            "environments": seen_values(conn, project.id, "environment"),
+            "environments": choices.get(conn, project.id, page.now)["environment"],
         }
 
     data = await read(page.request, load)

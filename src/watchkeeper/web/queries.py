@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from watchkeeper.errors.tables import events, issue_minute_counts, issue_tags, issues
 
@@ -43,33 +44,92 @@ def issue_counts(conn: Connection, issue_ids: list[int], buckets: Buckets) -> di
     first = int(buckets.start // 60)
     width = int(buckets.width // 60)
     minute = issue_minute_counts.c.minute
+    # Integer columns and integer parameters: `//` is integer division on SQLite and PostgreSQL alike.
     bucket = ((minute - first) // width).label("bucket")
     rows = conn.execute(
-        select(issue_minute_counts.c.issue_id, bucket, issue_minute_counts.c.count)
+        select(issue_minute_counts.c.issue_id, bucket, func.sum(issue_minute_counts.c.count))
         .where(
             issue_minute_counts.c.issue_id.in_(issue_ids),
             minute >= first,
             minute < first + width * buckets.count,
         )
+        .group_by(issue_minute_counts.c.issue_id, bucket)
     )
-    # Summed here rather than with GROUP BY: SQLite streams the rows from the primary key either way,
-    # and this keeps the bucket expression free of dialect differences in integer division.
     for issue_id, index, count in rows:
-        out[issue_id][int(index)] += count
+        out[issue_id][int(index)] += int(count)
     return out
 
 
-def seen_values(conn: Connection, project_id: int, key: str, limit: int = 50) -> list[str]:
-    """Distinct values of a tag (environment, release) over a project's issues, for filter menus."""
-    rows = conn.execute(
-        select(issue_tags.c.value)
-        .select_from(issue_tags.join(issues, issues.c.id == issue_tags.c.issue_id))
-        .where(issues.c.project_id == project_id, issue_tags.c.key == key)
-        .group_by(issue_tags.c.value)
-        .order_by(issue_tags.c.value)
-        .limit(limit)
-    )
-    return [r.value for r in rows]
+def issues_of_project(conn: Connection, project_id: int, issue_ids: list[int]) -> list[int]:
+    """Those of `issue_ids` that belong to the project (ids from a query string are not trusted)."""
+    if not issue_ids:
+        return []
+    rows = conn.execute(select(issues.c.id).where(issues.c.project_id == project_id, issues.c.id.in_(issue_ids)))
+    return [r.id for r in rows]
+
+
+def tag_summary(conn: Connection, issue_id: int, top: int = 5) -> list[dict[str, Any]]:
+    """Per tag key of an issue: total, distinct values and the `top` most frequent values, largest first.
+
+    The shape of `errors.issues.tag_breakdown`, computed in the database: a busy issue has tens of
+    thousands of `user` values, and only the first few are shown.
+    """
+    totals = conn.execute(
+        select(issue_tags.c.key, func.count(), func.sum(issue_tags.c.times_seen))
+        .where(issue_tags.c.issue_id == issue_id)
+        .group_by(issue_tags.c.key)
+    ).all()
+    summary = []
+    for key, unique_values, total in totals:
+        values = conn.execute(
+            select(issue_tags.c.value, issue_tags.c.times_seen)
+            .where(issue_tags.c.issue_id == issue_id, issue_tags.c.key == key)
+            .order_by(issue_tags.c.times_seen.desc(), issue_tags.c.value)
+            .limit(top)
+        )
+        summary.append({"key": key, "total": int(total), "unique_values": int(unique_values),
+                        "top_values": [{"value": v, "count": c} for v, c in values]})
+    return sorted(summary, key=lambda entry: -entry["total"])
+
+
+FILTER_KEYS = ("environment", "release")
+
+
+def seen_values(conn: Connection, project_id: int, limit: int = 50) -> dict[str, list[str]]:
+    """Distinct environments and releases over a project's issues (the first `limit` of each, sorted)."""
+    values = {}
+    for key in FILTER_KEYS:  # one query per key: with `key IN (...)` SQLite picks a plan 3x slower
+        rows = conn.execute(
+            select(issue_tags.c.value)
+            .select_from(issue_tags.join(issues, issues.c.id == issue_tags.c.issue_id))
+            .where(issues.c.project_id == project_id, issue_tags.c.key == key)
+            .group_by(issue_tags.c.value)
+            .order_by(issue_tags.c.value)
+            .limit(limit)
+        )
+        values[key] = [r.value for r in rows]
+    return values
+
+
+class FilterChoices:
+    """The environments and releases offered in filter menus, remembered per project for a while.
+
+    Collecting them reads every issue's tags, which on a project with 10k issues costs as much as the
+    rest of the page; a menu that learns of a new release a minute late is fine (a value typed into the
+    address still filters).
+    """
+
+    def __init__(self, ttl_seconds: float = 60.0) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[int, tuple[float, dict[str, list[str]]]] = {}
+
+    def get(self, conn: Connection, project_id: int, now: float) -> dict[str, list[str]]:
+        entry = self._entries.get(project_id)
+        if entry is None or now - entry[0] >= self.ttl_seconds or now < entry[0]:
+            entry = (now, seen_values(conn, project_id))
+            if any(entry[1].values()):  # a new project's first events should show up at once
+                self._entries[project_id] = entry
+        return entry[1]
 
 
 @dataclass(frozen=True, slots=True)
