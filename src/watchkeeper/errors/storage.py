@@ -117,12 +117,11 @@ def _count_outcomes(conn: Connection, batch: Sequence[EnvelopeRecords]) -> None:
 
 def _load_issues(conn: Connection, project_id: int, hashes: list[str]) -> dict[str, _IssueState]:
     found: dict[str, _IssueState] = {}
+    query = _statement(conn, "load_issues", lambda: select(
+        issues.c.id, issues.c.hash, issues.c.status, issues.c.substatus, issues.c.status_details, issues.c.times_seen
+    ).where(issues.c.project_id == bindparam("project_id"), issues.c.hash.in_(bindparam("hashes", expanding=True))))
     for start in range(0, len(hashes), _CHUNK):
-        rows = conn.execute(
-            select(issues.c.id, issues.c.hash, issues.c.status, issues.c.substatus,
-                   issues.c.status_details, issues.c.times_seen)
-            .where(issues.c.project_id == project_id, issues.c.hash.in_(hashes[start:start + _CHUNK]))
-        )
+        rows = conn.execute(query, {"project_id": project_id, "hashes": hashes[start:start + _CHUNK]})
         for r in rows:
             found[r.hash] = _IssueState(r.id, r.status, r.substatus, orjson.loads(r.status_details),
                                         r.times_seen)
@@ -217,12 +216,12 @@ def _stored_event_ids(conn: Connection, keys: dict[tuple[int, str], EventRecord]
     for project_id, event_id in keys:
         by_project[project_id].append(event_id)
     found: set[tuple[int, str]] = set()
+    query = _statement(conn, "stored_event_ids", lambda: select(events.c.event_id).where(
+        events.c.project_id == bindparam("project_id"), events.c.event_id.in_(bindparam("ids", expanding=True))))
     for project_id, ids in by_project.items():
         for start in range(0, len(ids), _CHUNK):
-            query = select(events.c.event_id).where(
-                events.c.project_id == project_id, events.c.event_id.in_(ids[start:start + _CHUNK])
-            )
-            found.update((project_id, event_id) for event_id in conn.scalars(query))
+            rows = conn.scalars(query, {"project_id": project_id, "ids": ids[start:start + _CHUNK]})
+            found.update((project_id, event_id) for event_id in rows)
     return found
 
 
@@ -314,14 +313,15 @@ def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
                  [{"issue_id": i, "minute": m, "count": n} for (i, m), n in sorted(minute_counts.items())])
 
     # Users affected = distinct values of the issue's "user" tag (as Sentry counts them).
-    for start in range(0, len(user_issues), _CHUNK):
+    def build_users() -> Any:
         user_count = (
             select(func.count()).select_from(issue_tags)
-            .where(issue_tags.c.issue_id == issues.c.id, issue_tags.c.key == "user")
+            .where(issue_tags.c.issue_id == bindparam("b_id"), issue_tags.c.key == "user")
             .scalar_subquery()
         )
-        conn.execute(update(issues).where(issues.c.id.in_(user_issues[start:start + _CHUNK]))
-                     .values(users_seen=user_count))
+        return update(issues).where(issues.c.id == bindparam("b_id")).values(users_seen=user_count)
+
+    execute_many(conn, "issue_users", build_users, [{"b_id": issue_id} for issue_id in user_issues])
     emit_signals(conn, signal_rows)
 
 
