@@ -142,3 +142,32 @@ def test_a_stopped_writer_takes_no_work(engine: Engine) -> None:
     writer.stop()
     with pytest.raises(WriterStopped):
         writer.submit(add_notes, "after stop")
+
+
+def test_async_waiters_of_one_batch_get_their_own_results_and_errors(engine: Engine) -> None:
+    import asyncio
+
+    writer = Writer(engine)
+    writer.start()
+
+    async def scenario() -> list[Any]:
+        _, release, first = blocker(writer)
+        tasks = [asyncio.ensure_future(writer.run(add_notes, f"async {n}")) for n in range(20)]
+        duplicate = asyncio.ensure_future(writer.run(add_notes, "async 0"))
+        abandoned = asyncio.ensure_future(writer.run(add_notes, "abandoned"))
+        await asyncio.sleep(0.05)  # every job is queued behind the blocker
+        abandoned.cancel()  # its request went away: the rest of the batch is unaffected
+        release.set()
+        results = await asyncio.gather(*tasks, duplicate, return_exceptions=True)
+        first.result(10)
+        return results
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert all(isinstance(r, int) for r in results[:20])
+    assert len(set(results[:20])) == 20
+    assert isinstance(results[20], Exception)
+    assert "unique" in str(results[20]).lower() or "duplicate" in str(results[20]).lower()
+    assert [t for t in stored(engine) if t.startswith("async")] == sorted(f"async {n}" for n in range(20))

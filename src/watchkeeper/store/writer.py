@@ -18,7 +18,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -47,7 +47,46 @@ class WriterStopped(Exception):
 class _Job(Generic[T]):
     function: BatchFunction
     item: Any
-    future: Future[Any] = field(default_factory=Future)
+    # Exactly one of: a concurrent future (submit/run_sync), or an asyncio future and its loop (run).
+    future: Future[Any] | None = None
+    waiter: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> bool:
+        """False if the caller gave up already (then the job is not run)."""
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        return self.waiter is not None and not self.waiter.cancelled()
+
+
+def _settle(waiter: asyncio.Future[Any] | Future[Any], outcome: Any, failed: bool) -> None:
+    if waiter.done():  # an asyncio waiter whose request was cancelled
+        return
+    if failed:
+        waiter.set_exception(outcome)
+    else:
+        waiter.set_result(outcome)
+
+
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
+    for waiter, outcome, failed in outcomes:
+        _settle(waiter, outcome, failed)
+
+
+def _deliver(jobs: Sequence[_Job[Any]], outcomes: Sequence[Any], failed: Sequence[bool]) -> None:
+    """Give each job its result or exception. Asyncio waiters are woken with one call per event loop
+    per batch: a wake-up per job (one system call each) cost more than the rest of the hand-over."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, bool]]] = {}
+    for job, outcome, fail in zip(jobs, outcomes, failed, strict=True):
+        if job.future is not None:
+            _settle(job.future, outcome, fail)
+        elif job.waiter is not None and job.loop is not None:
+            by_loop.setdefault(job.loop, []).append((job.waiter, outcome, fail))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, settled)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            pass
 
 
 @dataclass
@@ -116,22 +155,28 @@ class Writer:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is not None and job.future.set_running_or_notify_cancel():
-                job.future.set_exception(WriterStopped("the writer stopped before this write ran"))
+            if job is not None and job.start():
+                _deliver([job], [WriterStopped("the writer stopped before this write ran")], [True])
 
     def submit(self, function: BatchFunction, item: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._enqueue(_Job(function, item, future=future))
+        return future
+
+    async def run(self, function: BatchFunction, item: Any) -> Any:
+        """Queue `item` for `function` and wait until its transaction has committed."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._enqueue(_Job(function, item, waiter=waiter, loop=loop))
+        return await waiter
+
+    def _enqueue(self, job: _Job[Any]) -> None:
         if self._stopping or not self.running:
             raise WriterStopped("the writer is not running")
-        job: _Job[Any] = _Job(function, item)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
             raise WriterOverloaded(f"write queue is full ({self._queue.maxsize} jobs)") from None
-        return job.future
-
-    async def run(self, function: BatchFunction, item: Any) -> Any:
-        """Queue `item` for `function` and wait until its transaction has committed."""
-        return await asyncio.wrap_future(self.submit(function, item))
 
     def run_sync(self, function: BatchFunction, item: Any, timeout: float | None = 60.0) -> Any:
         return self.submit(function, item).result(timeout)
@@ -181,7 +226,7 @@ class Writer:
         return results
 
     def _commit(self, jobs: list[_Job[Any]]) -> None:
-        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        jobs = [job for job in jobs if job.start()]
         if not jobs:
             return
         started = self.clock.monotonic()
@@ -192,13 +237,11 @@ class Writer:
             self.stats.failed_batches += 1
             if len(jobs) == 1:
                 log.warning("write failed: %s", exc)
-                jobs[0].future.set_exception(exc)
+                _deliver(jobs, [exc], [True])
                 return
             log.warning("batch of %d writes failed (%s); retrying each alone", len(jobs), exc)
-            for job in jobs:
-                single: _Job[Any] = _Job(job.function, job.item, Future())
-                single.future.set_running_or_notify_cancel()
-                self._commit_single(single, job.future)
+            outcomes = [self._commit_single(job) for job in jobs]
+            _deliver(jobs, [outcome for outcome, _ in outcomes], [failed for _, failed in outcomes])
             return
         elapsed = self.clock.monotonic() - started
         self.stats.batches += 1
@@ -206,17 +249,16 @@ class Writer:
         self.stats.last_commit_seconds = elapsed
         if self._on_commit is not None:
             self._on_commit(elapsed, len(jobs))
-        for job, result in zip(jobs, results, strict=True):
-            job.future.set_result(result)
+        _deliver(jobs, results, [False] * len(jobs))
 
-    def _commit_single(self, job: _Job[Any], target: Future[Any]) -> None:
+    def _commit_single(self, job: _Job[Any]) -> tuple[Any, bool]:
+        """Run one job in a transaction of its own: (result, False) or (exception, True)."""
         try:
             with self.engine.begin() as conn:
                 (result,) = self._run_jobs(conn, [job])
         except Exception as exc:
-            target.set_exception(exc)
-        else:
-            target.set_result(result)
+            return exc, True
+        return result, False
 
 
 def call_each(conn: Connection, functions: Sequence[Callable[[Connection], Any]]) -> list[Any]:
