@@ -116,7 +116,27 @@ async def _session_principal(request: Request, runtime: Runtime, raw: str) -> Pr
 async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """Who is calling: a bearer token (`Authorization: Bearer wk_…`) or the session cookie of a logged-in user."""
+    """Who is calling: a bearer token (`Authorization: Bearer wk_…`) or the session cookie of a logged-in user.
+
+    A `{project_id}` in the path that the caller cannot see is a 404 here already, for every endpoint of
+    every domain, before the body is validated: the answer cannot depend on whether the project exists.
+    """
+    principal = await _authenticated(request, credentials)
+    project_id = _path_project_id(request)
+    if project_id is not None and not principal.can_read(project_id):
+        raise HTTPException(404, f"project {project_id} not found")
+    return principal
+
+
+def _path_project_id(request: Request) -> int | None:
+    value = request.path_params.get("project_id")
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 10:
+        return None  # not a valid id: the endpoint's validation answers
+    number = int(value)
+    return number if 1 <= number <= MAX_INT else None
+
+
+async def _authenticated(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     runtime = runtime_of(request)
     if credentials is not None and credentials.scheme.lower() == "bearer":
         return await _token_principal(runtime, credentials.credentials)

@@ -22,8 +22,9 @@ SAFE = {"get", "head", "options"}
 # Endpoints about the caller's own account: a viewer may use them (a read-only token may not).
 SELF_SERVICE = {("patch", "/api/v1/me"), ("post", "/api/v1/me/password"), ("post", "/api/v1/tokens"),
                 ("delete", "/api/v1/tokens/{token_id}")}
-# Ids in a path that point into a project.
+# Ids in a path that point into a project, and those this test can fill with team B's things.
 PROJECT_PARAMS = {"project_id", "issue_id", "key_id", "event_id"}
+KNOWN_PARAMS = PROJECT_PARAMS | {"team_id", "user_id", "token_id"}
 
 
 @dataclass
@@ -79,7 +80,8 @@ def fill(path: str, where: Territory, world: World, project_id: int | None = Non
         "project_id": project_id or where.project.id, "issue_id": where.issue_id, "event_id": where.event_id,
         "key_id": where.key_id, "team_id": where.team_id, "user_id": world.user_id, "token_id": 1,
     }
-    return re.sub(r"{(\w+)}", lambda m: str(values[m.group(1)]), path)
+    # Ids of other domains' things (monitors, …): any number; the answers checked here come before the lookup.
+    return re.sub(r"{(\w+)}", lambda m: str(values.get(m.group(1), 1)), path)
 
 
 def body_for(method: str, path: str, where: Territory) -> Any:
@@ -165,14 +167,21 @@ def test_team_a_cannot_see_or_touch_team_b_through_any_endpoint(server: Server, 
     token = make_token(server, role=role, team="Team A")
     with as_token(server, token) as user:
         project_endpoints = [
-            (m, p) for m, p in endpoints(server) if params_of(p) & PROJECT_PARAMS and "team_id" not in params_of(p)
+            (m, p) for m, p in endpoints(server)
+            if params_of(p) & PROJECT_PARAMS and "team_id" not in params_of(p)
+            and ("project_id" in params_of(p) or params_of(p) <= KNOWN_PARAMS)
         ]
-        expected = {(m, p): (404 if role == "member" or m in SAFE else 403) for m, p in project_endpoints}
+        # A viewer's change of an issue or key is refused for its role (403) before the id is looked at, so
+        # that answer is the same whether the thing exists or not.
+        expected = {
+            (m, p): 404 if role == "member" or m in SAFE or "project_id" in params_of(p) else 403
+            for m, p in project_endpoints
+        }
         answers = {(m, p): call(user, m, p, world.b, world).status_code for m, p in project_endpoints}
         assert answers == expected
         # The same endpoints work on their own team's project (reads at least).
         for method, path in project_endpoints:
-            if method in SAFE:
+            if method in SAFE and params_of(path) <= KNOWN_PARAMS:
                 response = call(user, method, path, world.a, world)
                 assert response.status_code == 200, (path, response.text)
         names = [p["name"] for p in user.get("/api/v1/projects").json()]
@@ -206,6 +215,7 @@ def test_a_token_limited_to_one_project_sees_only_that_one(server: Server, world
         project_endpoints = [
             (m, p) for m, p in endpoints(server) if "project_id" in params_of(p) and "team_id" not in params_of(p)
         ]
+        assert len(project_endpoints) >= 8
         for method, path in project_endpoints:
             response = call(scoped, method, path, world.a, world, project_id=world.a2.id)
             assert response.status_code == 404, (method, path, response.text)
