@@ -59,6 +59,13 @@ class Metrics:
         self.queue_depth = Gauge(
             "watchkeeper_writer_queue_depth", "Writes waiting for the writer", registry=self.registry
         )
+        self.processing_backlog = Gauge(
+            "watchkeeper_processing_backlog", "Envelopes waiting for a processor process", registry=self.registry
+        )
+        self.processor_restarts = Gauge(
+            "watchkeeper_processor_restarts", "Processor processes started again after they died",
+            registry=self.registry,
+        )
 
     def observe_commit(self, seconds: float, jobs: int) -> None:
         self.commit_seconds.observe(seconds)
@@ -68,6 +75,9 @@ class Metrics:
 async def metrics_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     runtime.metrics.queue_depth.set(runtime.writer.queue_depth)
+    if runtime.processors is not None:
+        runtime.metrics.processing_backlog.set(runtime.processors.pending)
+        runtime.metrics.processor_restarts.set(runtime.processors.restarts)
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -84,6 +84,7 @@ def test_a_killed_processor_fails_only_its_requests_and_is_replaced(server: Serv
     assert "processor stopped" in answers[0].json()["detail"]
     assert not stored(server, held)
     wait_until(lambda: pool.restarts == 1 and len(pool.pids) == 2 and victim not in pool.pids)
+    assert "watchkeeper_processor_restarts 1.0" in httpx.get(f"{server.url}/metrics").text
     after = [new_id() for _ in range(4)]
     assert [send(server, project, i).status_code for i in after] == [200] * 4
     assert all(stored(server, i) for i in after)
