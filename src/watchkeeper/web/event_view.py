@@ -4,7 +4,7 @@ contexts. Values stay as the event had them; the template prints them as text.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ class Frame:
     in_app: bool
     source: list[SourceLine]
     variables: list[tuple[str, str]]
+    expanded: bool = False  # shown open: the most recent in-app frame (or the top one if none is in-app)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +105,12 @@ def _frame(frame: dict[str, Any]) -> Frame:
 
 
 def _frames(stacktrace: Any) -> list[Frame]:
-    frames = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
-    return [_frame(f) for f in reversed(frames or []) if isinstance(f, dict)]  # most recent call first
+    raw = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
+    frames = [_frame(f) for f in reversed(raw or []) if isinstance(f, dict)]  # most recent call first
+    first = next((i for i, f in enumerate(frames) if f.in_app), 0)
+    if frames:
+        frames[first] = replace(frames[first], expanded=True)
+    return frames
 
 
 def _exceptions(data: dict[str, Any]) -> list[ExceptionView]:

@@ -45,7 +45,7 @@
         series: [{}, { label: "events", stroke: accent, fill: accent + "33", width: 1.5, points: { show: false },
                        paths: uPlot.paths.bars({ size: [0.9, 40] }) }],
         // whole events only: no 0.5 ticks on a small count
-        axes: [axis, Object.assign({}, axis, { size: 44, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 1e5, 1e6] })],
+        axes: [axis, Object.assign({}, axis, { size: 64, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 1e5, 1e6] })],
       };
       el.dataset.drawn = "1";
       var plot = new uPlot(opts, [data.x, data.y], el);
