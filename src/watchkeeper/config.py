@@ -93,6 +93,29 @@ class UptimeSettings(_Section):
     status_page_cache_seconds: float = Field(5.0, ge=0, le=300)
 
 
+class AlertingSettings(_Section):
+    # Evaluate rules and deliver notifications in this process (off for API-only processes and some tests).
+    evaluator: bool = True
+    # Routing tree, receivers and inhibition rules in Alertmanager's YAML (see docs/alerting.md).
+    # None = every alert goes to the "log" receiver.
+    config_file: Path | None = None
+    # Prometheus evaluates every 15 s by default; alerts then arrive within seconds of the data.
+    evaluation_interval_seconds: float = Field(15.0, gt=0, le=3600)
+    # Group timers (group_wait, group_interval) are checked this often.
+    dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Alertmanager's resolve_timeout: an API alert without endsAt resolves this long after it was last sent.
+    resolve_timeout_seconds: float = Field(300.0, gt=0)
+    # Resolved alerts are kept this long so their resolved notification can go out (Prometheus: 15 min).
+    resolved_retention_seconds: float = Field(900.0, gt=0)
+    # New projects get the default rule pack (error spike, new error type, monitor down, …).
+    default_rule_pack: bool = True
+    # Delivery retries: exponential backoff from 1 s doubling up to this, with jitter, at most this many tries.
+    delivery_max_backoff_seconds: float = Field(300.0, gt=0)
+    delivery_max_attempts: int = Field(12, gt=0, le=100)
+    # How long one notification may take before it counts as a timeout (retried).
+    delivery_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
 class SessionSettings(_Section):
     # A dashboard left open over a working day stays logged in; a laptop left overnight does not.
     idle_timeout_seconds: int = Field(12 * 3600, gt=0)
@@ -125,6 +148,7 @@ class Settings(_Section):
     outbound: OutboundSettings = OutboundSettings()
     sessions: SessionSettings = SessionSettings()
     uptime: UptimeSettings = UptimeSettings()
+    alerting: AlertingSettings = AlertingSettings()
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -24,6 +24,7 @@ RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 def load_all_tables() -> MetaData:
     """Import every domain's tables so the metadata is complete (for migrations and tests)."""
+    from watchkeeper.alerting import tables as _alerting  # noqa: F401
     from watchkeeper.auth import tables as _auth  # noqa: F401
     from watchkeeper.errors import tables as _errors  # noqa: F401
     from watchkeeper.lib import signals as _signals  # noqa: F401

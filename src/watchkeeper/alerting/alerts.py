@@ -1,0 +1,101 @@
+"""Alerts as stored: identity (the fingerprint of the label set), state, times; shared by rule alerts and
+alerts received over the Alertmanager API."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from watchkeeper.alerting.tables import alerts
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """A stable id for a label set (the alert's identity), 16 hex digits like Alertmanager's.
+
+    >>> fingerprint({"alertname": "Down", "monitor": "api"}) == fingerprint({"monitor": "api", "alertname": "Down"})
+    True
+    """
+    canonical = orjson.dumps(sorted(labels.items()))
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+@dataclass
+class Alert:
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    state: str  # "pending" or "firing"; see `status`
+    active_at: float
+    starts_at: float | None = None
+    ends_at: float | None = None
+    rule_id: int | None = None
+    project_id: int | None = None
+    last_true_at: float | None = None
+    value: float | None = None
+    generator_url: str | None = None
+    updated_at: float = 0.0
+    changed: bool = field(default=False, compare=False)
+
+    def resolved(self, now: float) -> bool:
+        return self.ends_at is not None and self.ends_at <= now
+
+    def status(self, now: float) -> str:
+        """inactive is never stored: pending, firing or resolved."""
+        if self.state == "pending":
+            return "pending"
+        return "resolved" if self.resolved(now) else "firing"
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint, "rule_id": self.rule_id, "project_id": self.project_id,
+            "labels": orjson.dumps(self.labels).decode(), "annotations": orjson.dumps(self.annotations).decode(),
+            "state": self.state, "active_at": self.active_at, "starts_at": self.starts_at, "ends_at": self.ends_at,
+            "last_true_at": self.last_true_at, "value": self.value, "generator_url": self.generator_url,
+            "updated_at": self.updated_at,
+        }
+
+
+def _from_row(row: Any) -> Alert:
+    return Alert(row.fingerprint, orjson.loads(row.labels), orjson.loads(row.annotations), row.state, row.active_at,
+                 row.starts_at, row.ends_at, row.rule_id, row.project_id, row.last_true_at, row.value,
+                 row.generator_url, row.updated_at)
+
+
+def load_alerts(conn: Connection, *, rules_only: bool = False, external_only: bool = False,
+                firing_only: bool = False) -> list[Alert]:
+    query = select(alerts)
+    if rules_only:
+        query = query.where(alerts.c.rule_id.is_not(None))
+    if external_only:
+        query = query.where(alerts.c.rule_id.is_(None))
+    if firing_only:
+        query = query.where(alerts.c.state == "firing")
+    return [_from_row(row) for row in conn.execute(query)]
+
+
+def save_alerts(conn: Connection, new: Sequence[Alert], changed: Sequence[Alert]) -> None:
+    """Insert new alerts and update changed ones (by fingerprint), each as one executemany."""
+    if new:
+        conn.execute(insert(alerts), [a.row() for a in new])
+    if changed:
+        rows = [{**a.row(), "b_fingerprint": a.fingerprint} for a in changed]
+        for row in rows:
+            del row["fingerprint"]
+        statement = update(alerts).where(alerts.c.fingerprint == bindparam("b_fingerprint"))
+        conn.execute(statement, rows)
+
+
+def delete_alerts(conn: Connection, fingerprints: Iterable[str]) -> None:
+    keys = list(fingerprints)
+    for start in range(0, len(keys), 500):
+        conn.execute(delete(alerts).where(alerts.c.fingerprint.in_(keys[start:start + 500])))
+
+
+def forget_resolved(conn: Connection, *, before: float) -> int:
+    """Delete alerts resolved before `before` (their resolved notification has had its chance)."""
+    return conn.execute(delete(alerts).where(alerts.c.ends_at.is_not(None), alerts.c.ends_at <= before)).rowcount

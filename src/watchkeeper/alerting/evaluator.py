@@ -1,0 +1,249 @@
+"""One evaluation round: rules against the signal log and the per-minute counts, producing alert state.
+
+A round runs in one writer transaction: the signal cursor moves in the same commit as the alerts the
+signals caused, so a crash neither loses nor double-counts a signal. States follow Prometheus:
+inactive → pending (condition true, `for` not yet elapsed) → firing → resolved (condition false for
+`keep_firing_for`). Resolved alerts stay a while so their resolved notification can go out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting.metrics import Series, read_counts
+from watchkeeper.alerting.rules import PRIORITY, AlertRule, apply_default_pack, list_rules
+from watchkeeper.alerting.tables import alerting_cursors
+from watchkeeper.alerting.templates import render_all
+from watchkeeper.auth.projects import list_projects
+from watchkeeper.lib.signals import Signal, read_signals
+from watchkeeper.store.dialect import upsert
+
+log = logging.getLogger(__name__)
+CURSOR = "evaluator.signals"
+SIGNALS_PER_ROUND = 5000
+
+
+@dataclass
+class RoundReport:
+    rules: int = 0
+    signals: int = 0
+    new: int = 0
+    changed: int = 0
+    forgotten: int = 0
+    packs_applied: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    """What a round knows: the time, the project names, the stored alerts by fingerprint."""
+
+    now: float
+    project_slugs: dict[int, str]
+    existing: dict[str, A.Alert]
+    seen: set[str] = field(default_factory=set)
+    new: list[A.Alert] = field(default_factory=list)
+
+    def found(self, fingerprint: str) -> A.Alert | None:
+        return self.existing.get(fingerprint)
+
+
+def rule_labels(rule: AlertRule, project_slug: str, extra: dict[str, str]) -> dict[str, str]:
+    """The alert's identity: rule labels, then what Watchkeeper sets, then the subject's labels."""
+    return {**rule.labels, "alertname": rule.name, "severity": rule.severity, "priority": PRIORITY[rule.severity],
+            "project": project_slug, "project_id": str(rule.project_id), **extra}
+
+
+def _subject_labels(subject: str, payload: dict[str, Any]) -> dict[str, str]:
+    kind, _, ident = subject.partition(":")
+    labels = {kind: ident} if kind in ("issue", "monitor") and ident else {"subject": subject}
+    if kind == "monitor" and payload.get("name"):
+        labels["monitor_name"] = str(payload["name"])
+    return labels
+
+
+def _activate(ctx: _Context, rule: AlertRule, labels: dict[str, str], template_context: dict[str, Any],
+              *, value: float | None, for_seconds: float) -> None:
+    """The condition holds now: create the alert, or move it on (pending → firing, resolved → firing)."""
+    fp = A.fingerprint(labels)
+    ctx.seen.add(fp)
+    annotations = render_all(rule.annotations, {**template_context, "labels": labels, "value": value})
+    alert = ctx.found(fp)
+    now = ctx.now
+    if alert is None or alert.resolved(now):
+        state = "pending" if for_seconds > 0 else "firing"
+        fresh = A.Alert(fp, labels, annotations, state, now, now if state == "firing" else None, None, rule.id,
+                        rule.project_id, now, value, None, now)
+        if alert is None:
+            ctx.new.append(fresh)
+        else:
+            fresh.changed = True
+            ctx.existing[fp] = fresh
+        return
+    alert.last_true_at, alert.value, alert.updated_at, alert.changed = now, value, now, True
+    alert.annotations, alert.ends_at = annotations, None
+    if alert.state == "pending" and now - alert.active_at >= for_seconds:
+        alert.state, alert.starts_at = "firing", now
+
+
+def _deactivate(alert: A.Alert, now: float, keep_firing_for: float) -> str | None:
+    """The condition no longer holds: pending alerts vanish; firing ones resolve after keep_firing_for.
+    Returns "delete" for a pending alert."""
+    if alert.resolved(now) or alert.ends_at is not None:
+        return None
+    if alert.state == "pending":
+        return "delete"
+    if alert.last_true_at is not None and now - alert.last_true_at < keep_firing_for:
+        return None
+    alert.ends_at, alert.updated_at, alert.changed = now, now, True
+    return None
+
+
+def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: list[Series]) -> None:
+    spec = rule.threshold
+    assert spec is not None
+    last_minute = int(ctx.now // 60)
+    first_minute = last_minute - spec.window_minutes + 1
+    subjects = [s for s in counts if s.project_id == rule.project_id]
+    if spec.metric != "issue_events" and not subjects:
+        subjects = [Series(rule.project_id, "", "", {})]  # no traffic is a value too (0), e.g. for "< 1"
+    for series in subjects:
+        total = series.total(first_minute, last_minute)
+        value = total / spec.window_minutes if spec.aggregation == "rate" else float(total)
+        if not spec.breached(value):
+            continue
+        extra = _subject_labels(series.subject, {}) if series.subject else {}
+        labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
+        _activate(ctx, rule, labels, {"title": series.title, "rule": rule.name}, value=value,
+                  for_seconds=spec.for_seconds)
+
+
+def _apply_signal(ctx: _Context, rule: AlertRule, signal: Signal) -> None:
+    spec = rule.event
+    assert spec is not None
+    slug = ctx.project_slugs.get(rule.project_id, str(rule.project_id))
+    labels = rule_labels(rule, slug, _subject_labels(signal.subject, signal.payload))
+    if signal.kind in spec.resolving_signals:
+        # The resolving signal (monitor.up) does not carry the firing one's payload: match on subject.
+        for alert in ctx.existing.values():
+            if alert.rule_id == rule.id and _same_subject(alert.labels, labels) and not alert.resolved(ctx.now):
+                alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
+        return
+    if signal.kind == spec.signal and all(c.holds(signal.payload) for c in spec.where):
+        _activate(ctx, rule, labels, {"signal": signal.payload, "subject": signal.subject, "rule": rule.name},
+                  value=None, for_seconds=0)
+
+
+def _same_subject(a: dict[str, str], b: dict[str, str]) -> bool:
+    keys = ("monitor", "issue", "subject")
+    return any(k in a and a.get(k) == b.get(k) for k in keys)
+
+
+def _expire_event_alerts(ctx: _Context, rules: dict[int, AlertRule]) -> None:
+    for alert in ctx.existing.values():
+        rule = rules.get(alert.rule_id or 0)
+        if rule is None or rule.event is None or alert.ends_at is not None:
+            continue
+        after = rule.event.resolve_after
+        if after is not None and alert.starts_at is not None and ctx.now - (alert.last_true_at or 0) >= after:
+            alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
+
+
+def _read_cursor(conn: Connection) -> int:
+    found = conn.execute(select(alerting_cursors.c.position).where(alerting_cursors.c.name == CURSOR)).scalar()
+    return int(found or 0)
+
+
+def _write_cursor(conn: Connection, position: int) -> None:
+    statement = upsert(conn, alerting_cursors).values(name=CURSOR, position=position)
+    conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"position": position}))
+
+
+def _signals_by_project(signals: Iterable[Signal]) -> dict[int, list[Signal]]:
+    grouped: dict[int, list[Signal]] = defaultdict(list)
+    for signal in signals:
+        if signal.project_id is not None:
+            grouped[signal.project_id].append(signal)
+    return grouped
+
+
+def evaluate(conn: Connection, now: float, *, default_pack: bool = True,
+             resolved_retention_seconds: float = 900.0) -> RoundReport:
+    """Evaluate every enabled rule once, in the caller's (writer) transaction.
+
+    >>> # await writer.run(call_each, lambda conn: evaluate(conn, clock.now()))
+    """
+    report = RoundReport()
+    projects = list_projects(conn)
+    if default_pack:
+        report.packs_applied = apply_default_pack(conn, [p.id for p in projects], now=now)
+    rules = {r.id: r for r in list_rules(conn, enabled_only=True)}
+    report.rules = len(rules)
+    existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True)}
+    ctx = _Context(now, {p.id: p.slug for p in projects}, existing)
+
+    cursor = _read_cursor(conn)
+    signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
+    report.signals = len(signals)
+    by_project = _signals_by_project(signals)
+    event_rules = [r for r in rules.values() if r.event is not None]
+    for signal_list in by_project.values():
+        for signal in signal_list:
+            for rule in event_rules:
+                if rule.project_id == signal.project_id:
+                    _apply_signal(ctx, rule, signal)
+    _expire_event_alerts(ctx, rules)
+
+    _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None])
+    gone = _settle(ctx, rules)
+    A.save_alerts(conn, ctx.new, [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone])
+    A.delete_alerts(conn, gone)
+    report.forgotten = A.forget_resolved(conn, before=now - resolved_retention_seconds)
+    if signals:
+        _write_cursor(conn, signals[-1].id)
+    report.new, report.changed = len(ctx.new), sum(1 for a in ctx.existing.values() if a.changed)
+    for alert in [*ctx.new, *ctx.existing.values()]:
+        status = alert.status(now)
+        report.states[status] = report.states.get(status, 0) + 1
+    return report
+
+
+def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule]) -> None:
+    by_metric: dict[str, list[AlertRule]] = defaultdict(list)
+    for rule in rules:
+        assert rule.threshold is not None
+        by_metric[rule.threshold.metric].append(rule)
+    last_minute = int(ctx.now // 60)
+    for metric, metric_rules in by_metric.items():
+        widest = max(r.threshold.window_minutes for r in metric_rules if r.threshold)
+        counts = read_counts(conn, metric, last_minute - widest + 1)
+        by_project: dict[int, list[Series]] = defaultdict(list)
+        for series in counts:
+            by_project[series.project_id].append(series)
+        for rule in metric_rules:
+            _evaluate_threshold(ctx, rule, by_project.get(rule.project_id, []))
+
+
+def _settle(ctx: _Context, rules: dict[int, AlertRule]) -> set[str]:
+    """Threshold alerts not seen true this round deactivate; alerts of deleted or disabled rules end."""
+    gone: set[str] = set()
+    for fp, alert in ctx.existing.items():
+        rule = rules.get(alert.rule_id or 0)
+        if rule is None:
+            if alert.state == "pending":
+                gone.add(fp)
+            elif alert.ends_at is None:
+                alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
+            continue
+        if rule.threshold is None or fp in ctx.seen:
+            continue
+        if _deactivate(alert, ctx.now, rule.threshold.keep_firing_for_seconds) == "delete":
+            gone.add(fp)
+    return gone

@@ -1,0 +1,153 @@
+"""Rules against signals and per-minute counts, with a manual clock: pending, firing, resolved."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from tests.alerting.conftest import add_errors, in_transaction, run_round, signal
+from watchkeeper.alerting.alerts import Alert, load_alerts
+from watchkeeper.alerting.rules import RuleIn, create_rule, delete_rule, list_rules
+from watchkeeper.lib.clock import ManualClock
+
+
+def alerts_of(engine: Engine, name: str) -> list[Alert]:
+    return [a for a in in_transaction(engine, lambda conn: load_alerts(conn)) if a.labels["alertname"] == name]
+
+
+def only(engine: Engine, name: str) -> Alert:
+    found = alerts_of(engine, name)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def add_rule(engine: Engine, project_id: int, clock: ManualClock, **spec: object) -> int:
+    rule = RuleIn.model_validate(spec)
+    return in_transaction(engine, lambda conn: create_rule(conn, project_id, rule, now=clock.now())).id
+
+
+def test_new_projects_get_the_default_pack_once(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    assert run_round(engine, clock).packs_applied == 1
+    rules = in_transaction(engine, lambda conn: list_rules(conn, project_id))
+    assert [r.name for r in rules] == ["Error spike", "New error type", "Monitor down", "Heartbeat missed",
+                                       "Certificate expiring"]
+    in_transaction(engine, lambda conn: delete_rule(conn, rules[0].id))
+    assert run_round(engine, clock).packs_applied == 0
+    assert len(in_transaction(engine, lambda conn: list_rules(conn, project_id))) == 4
+
+
+def test_error_spike_fires_above_ten_per_minute_and_resolves(engine: Engine, project_id: int,
+                                                             clock: ManualClock) -> None:
+    add_errors(engine, project_id, clock.now(), 10)
+    run_round(engine, clock)
+    assert alerts_of(engine, "Error spike") == []  # 10 is not more than 10
+    add_errors(engine, project_id, clock.now(), 5)
+    run_round(engine, clock)
+    alert = only(engine, "Error spike")
+    assert alert.status(clock.now()) == "firing"
+    assert alert.labels["severity"] == "high" and alert.labels["priority"] == "P1"
+    assert alert.labels["project"] == "shop"
+    assert alert.annotations["summary"] == "shop: 15.0 errors per minute (more than 10)"
+    clock.advance(60)
+    run_round(engine, clock)
+    assert only(engine, "Error spike").status(clock.now()) == "resolved"
+
+
+def test_for_keeps_an_alert_pending_and_keep_firing_for_delays_resolve(engine: Engine, project_id: int,
+                                                                        clock: ManualClock) -> None:
+    add_rule(engine, project_id, clock, name="Errors", kind="threshold", severity="critical",
+             threshold={"metric": "errors", "window_minutes": 5, "op": ">=", "threshold": 3,
+                        "for_seconds": 60, "keep_firing_for_seconds": 120})
+    add_errors(engine, project_id, clock.now(), 3)
+    run_round(engine, clock, default_pack=False)
+    assert only(engine, "Errors").status(clock.now()) == "pending"
+    clock.advance(30)
+    run_round(engine, clock, default_pack=False)
+    assert only(engine, "Errors").status(clock.now()) == "pending"
+    clock.advance(30)
+    run_round(engine, clock, default_pack=False)
+    firing = only(engine, "Errors")
+    assert firing.status(clock.now()) == "firing" and firing.starts_at == clock.now()
+    clock.advance(180)  # t=240 s: still in the 5-minute window
+    run_round(engine, clock, default_pack=False)
+    clock.advance(60)  # t=300 s: the errors left the window
+    run_round(engine, clock, default_pack=False)
+    assert only(engine, "Errors").status(clock.now()) == "firing"  # kept firing for 120 s after last true
+    clock.advance(60)
+    run_round(engine, clock, default_pack=False)
+    assert only(engine, "Errors").status(clock.now()) == "resolved"
+
+
+def test_a_pending_alert_vanishes_when_the_condition_stops(engine: Engine, project_id: int,
+                                                           clock: ManualClock) -> None:
+    add_rule(engine, project_id, clock, name="Errors", kind="threshold",
+             threshold={"metric": "errors", "window_minutes": 1, "threshold": 0, "for_seconds": 300})
+    add_errors(engine, project_id, clock.now(), 1)
+    run_round(engine, clock, default_pack=False)
+    assert only(engine, "Errors").state == "pending"
+    clock.advance(60)
+    run_round(engine, clock, default_pack=False)
+    assert alerts_of(engine, "Errors") == []
+
+
+def test_monitor_down_fires_and_monitor_up_resolves(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    run_round(engine, clock)
+    signal(engine, "monitor.down", project_id, "monitor:7", clock.now(), monitor_id=7, name="API", error="timeout")
+    clock.advance(15)
+    run_round(engine, clock)
+    alert = only(engine, "Monitor down")
+    assert alert.labels["monitor"] == "7" and alert.labels["priority"] == "P0"
+    assert alert.annotations == {"summary": "API is down", "description": "timeout"}
+    assert alert.status(clock.now()) == "firing"
+    signal(engine, "monitor.up", project_id, "monitor:7", clock.now(), monitor_id=7, name="API")
+    clock.advance(15)
+    run_round(engine, clock)
+    assert only(engine, "Monitor down").status(clock.now()) == "resolved"
+    run_round(engine, clock)  # the cursor moved: the old down signal is not applied again
+    assert only(engine, "Monitor down").status(clock.now()) == "resolved"
+
+
+def test_a_new_issue_alert_resolves_by_itself(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    run_round(engine, clock)
+    signal(engine, "issue.new", project_id, "issue:42", clock.now(), issue_id=42, title="KeyError: 'x'")
+    run_round(engine, clock)
+    alert = only(engine, "New error type")
+    assert alert.labels["issue"] == "42" and alert.annotations["summary"] == "New issue in shop: KeyError: 'x'"
+    clock.advance(300)
+    run_round(engine, clock)
+    assert only(engine, "New error type").status(clock.now()) == "resolved"
+    clock.advance(900)
+    assert run_round(engine, clock).forgotten == 1
+    assert alerts_of(engine, "New error type") == []
+
+
+def test_certificate_rule_waits_for_fourteen_days(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    run_round(engine, clock)
+    signal(engine, "certificate.expiring", project_id, "monitor:3", clock.now(), name="shop.example",
+           days_left=29.5, threshold_days=30)
+    run_round(engine, clock)
+    assert alerts_of(engine, "Certificate expiring") == []
+    signal(engine, "certificate.expiring", project_id, "monitor:3", clock.now(), name="shop.example",
+           days_left=13.9, threshold_days=14)
+    run_round(engine, clock)
+    assert only(engine, "Certificate expiring").annotations["summary"] == (
+        "The certificate of shop.example expires in 13.9 days")
+
+
+def test_annotation_templates_are_sandboxed(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    add_rule(engine, project_id, clock, name="Probe", kind="event", event={"signal": "issue.new"},
+             annotations={"summary": "{{ ''.__class__.__mro__[1].__subclasses__() }}"})
+    signal(engine, "issue.new", project_id, "issue:1", clock.now(), issue_id=1, title="x")
+    run_round(engine, clock, default_pack=False)
+    assert only(engine, "Probe").annotations["summary"].startswith("template error:")
+
+
+def test_rules_are_validated_with_the_field_named() -> None:
+    with pytest.raises(ValidationError, match="annotations"):
+        RuleIn.model_validate({"name": "x", "kind": "event", "event": {"signal": "issue.new"},
+                               "annotations": {"summary": "{{ unclosed"}})
+    with pytest.raises(ValidationError, match="unknown signal"):
+        RuleIn.model_validate({"name": "x", "kind": "event", "event": {"signal": "nope"}})
+    with pytest.raises(ValidationError, match="needs 'threshold'"):
+        RuleIn.model_validate({"name": "x", "kind": "threshold", "event": {"signal": "issue.new"}})
