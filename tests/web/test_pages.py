@@ -314,3 +314,20 @@ def test_sparklines_count_events_of_this_projects_issues_only(server: Server, ad
     stranger = log_in(server, email, "password-123")
     assert stranger.get(f"/projects/{project.id}/issues/sparklines", params={"ids": str(mine)}).status_code == 404
     stranger.close()
+
+
+def test_hostile_addresses_and_fields_are_answered_not_crashed_on(server: Server, admin: httpx.Client) -> None:
+    project = make_project(server)
+    too_big = 2**70
+    for path in (f"/projects/{too_big}/issues", f"/issues/{too_big}", f"/projects/{too_big}/keys"):
+        assert admin.get(path).status_code == 404, path
+    assert post_form(admin, "/projects", f"/projects/{project.id}/keys/{too_big}/rotate", {}).status_code == 404
+    for params in ({"query": "a\x00b"}, {"environment": "\x00"}, {"release": "x\x00"}, {"cursor": "\x00"},
+                   {"range": "custom", "start": "2026-01-01T00:00\x00"}):
+        assert admin.get(f"/projects/{project.id}/issues", params=params).status_code in (200, 400), params
+    assert post_form(admin, "/projects/new", "/projects", {"name": "Bad\x00name"}).status_code == 422
+    with httpx.Client(base_url=server.url) as client:
+        token = form_token(client.get("/login").text)
+        answer = client.post("/login", data={"email": "admin@example.com\x00", "password": "x\x00",
+                                             "csrf_token": token})
+        assert answer.status_code == 401

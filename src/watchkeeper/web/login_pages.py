@@ -73,6 +73,8 @@ async def login(request: Request) -> Response:
     if not cookie or not hmac.compare_digest(cookie.encode(), posted.encode()):
         return _login_form(request, next_url=next_url, email=email, status=403,
                            error="The login form expired. Please try again.")
+    if "\x00" in email + password:  # no account can have it, and PostgreSQL cannot compare it
+        return _login_form(request, next_url=next_url, email="", status=401, error="E-mail or password is not right.")
     runtime = runtime_of(request)
     ip = request.client.host if request.client else "unknown"
     result, raw = await sessions.sign_in(

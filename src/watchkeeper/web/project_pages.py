@@ -207,7 +207,7 @@ async def keys_page(project_id: int, page: CurrentPage) -> Response:
 
 
 async def _key_of(page: Page, project_id: int, key_id: int) -> P.ProjectKey:
-    key = await read(page.request, lambda conn: P.get_key(conn, key_id))
+    key = await read(page.request, lambda conn: P.get_key(conn, key_id)) if key_id <= MAX_INT else None
     if key is None or key.project_id != project_id:
         raise PageError(404, "No such key.")
     return key

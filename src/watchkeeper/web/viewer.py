@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
-from watchkeeper.api import read, runtime_of
+from watchkeeper.api import MAX_INT, read, runtime_of
 from watchkeeper.auth import access, sessions
 from watchkeeper.auth.projects import Project, get_project, list_projects
 from watchkeeper.config import SessionSettings
@@ -130,6 +130,8 @@ async def checked_form(request: Request, viewer: Viewer) -> FormData:
 
 async def readable_project(page: Page, project_id: int) -> Project:
     """The project if the viewer may see it; 404 otherwise (its existence is not revealed)."""
+    if project_id > MAX_INT:  # cannot exist (and PostgreSQL would reject the comparison)
+        raise PageError(404, "No such project.")
     project = await read(page.request, lambda conn: get_project(conn, project_id))
     if project is None or not page.viewer.principal.can_read(project_id):
         raise PageError(404, "No such project.")
