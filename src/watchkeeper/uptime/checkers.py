@@ -43,6 +43,7 @@ class CheckContext:
     outbound: Outbound
     clock: Clock
     timeout: float
+    shard: int = 0  # which outbound connection pool (the monitor id spreads monitors over them)
     facts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,7 +101,7 @@ def _http_request(config: dict[str, Any], ctx: CheckContext) -> dict[str, Any]:
 
 
 async def check_http(config: dict[str, Any], ctx: CheckContext) -> CheckResult:
-    client = ctx.outbound.client(verify_tls=config["verify_tls"])
+    client = ctx.outbound.client(verify_tls=config["verify_tls"], shard=ctx.shard)
     started = time.perf_counter()
     try:
         async with client.stream(**_http_request(config, ctx)) as response:

@@ -18,6 +18,7 @@ whose name is missing (no certificate, body not JSON) is false, with the reason 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -211,6 +212,7 @@ def _check_types(comparison: Comparison, position: int) -> None:
         raise ConditionError("'contains' needs a string on its right", position)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_condition(text: str) -> Condition:
     """Parse a condition; raises ConditionError naming the position of the problem.
 

@@ -140,11 +140,19 @@ def find_monitor_by_slug(conn: Connection, project_id: int, slug: str) -> Monito
     return monitor_from_row(row) if row else None
 
 
-def list_monitors(conn: Connection, project_id: int | None = None, *, checked_only: bool = False) -> list[Monitor]:
+def checked_monitors() -> tuple[Any, ...]:
+    """The WHERE clauses of the monitors the scheduler checks (not paused, not heartbeats)."""
+    return (monitors.c.paused.is_(False), monitors.c.type != "heartbeat")
+
+
+def list_monitors(conn: Connection, project_id: int | None = None, *, checked_only: bool = False,
+                  ids: list[int] | None = None) -> list[Monitor]:
     """Monitors of a project (all projects when None); `checked_only`: the ones the scheduler runs."""
     query = select(monitors).order_by(monitors.c.id)
     if project_id is not None:
         query = query.where(monitors.c.project_id == project_id)
+    if ids is not None:
+        query = query.where(monitors.c.id.in_(ids))
     if checked_only:
-        query = query.where(monitors.c.paused.is_(False), monitors.c.type != "heartbeat")
+        query = query.where(*checked_monitors())
     return [monitor_from_row(row) for row in conn.execute(query)]

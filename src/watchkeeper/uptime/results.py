@@ -165,7 +165,8 @@ def record_results(conn: Connection, outcomes: Sequence[CheckOutcome]) -> list[i
             continue  # deleted or paused while the check ran
         maintenance = in_maintenance(windows, state["project_id"], state["id"], outcome.at)
         _apply(state, outcome, maintenance, batch)
-    _write_state(conn, [s for mid, s in states.items() if any(r["monitor_id"] == mid for r in batch.results)])
+    touched = {r["monitor_id"] for r in batch.results}
+    _write_state(conn, [s for mid, s in states.items() if mid in touched])
     if batch.results:
         conn.execute(check_results.insert(), batch.results)
     _write_outages(conn, batch)
