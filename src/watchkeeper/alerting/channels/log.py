@@ -1,0 +1,17 @@
+"""The log channel: the notification as one JSON line in the server log (the default receiver)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from watchkeeper.alerting.channels import ChannelContext, title
+from watchkeeper.alerting.routing import LogConfig
+
+log = logging.getLogger("watchkeeper.alerts")
+
+
+async def send(config: LogConfig, payload: dict[str, Any], ctx: ChannelContext) -> None:
+    log.warning("%s %s", title(payload), orjson.dumps(payload).decode())
