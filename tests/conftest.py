@@ -23,6 +23,7 @@ from watchkeeper.auth.teams import add_member, add_project, create_team, find_te
 from watchkeeper.auth.tokens import create_token
 from watchkeeper.auth.users import create_user
 from watchkeeper.config import Settings, load_settings
+from watchkeeper.lib.clock import Clock
 from watchkeeper.store.engine import for_writing
 
 TEST_DATABASE_URL = os.environ.get("WATCHKEEPER_TEST_DATABASE_URL")
@@ -68,11 +69,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def run_server(settings: Settings) -> Iterator[Server]:
-    """The real application served by uvicorn on 127.0.0.1, in a background thread."""
+def run_server(settings: Settings, clock: Clock | None = None) -> Iterator[Server]:
+    """The real application served by uvicorn on 127.0.0.1, in a background thread (on `clock`, e.g. a
+    ManualClock, when given)."""
     port = _free_port()
     settings = settings.model_copy(update={"port": port})
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, clock)
     app = create_app(settings, runtime=runtime)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)

@@ -124,6 +124,7 @@ async def _retention_loop(runtime: Runtime) -> None:
 def create_app(settings: Settings, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
     """The whole application: ingest, REST API, health and metrics."""
     from watchkeeper import web
+    from watchkeeper.alerting import service as alerting
     from watchkeeper.api import install_error_handlers
     from watchkeeper.auth.accounts_api import router as accounts_api
     from watchkeeper.auth.api import router as auth_api
@@ -140,6 +141,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
         if background:
             state.tasks.append(asyncio.create_task(_retention_loop(state)))
             state.tasks.extend(uptime.start(app))
+            state.tasks.extend(alerting.start(app))
         try:
             yield
         finally:
@@ -170,4 +172,5 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
     app.router.routes[:0] = Router(routes=intake.routes + health_routes).routes
     web.mount(app)
     uptime.mount(app)
+    alerting.mount(app)
     return app

@@ -271,7 +271,12 @@ class Inhibitor:
     def inhibited(self, sources: Sequence[tuple[str, Mapping[str, str]]],
                   targets: Sequence[tuple[str, Mapping[str, str]]]) -> set[str]:
         """Fingerprints of the `targets` inhibited by the (firing) `sources`."""
-        muted: set[str] = set()
+        return set(self.inhibitors(sources, targets))
+
+    def inhibitors(self, sources: Sequence[tuple[str, Mapping[str, str]]],
+                   targets: Sequence[tuple[str, Mapping[str, str]]]) -> dict[str, set[str]]:
+        """For each inhibited target, the fingerprints of the sources inhibiting it."""
+        muted: dict[str, set[str]] = {}
         for source_matchers, target_matchers, equal in self.rules:
             found: dict[tuple[str, ...], set[str]] = {}
             for fp, labels in sources:
@@ -280,8 +285,9 @@ class Inhibitor:
             if not found:
                 continue
             for fp, labels in targets:
-                if fp in muted or not all(m.matches(labels) for m in target_matchers):
+                if not all(m.matches(labels) for m in target_matchers):
                     continue
-                if found.get(tuple(labels.get(n, "") for n in equal), set()) - {fp}:
-                    muted.add(fp)
+                by = found.get(tuple(labels.get(n, "") for n in equal), set()) - {fp}
+                if by:
+                    muted.setdefault(fp, set()).update(by)
         return muted

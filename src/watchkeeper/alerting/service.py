@@ -1,0 +1,112 @@
+"""Alerting inside the server: `mount(app)` adds the REST API and the Alertmanager API v2; `start(app)`
+(from the app's lifespan) runs the evaluator, the dispatcher and the delivery worker.
+
+Each step also has a `*_once` method that runs one round; the tests drive those with a manual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from sqlalchemy import Connection
+
+from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
+from watchkeeper.alerting.evaluator import RoundReport, evaluate
+from watchkeeper.alerting.outbox import DeliveryWorker
+from watchkeeper.alerting.routing import AlertingConfig, load_config
+from watchkeeper.lib.outbound import Outbound
+from watchkeeper.store.writer import call_each
+
+if TYPE_CHECKING:
+    from watchkeeper.app import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Alerting:
+    """What alerting keeps for the life of the app (on `app.state.alerting`)."""
+
+    def __init__(self, runtime: Runtime, config: AlertingConfig | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings.alerting
+        # Validated now, so a wrong routing file stops start-up with a message naming the key.
+        self.config = config or load_config(self.settings.config_file)
+        self.dispatcher = Dispatcher(self.config)
+        self.outbound = Outbound(runtime.settings.outbound, max_connections=50)
+        self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound.client())
+        self._evaluated: asyncio.Event | None = None
+        self.started_at = runtime.clock.now()
+
+    async def write(self, function: Callable[[Connection], Any]) -> Any:
+        return await self.runtime.writer.run(call_each, function)
+
+    async def evaluate_once(self) -> RoundReport:
+        now = self.runtime.clock.now()
+        report: RoundReport = await self.write(lambda conn: evaluate(
+            conn, now, default_pack=self.settings.default_rule_pack,
+            resolved_retention_seconds=self.settings.resolved_retention_seconds))
+        if self._evaluated is not None:
+            self._evaluated.set()
+        return report
+
+    async def dispatch_once(self) -> int:
+        """One look at every group; returns how many notifications were queued."""
+        now = self.runtime.clock.now()
+        url = self.runtime.settings.base_url
+        result = await self.write(lambda conn: dispatch_round(conn, self.dispatcher, now, url))
+        self.dispatcher.flushed(result.plans, now)
+        return int(result.queued)
+
+    async def deliver_once(self) -> int:
+        return await self.delivery.deliver_due()
+
+    async def _evaluate_loop(self) -> None:
+        while True:
+            try:
+                await self.evaluate_once()
+            except Exception:
+                log.exception("alert evaluation failed; will retry")
+            await asyncio.sleep(self.settings.evaluation_interval_seconds)
+
+    async def _notify_loop(self) -> None:
+        assert self._evaluated is not None
+        while True:
+            try:
+                await self.dispatch_once()
+                await self.deliver_once()
+            except Exception:
+                log.exception("alert dispatch failed; will retry")
+            # Wake early after an evaluation, so a new alert with group_wait 0 goes out at once.
+            self._evaluated.clear()
+            try:
+                await asyncio.wait_for(self._evaluated.wait(), self.settings.dispatch_interval_seconds)
+            except TimeoutError:
+                pass
+
+    async def run(self) -> None:
+        self._evaluated = asyncio.Event()
+        try:
+            await asyncio.gather(self._evaluate_loop(), self._notify_loop())
+        finally:
+            await self.outbound.aclose()
+
+
+def mount(app: FastAPI) -> None:
+    """Add alerting's routes; keeps the Alerting object on `app.state.alerting`."""
+    from watchkeeper.alerting import alertmanager_api, api
+
+    app.state.alerting = Alerting(app.state.runtime)
+    app.include_router(api.router, prefix="/api/v1")
+    app.include_router(alertmanager_api.router, prefix="/api/v2")
+
+
+def start(app: FastAPI) -> list[asyncio.Task[None]]:
+    """Background tasks for the life of the app (none when `alerting.evaluator` is off)."""
+    alerting: Alerting = app.state.alerting
+    if not alerting.settings.evaluator:
+        return []
+    return [asyncio.create_task(alerting.run())]
