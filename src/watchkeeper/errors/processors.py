@@ -7,23 +7,26 @@ process keeps what must stay in one place: HTTP, authentication, quotas and the 
 The 200 is still sent only after the writer has committed what the processor returned.
 
 Transport: one socket pair per child, length-prefixed pickles (the framing of
-`multiprocessing.Connection`, which the child uses directly). Jobs queued during one turn of the event
+`multiprocessing.connection.Connection`, which the child uses directly). Jobs queued during one turn of the event
 loop travel as one message, so a busy server pays one system call for many envelopes. A child that
 dies (killed, out of memory) fails only the jobs it held — their requests get a 503 and were never
 acknowledged — and is started again.
 
-Children are spawned, not forked: the server process runs threads (the writer) by the time the pool
-starts, and they import only the processing modules (no web framework, no database driver).
+Children are new interpreters (`python -m watchkeeper.errors.processors <fd>`), not forks: the server
+process runs threads (the writer) by the time the pool starts. They import only the processing modules
+(no web framework, no database driver, not even the settings): about 26 MB each. multiprocessing's
+spawn would also re-import the server's main module and start a resource-tracker process (+20 MB).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -47,9 +50,9 @@ class ProcessorFailed(Exception):
     """Processing raised an unexpected error (a bug): the message carries the child's description."""
 
 
-def _child_main(sock: socket.socket) -> None:
-    """Run jobs until the server closes its end of the socket."""
-    conn = Connection(sock.detach())
+def _child_main(fd: int) -> None:
+    """Run jobs from the socket ``fd`` until the server closes its end (or dies)."""
+    conn = Connection(fd)
     while True:
         try:
             message = conn.recv_bytes()
@@ -70,7 +73,7 @@ def _child_main(sock: socket.socket) -> None:
 @dataclass
 class _Child:
     index: int
-    process: Any  # multiprocessing.process.BaseProcess
+    process: subprocess.Popen[bytes]
     writer: asyncio.StreamWriter
     reader_task: asyncio.Task[None] | None = None
     # job id -> future, for the jobs this child holds
@@ -103,7 +106,6 @@ class ProcessorPool:
         self.size = size
         self.max_pending = max_pending
         self.restarts = 0
-        self._context = multiprocessing.get_context("spawn")
         self._children: list[_Child] = []
         self._next_id = 0
         self._flush_scheduled = False
@@ -165,10 +167,13 @@ class ProcessorPool:
 
     async def _spawn(self, index: int) -> _Child:
         ours, theirs = socket.socketpair()
-        process = self._context.Process(
-            target=_child_main, args=(theirs,), name=f"watchkeeper-processor-{index}", daemon=True
-        )
-        await asyncio.get_running_loop().run_in_executor(None, process.start)
+        # -P: the working directory is not put on the module path of the child.
+        command = [sys.executable, "-P", "-m", "watchkeeper.errors.processors", str(theirs.fileno())]
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+
+        process = await asyncio.get_running_loop().run_in_executor(None, start)
         theirs.close()  # so that the child's death reads as end-of-file on our side
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         child = _Child(index, process, writer)
@@ -192,7 +197,7 @@ class ProcessorPool:
             pass
         if self._stopping:
             return
-        code = child.process.exitcode
+        code = child.process.poll()
         log.error("processor %s stopped (exit code %s); starting a new one", child.index, code)
         self._fail(child, ProcessorUnavailable("the event processor stopped while processing this request"))
         child.writer.close()
@@ -210,9 +215,17 @@ class ProcessorPool:
         child.outbox.clear()
 
 
-def _reap(process: Any) -> None:
-    process.join(5)
-    if process.is_alive():
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    try:
+        process.wait(5)  # it exits when it reads the end of its socket
+    except subprocess.TimeoutExpired:
         process.kill()
-        process.join(5)
+        process.wait(5)
+
+
+if __name__ == "__main__":
+    # Through the imported module, so that the exceptions it sends back pickle under their real names.
+    from watchkeeper.errors import processors
+
+    processors._child_main(int(sys.argv[1]))
 
