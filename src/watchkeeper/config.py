@@ -99,6 +99,8 @@ class AlertingSettings(_Section):
     # Routing tree, receivers and inhibition rules in Alertmanager's YAML (see docs/alerting.md).
     # None = every alert goes to the "log" receiver.
     config_file: Path | None = None
+    # Alert rules as code, per project slug (see docs/alerting.md); synced at start. None = none.
+    rules_file: Path | None = None
     # Prometheus evaluates every 15 s by default; alerts then arrive within seconds of the data.
     evaluation_interval_seconds: float = Field(15.0, gt=0, le=3600)
     # Group timers (group_wait, group_interval) are checked this often.

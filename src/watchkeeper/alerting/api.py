@@ -77,9 +77,14 @@ async def get_rule(request: Request, rule_id: RuleId, owner: Reader) -> dict[str
     return (await _rule_or_404(request, rule_id, owner)).to_api()
 
 
+def _editable(rule: R.AlertRule) -> None:
+    if rule.managed_by == "file":
+        raise HTTPException(409, f"alert rule {rule.id} is managed by the rules file: change it there")
+
+
 @router.put("/alert-rules/{rule_id}")
 async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner: Editor) -> dict[str, Any]:
-    await _rule_or_404(request, rule_id, owner, write=True)
+    _editable(await _rule_or_404(request, rule_id, owner, write=True))
     now = runtime_of(request).clock.now()
     rule = await write(request, lambda conn: R.replace_rule(conn, rule_id, body, now=now))
     return dict(rule.to_api())
@@ -87,7 +92,7 @@ async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner:
 
 @router.delete("/alert-rules/{rule_id}", status_code=204)
 async def delete_rule(request: Request, rule_id: RuleId, owner: Editor) -> None:
-    await _rule_or_404(request, rule_id, owner, write=True)
+    _editable(await _rule_or_404(request, rule_id, owner, write=True))
     await write(request, lambda conn: R.delete_rule(conn, rule_id))
 
 

@@ -18,6 +18,7 @@ from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
 from watchkeeper.alerting.evaluator import RoundReport, evaluate
 from watchkeeper.alerting.outbox import DeliveryWorker
 from watchkeeper.alerting.routing import AlertingConfig, load_config
+from watchkeeper.alerting.rules_file import load_rules_file, sync_rules
 from watchkeeper.lib.outbound import Outbound
 from watchkeeper.store.writer import call_each
 
@@ -35,6 +36,8 @@ class Alerting:
         self.settings = runtime.settings.alerting
         # Validated now, so a wrong routing file stops start-up with a message naming the key.
         self.config = config or load_config(self.settings.config_file)
+        path = self.settings.rules_file
+        self.rules_file = load_rules_file(path) if path is not None else None
         self.dispatcher = Dispatcher(self.config)
         self.outbound = Outbound(runtime.settings.outbound, max_connections=50)
         self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound.client())
@@ -43,6 +46,15 @@ class Alerting:
 
     async def write(self, function: Callable[[Connection], Any]) -> Any:
         return await self.runtime.writer.run(call_each, function)
+
+    async def sync_rules_file(self) -> dict[str, int] | None:
+        rules_file = self.rules_file
+        if rules_file is None:
+            return None
+        now = self.runtime.clock.now()
+        counts: dict[str, int] = await self.write(lambda conn: sync_rules(conn, rules_file, now=now))
+        log.info("rules file synced: %s", counts)
+        return counts
 
     async def evaluate_once(self) -> RoundReport:
         now = self.runtime.clock.now()
@@ -90,6 +102,10 @@ class Alerting:
     async def run(self) -> None:
         self._evaluated = asyncio.Event()
         try:
+            try:
+                await self.sync_rules_file()
+            except Exception:
+                log.exception("syncing the rules file failed; rules from it are unchanged")
             await asyncio.gather(self._evaluate_loop(), self._notify_loop())
         finally:
             await self.outbound.aclose()
