@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from tests.alerting.conftest import add_errors, in_transaction, run_round, signal
 from watchkeeper.alerting.alerts import Alert, load_alerts
+from watchkeeper.alerting.evaluator import evaluate, has_new_signals
 from watchkeeper.alerting.rules import RuleIn, create_rule, delete_rule, list_rules
 from watchkeeper.lib.clock import ManualClock
 
@@ -151,3 +152,17 @@ def test_rules_are_validated_with_the_field_named() -> None:
         RuleIn.model_validate({"name": "x", "kind": "event", "event": {"signal": "nope"}})
     with pytest.raises(ValidationError, match="needs 'threshold'"):
         RuleIn.model_validate({"name": "x", "kind": "threshold", "event": {"signal": "issue.new"}})
+
+
+def test_a_signals_only_round_leaves_threshold_alerts_alone(engine: Engine, project_id: int,
+                                                            clock: ManualClock) -> None:
+    add_errors(engine, project_id, clock.now(), 20)
+    run_round(engine, clock)
+    clock.advance(120)  # the errors left the window, but this round only applies signals
+    signal(engine, "monitor.down", project_id, "monitor:1", clock.now(), name="API", error="refused")
+    in_transaction(engine, lambda conn: evaluate(conn, clock.now(), thresholds=False))
+    assert only(engine, "Error spike").status(clock.now()) == "firing"
+    assert only(engine, "Monitor down").status(clock.now()) == "firing"
+    assert not in_transaction(engine, has_new_signals)
+    run_round(engine, clock)
+    assert only(engine, "Error spike").status(clock.now()) == "resolved"

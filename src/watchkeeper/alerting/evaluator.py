@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from watchkeeper.alerting import alerts as A
 from watchkeeper.alerting.metrics import Series, read_counts
@@ -23,6 +23,7 @@ from watchkeeper.alerting.tables import alerting_cursors
 from watchkeeper.alerting.templates import render_all
 from watchkeeper.auth.projects import list_projects
 from watchkeeper.lib.signals import Signal, read_signals
+from watchkeeper.lib.signals import signals as signals_table
 from watchkeeper.store.dialect import upsert
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,12 @@ def _expire_event_alerts(ctx: _Context, rules: dict[int, AlertRule]) -> None:
             alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
 
 
+def has_new_signals(conn: Connection) -> bool:
+    """Whether signals arrived since the last round (one indexed lookup: cheap to ask every second)."""
+    newest = conn.execute(select(func.max(signals_table.c.id))).scalar()
+    return newest is not None and int(newest) > _read_cursor(conn)
+
+
 def _read_cursor(conn: Connection) -> int:
     found = conn.execute(select(alerting_cursors.c.position).where(alerting_cursors.c.name == CURSOR)).scalar()
     return int(found or 0)
@@ -174,9 +181,10 @@ def _signals_by_project(signals: Iterable[Signal]) -> dict[int, list[Signal]]:
     return grouped
 
 
-def evaluate(conn: Connection, now: float, *, default_pack: bool = True,
+def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
              resolved_retention_seconds: float = 900.0) -> RoundReport:
-    """Evaluate every enabled rule once, in the caller's (writer) transaction.
+    """Evaluate every enabled rule once, in the caller's (writer) transaction. With `thresholds` off,
+    only new signals are applied (a quick round between full ones, so event alerts are not late).
 
     >>> # await writer.run(call_each, lambda conn: evaluate(conn, clock.now()))
     """
@@ -192,17 +200,19 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True,
     cursor = _read_cursor(conn)
     signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
     report.signals = len(signals)
-    by_project = _signals_by_project(signals)
-    event_rules = [r for r in rules.values() if r.event is not None]
-    for signal_list in by_project.values():
-        for signal in signal_list:
-            for rule in event_rules:
-                if rule.project_id == signal.project_id:
-                    _apply_signal(ctx, rule, signal)
+    event_rules: dict[int, list[AlertRule]] = defaultdict(list)
+    for rule in rules.values():
+        if rule.event is not None:
+            event_rules[rule.project_id].append(rule)
+    for project_id, project_signals in _signals_by_project(signals).items():
+        for signal in project_signals:
+            for rule in event_rules.get(project_id, ()):
+                _apply_signal(ctx, rule, signal)
     _expire_event_alerts(ctx, rules)
 
-    _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None])
-    gone = _settle(ctx, rules)
+    if thresholds:
+        _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None])
+    gone = _settle(ctx, rules, thresholds=thresholds)
     A.save_alerts(conn, ctx.new, [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone])
     A.delete_alerts(conn, gone)
     report.forgotten = A.forget_resolved(conn, before=now - resolved_retention_seconds)
@@ -231,7 +241,7 @@ def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule]
             _evaluate_threshold(ctx, rule, by_project.get(rule.project_id, []))
 
 
-def _settle(ctx: _Context, rules: dict[int, AlertRule]) -> set[str]:
+def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> set[str]:
     """Threshold alerts not seen true this round deactivate; alerts of deleted or disabled rules end."""
     gone: set[str] = set()
     for fp, alert in ctx.existing.items():
@@ -242,7 +252,7 @@ def _settle(ctx: _Context, rules: dict[int, AlertRule]) -> set[str]:
             elif alert.ends_at is None:
                 alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
             continue
-        if rule.threshold is None or fp in ctx.seen:
+        if rule.threshold is None or fp in ctx.seen or not thresholds:
             continue
         if _deactivate(alert, ctx.now, rule.threshold.keep_firing_for_seconds) == "delete":
             gone.add(fp)

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Connection
 
 from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
-from watchkeeper.alerting.evaluator import RoundReport, evaluate
+from watchkeeper.alerting.evaluator import RoundReport, evaluate, has_new_signals
 from watchkeeper.alerting.outbox import DeliveryWorker
 from watchkeeper.alerting.routing import AlertingConfig, load_config
 from watchkeeper.alerting.rules_file import load_rules_file, sync_rules
@@ -56,14 +56,22 @@ class Alerting:
         log.info("rules file synced: %s", counts)
         return counts
 
-    async def evaluate_once(self) -> RoundReport:
+    async def evaluate_once(self, *, thresholds: bool = True) -> RoundReport:
+        """One evaluation round; `thresholds=False` applies only new signals."""
         now = self.runtime.clock.now()
         report: RoundReport = await self.write(lambda conn: evaluate(
-            conn, now, default_pack=self.settings.default_rule_pack,
+            conn, now, default_pack=self.settings.default_rule_pack, thresholds=thresholds,
             resolved_retention_seconds=self.settings.resolved_retention_seconds))
         if self._evaluated is not None:
             self._evaluated.set()
         return report
+
+    async def _signals_waiting(self) -> bool:
+        def ask() -> bool:
+            with self.runtime.engine.connect() as conn:
+                return has_new_signals(conn)
+
+        return await asyncio.to_thread(ask)
 
     async def dispatch_once(self) -> int:
         """One look at every group; returns how many notifications were queued."""
@@ -77,12 +85,22 @@ class Alerting:
         return await self.delivery.deliver_due()
 
     async def _evaluate_loop(self) -> None:
+        # Thresholds every evaluation interval; new signals (monitor down, new issue) within about a
+        # dispatch interval, so event alerts are not up to 15 s late.
+        # Paced by the event loop's clock, like the sleeps: the alerting clock is for what rules see.
+        loop = asyncio.get_running_loop()
+        next_full = 0.0
         while True:
             try:
-                await self.evaluate_once()
+                if loop.time() >= next_full:
+                    next_full = loop.time() + self.settings.evaluation_interval_seconds
+                    await self.evaluate_once()
+                elif await self._signals_waiting():
+                    await self.evaluate_once(thresholds=False)
             except Exception:
                 log.exception("alert evaluation failed; will retry")
-            await asyncio.sleep(self.settings.evaluation_interval_seconds)
+            await asyncio.sleep(min(self.settings.dispatch_interval_seconds,
+                                    self.settings.evaluation_interval_seconds))
 
     async def _notify_loop(self) -> None:
         assert self._evaluated is not None
