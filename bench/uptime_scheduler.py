@@ -23,8 +23,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchserver import BenchServer, cpu_seconds, free_port, rss_kib  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchserver import BenchServer, cpu_seconds, free_port, rss_kib
 
 TARGET = textwrap.dedent("""
     import sys

@@ -42,7 +42,8 @@ def test_monitor_crud_and_test_now(api: httpx.Client, project: ProjectFixture, h
     created = api.post(f"/api/v1/projects/{project.id}/monitors", json=http_spec(http_target, slug="shop"))
     assert created.status_code == 201, created.text
     monitor = created.json()
-    assert monitor["status"] == "new" and monitor["ping_url"].endswith(f"/ping/{monitor['uuid']}")
+    assert monitor["status"] == "new" and monitor["ping_url"] is None
+    assert api.get(f"/ping/{monitor['uuid']}").status_code == 404  # only heartbeats take pings
     assert monitor["config"]["method"] == "GET" and monitor["interval_seconds"] == 60
     listed = api.get(f"/api/v1/projects/{project.id}/monitors").json()["monitors"]
     assert [m["id"] for m in listed] == [monitor["id"]]
@@ -96,6 +97,7 @@ def heartbeat(api: httpx.Client, project: ProjectFixture, **config: Any) -> dict
 def test_ping_urls(server: Server, api: httpx.Client, project: ProjectFixture) -> None:
     monitor = heartbeat(api, project)
     url = f"{server.url}/ping/{monitor['uuid']}"
+    assert monitor["ping_url"] == url
     assert httpx.get(url + "/start").text == "OK"
     assert httpx.head(url).status_code == 200
     assert api.get(f"/api/v1/monitors/{monitor['id']}").json()["status"] == "up"

@@ -107,6 +107,18 @@ def test_paused_monitors_are_not_checked(world: UptimeWorld, http_target: HttpTa
     assert http_target.hits == hits and world.monitor(monitor.id).status == "paused"
 
 
+def test_pausing_a_down_monitor_ends_its_outage(world: UptimeWorld, http_target: HttpTarget) -> None:
+    monitor = world.create(http_monitor(http_target, failures_to_down=1))
+    start(world)
+    http_target.set_healthy(False)
+    world.tick(60)
+    assert world.monitor(monitor.id).status == "down"
+    world.write(lambda conn: set_paused(conn, monitor.id, True, now=world.clock.now()))
+    with world.runtime.engine.connect() as conn:
+        (outage,) = conn.execute(select(outages)).all()
+    assert outage.ended_at == world.clock.now()
+
+
 def test_a_timed_out_check_does_not_delay_the_others(world: UptimeWorld, http_target: HttpTarget) -> None:
     slow = world.create({"name": "Slow", "type": "http", "timeout_seconds": 2,
                          "config": {"url": http_target.url + "/sleep"}})

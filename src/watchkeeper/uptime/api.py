@@ -49,7 +49,8 @@ def _editable(monitor: Monitor) -> None:
 
 def _public(monitor: Monitor, request: Request) -> dict[str, Any]:
     body = monitor.as_json()
-    body["ping_url"] = f"{runtime_of(request).settings.base_url}/ping/{monitor.uuid}"
+    body["ping_url"] = f"{runtime_of(request).settings.base_url}/ping/{monitor.uuid}" \
+        if monitor.type == "heartbeat" else None
     body["read_only"] = monitor.managed_by == "config"
     return body
 

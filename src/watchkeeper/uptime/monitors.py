@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import Connection, delete, select, update
 
 from watchkeeper.uptime.specs import MonitorSpec
-from watchkeeper.uptime.tables import monitors
+from watchkeeper.uptime.tables import monitors, outages
 
 SPEC_COLUMNS = ("name", "slug", "type", "interval_seconds", "timeout_seconds", "failures_to_down",
                 "successes_to_up", "sla_target", "paused")
@@ -104,6 +104,7 @@ def change_monitor(conn: Connection, monitor: Monitor, spec: MonitorSpec, *, now
     values = _spec_values(spec) | {"updated_at": now}
     if spec.type != monitor.type or spec.paused != monitor.paused:
         values |= _reset_state(now, paused=spec.paused)
+        _end_outage(conn, monitor.id, now)
     conn.execute(update(monitors).where(monitors.c.id == monitor.id).values(values))
     found = get_monitor(conn, monitor.id)
     assert found is not None
@@ -116,9 +117,17 @@ def _reset_state(now: float, *, paused: bool) -> dict[str, Any]:
             "consecutive_successes": 0, "degraded": False, "heartbeat_deadline": None, "run_started_at": None}
 
 
+def _end_outage(conn: Connection, monitor_id: int, now: float) -> None:
+    # A monitor that starts over is no longer down: its open outage (if any) ends here.
+    conn.execute(update(outages).where(outages.c.monitor_id == monitor_id, outages.c.ended_at.is_(None))
+                 .values(ended_at=now))
+
+
 def set_paused(conn: Connection, monitor_id: int, paused: bool, *, now: float) -> None:
-    conn.execute(update(monitors).where(monitors.c.id == monitor_id, monitors.c.paused != paused)
-                 .values(paused=paused, updated_at=now, **_reset_state(now, paused=paused)))
+    changed = conn.execute(update(monitors).where(monitors.c.id == monitor_id, monitors.c.paused != paused)
+                           .values(paused=paused, updated_at=now, **_reset_state(now, paused=paused))).rowcount
+    if changed:
+        _end_outage(conn, monitor_id, now)
 
 
 def delete_monitor(conn: Connection, monitor_id: int) -> None:

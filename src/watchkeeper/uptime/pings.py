@@ -56,10 +56,13 @@ def parse_ping_path(path: str) -> tuple[Target, PingKind, int | None] | None:
 
 
 def _find(conn: Connection, target: Target) -> Monitor | None:
+    """The heartbeat pinged (checked monitors are not: a ping must not override their checks)."""
     if len(target) == 1:
-        return find_monitor_by_uuid(conn, target[0])
-    project_id = conn.execute(select(ping_keys.c.project_id).where(ping_keys.c.ping_key == target[0])).scalar()
-    return find_monitor_by_slug(conn, project_id, target[1]) if project_id is not None else None
+        monitor = find_monitor_by_uuid(conn, target[0])
+    else:
+        project_id = conn.execute(select(ping_keys.c.project_id).where(ping_keys.c.ping_key == target[0])).scalar()
+        monitor = find_monitor_by_slug(conn, project_id, target[1]) if project_id is not None else None
+    return monitor if monitor is not None and monitor.type == "heartbeat" else None
 
 
 async def _body(request: Request, limit: int) -> str | None:

@@ -24,7 +24,7 @@ monitors = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False, index=True),
-    # The heartbeat ping URL /ping/<uuid>; every monitor has one so any can become a heartbeat.
+    # The heartbeat ping URL /ping/<uuid> (only heartbeats take pings; the others keep it for a type change).
     Column("uuid", String(36), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
     Column("slug", String(64), nullable=True),
