@@ -121,3 +121,20 @@ def test_an_expired_external_alert_resolves(api: httpx.Client) -> None:
     alert = {"labels": {"alertname": "Gone"}, "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2020-01-01T00:05:00Z"}
     assert api.post("/api/v2/alerts", json=[alert]).status_code == 200
     assert api.get("/api/v2/alerts").json() == []  # only active alerts are listed, as in Alertmanager
+
+
+def test_project_alerts_show_state_and_value(server: Server, project: ProjectFixture, api: httpx.Client) -> None:
+    from watchkeeper.alerting.evaluator import evaluate
+    from watchkeeper.lib.signals import emit_signals
+    from watchkeeper.store.engine import for_writing
+
+    now = server.runtime.clock.now()
+    signal = {"kind": "monitor.down", "project_id": project.id, "subject": "monitor:9", "created_at": now,
+              "payload": {"monitor_id": 9, "name": "API", "error": "connection refused"}}
+    with for_writing(server.runtime.engine).begin() as conn:
+        emit_signals(conn, [signal])
+        evaluate(conn, now)
+    alerts = api.get(f"/api/v1/projects/{project.id}/alerts", params={"state": "firing"}).json()["alerts"]
+    (down,) = [a for a in alerts if a["labels"]["alertname"] == "Monitor down"]
+    assert down["labels"]["priority"] == "P0" and down["annotations"]["description"] == "connection refused"
+    assert api.get(f"/api/v1/projects/{project.id}/alerts", params={"state": "sideways"}).status_code == 422

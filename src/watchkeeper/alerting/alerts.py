@@ -67,8 +67,10 @@ def _from_row(row: Any) -> Alert:
 
 
 def load_alerts(conn: Connection, *, rules_only: bool = False, external_only: bool = False,
-                firing_only: bool = False) -> list[Alert]:
+                firing_only: bool = False, project_id: int | None = None) -> list[Alert]:
     query = select(alerts)
+    if project_id is not None:
+        query = query.where(alerts.c.project_id == project_id)
     if rules_only:
         query = query.where(alerts.c.rule_id.is_not(None))
     if external_only:

@@ -107,8 +107,8 @@ async def project_alerts(request: Request, project_id: ProjectId, owner: Reader,
     """The project's alerts from rules: pending, firing and recently resolved."""
     await _check_project(request, project_id, owner)
     now = runtime_of(request).clock.now()
-    found = await read(request, lambda conn: load_alerts(conn, rules_only=True))
-    views = [_alert_view(a, now) for a in found if a.project_id == project_id]
+    found = await read(request, lambda conn: load_alerts(conn, rules_only=True, project_id=project_id))
+    views = [_alert_view(a, now) for a in found]
     if state is not None:
         views = [v for v in views if v["state"] == state]
     return {"alerts": sorted(views, key=lambda v: v["activeAt"], reverse=True)}

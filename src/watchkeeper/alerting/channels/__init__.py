@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from watchkeeper.lib.clock import Clock
+from watchkeeper.lib.outbound import TargetBlocked
 
 
 class DeliveryFailed(Exception):
@@ -71,14 +72,12 @@ async def post(ctx: ChannelContext, url: str, *, content: bytes | None = None, j
     """POST through the guarded client; transport errors and timeouts are retryable failures."""
     try:
         return await ctx.client.post(url, content=content, json=json, headers=headers, timeout=ctx.timeout)
+    except TargetBlocked as exc:  # the SSRF guard: a retry will not change the answer
+        raise DeliveryFailed(str(exc), retryable=False) from None
     except httpx.TimeoutException:
         raise DeliveryFailed(f"timed out after {ctx.timeout:g} s", retryable=True) from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, OSError) as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True) from None
-    except OSError as exc:  # includes the SSRF guard's refusal, which a retry will not change
-        from watchkeeper.lib.outbound import TargetBlocked
-
-        raise DeliveryFailed(str(exc), retryable=not isinstance(exc, TargetBlocked)) from None
 
 
 def title(payload: dict[str, Any]) -> str:
