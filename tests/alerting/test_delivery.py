@@ -264,3 +264,32 @@ def test_email_uses_starttls_and_logs_in(runtime: Runtime, engine: Engine, clock
         # The server requires STARTTLS before AUTH and MAIL: a message arrived, so both happened.
         assert len(smtp.messages) == 1
     assert outbox_row(engine, row_id).status == "sent"
+
+
+def test_opsgenie_creates_and_closes_by_alias(runtime: Runtime, engine: Engine, clock: ManualClock,
+                                              http: HttpReceiver) -> None:
+    payload = payload_for(clock, 2, severity="high")
+    payload["groupLabels"]["alertname"] = "D" * 200  # a long title: Opsgenie takes 130 characters
+    queue(engine, clock, "opsgenie/0", payload)
+    queue(engine, clock, "opsgenie/0", payload_for(clock, resolved=True))
+    deliver(runtime, clock, [{"name": "team", "opsgenie_configs": [{"api_key": "g3n13", "api_url": http.url}]}])
+    create, close = http.requests
+    assert create.path == "/v2/alerts" and create.headers["Authorization"] == "GenieKey g3n13"
+    body = create.json()
+    assert len(body["message"]) == 130 and body["priority"] == "P2"
+    assert close.path == f"/v2/alerts/{body['alias']}/close?identifierType=alias"
+
+
+def test_discord_and_teams_messages(runtime: Runtime, engine: Engine, clock: ManualClock,
+                                    http: HttpReceiver) -> None:
+    http.answer(Answer(204, body=b""), Answer(202, body=b""))
+    queue(engine, clock, "discord/0", payload_for(clock, 12))
+    queue(engine, clock, "teams/0", payload_for(clock, 2))
+    deliver(runtime, clock, [{"name": "team", "discord_configs": [{"webhook_url": f"{http.url}/discord"}],
+                              "teams_configs": [{"webhook_url": f"{http.url}/teams"}]}])
+    by_path = {r.path: r.json() for r in http.requests}
+    discord = by_path["/discord"]
+    assert discord["content"] == "[FIRING:12] Down (showing 10 of 12)" and len(discord["embeds"]) == 10
+    card = by_path["/teams"]["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert card["content"]["body"][0]["text"] == "[FIRING:2] Down"

@@ -18,7 +18,18 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, func, select, update
 
-from watchkeeper.alerting.channels import ChannelContext, DeliveryFailed, Sender, mail, pagerduty, slack, webhook
+from watchkeeper.alerting.channels import (
+    ChannelContext,
+    DeliveryFailed,
+    Sender,
+    discord,
+    mail,
+    opsgenie,
+    pagerduty,
+    slack,
+    teams,
+    webhook,
+)
 from watchkeeper.alerting.channels import log as log_channel
 from watchkeeper.alerting.routing import AlertingConfig
 from watchkeeper.alerting.tables import notification_outbox
@@ -28,7 +39,7 @@ from watchkeeper.lib.clock import Clock
 log = logging.getLogger(__name__)
 SENDERS: dict[str, Sender] = {
     "webhook": webhook.send, "slack": slack.send, "email": mail.send, "pagerduty": pagerduty.send,
-    "log": log_channel.send,
+    "opsgenie": opsgenie.send, "discord": discord.send, "teams": teams.send, "log": log_channel.send,
 }
 CLAIM_BATCH = 50
 # Longest Retry-After we honour; a receiver asking for more is retried at this.

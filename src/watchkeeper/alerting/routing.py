@@ -78,11 +78,25 @@ class PagerDutyConfig(_Integration):
     source: str = "watchkeeper"
 
 
+class OpsgenieConfig(_Integration):
+    api_key: SecretStr
+    api_url: str = "https://api.opsgenie.com/"
+
+
+class DiscordConfig(_Integration):
+    webhook_url: str
+
+
+class TeamsConfig(_Integration):
+    # A Teams Workflows ("Post to a channel when a webhook request is received") URL.
+    webhook_url: str
+
+
 class LogConfig(_Integration):
     pass
 
 
-INTEGRATION_KINDS = ("webhook", "slack", "email", "pagerduty", "log")
+INTEGRATION_KINDS = ("webhook", "slack", "email", "pagerduty", "opsgenie", "discord", "teams", "log")
 
 
 class Receiver(_Model):
@@ -91,6 +105,9 @@ class Receiver(_Model):
     slack_configs: list[SlackConfig] = Field(default_factory=list)
     email_configs: list[EmailConfig] = Field(default_factory=list)
     pagerduty_configs: list[PagerDutyConfig] = Field(default_factory=list)
+    opsgenie_configs: list[OpsgenieConfig] = Field(default_factory=list)
+    discord_configs: list[DiscordConfig] = Field(default_factory=list)
+    teams_configs: list[TeamsConfig] = Field(default_factory=list)
     log_configs: list[LogConfig] = Field(default_factory=list)
 
     def integrations(self) -> dict[str, _Integration]:
