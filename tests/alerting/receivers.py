@@ -24,6 +24,7 @@ class Captured:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200  # what the receiver answered
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -43,6 +44,8 @@ class HttpReceiver:
     def __init__(self) -> None:
         self.requests: list[Captured] = []
         self.answers: deque[Answer] = deque()
+        # The answer once the queue is empty: set Answer(503) to take the receiver "down".
+        self.default = Answer()
         self._arrived = threading.Condition()
         receiver = self
 
@@ -51,11 +54,12 @@ class HttpReceiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 with receiver._arrived:
-                    answer = receiver.answers.popleft() if receiver.answers else Answer()
+                    answer = receiver.answers.popleft() if receiver.answers else receiver.default
                 if answer.delay:
                     time.sleep(answer.delay)  # the slowness under test, not synchronisation
                 with receiver._arrived:
-                    receiver.requests.append(Captured("POST", self.path, dict(self.headers.items()), body))
+                    receiver.requests.append(Captured("POST", self.path, dict(self.headers.items()), body,
+                                                      answer.status))
                     receiver._arrived.notify_all()
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():

@@ -293,3 +293,29 @@ def test_discord_and_teams_messages(runtime: Runtime, engine: Engine, clock: Man
     card = by_path["/teams"]["attachments"][0]
     assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
     assert card["content"]["body"][0]["text"] == "[FIRING:2] Down"
+
+
+def test_a_receiver_down_for_two_minutes_gets_each_notification_once_when_back(
+        runtime: Runtime, engine: Engine, clock: ManualClock, http: HttpReceiver) -> None:
+    groups = []
+    for name in ("Down", "Slow", "Errors"):
+        payload = payload_for(clock)
+        payload["groupKey"] = f'{{}}:{{alertname="{name}"}}'
+        groups.append(payload["groupKey"])
+        queue(engine, clock, "webhook/0", payload)
+    team = [{"name": "team", "webhook_configs": [{"url": http.url}]}]
+    http.default = Answer(503)
+    back_at = clock.now() + 120
+    while clock.now() < back_at:
+        deliver(runtime, clock, team)
+        due = in_transaction(engine, lambda conn: conn.execute(
+            select(notification_outbox.c.next_attempt_at).where(notification_outbox.c.status == "pending")
+        ).scalars().all())
+        clock.set(min(due))
+    http.default = Answer(200)
+    clock.set(max(due))
+    while deliver(runtime, clock, team):
+        pass
+    accepted = [r.json()["groupKey"] for r in http.requests if r.status == 200]
+    assert sorted(accepted) == sorted(groups)  # each exactly once
+    assert len(http.requests) > 3 * 5  # it was retried while down
