@@ -15,6 +15,7 @@ from sqlalchemy import Connection, select
 
 from watchkeeper.alerting import rules as R
 from watchkeeper.alerting.alerts import Alert, load_alerts
+from watchkeeper.alerting.backtest import backtest
 from watchkeeper.alerting.dispatch import alert_json
 from watchkeeper.alerting.matchers import parse_matchers
 from watchkeeper.alerting.silences import Silence, expire_silence, get_silence, list_silences, save_silence
@@ -70,6 +71,18 @@ async def create_rule(request: Request, project_id: ProjectId, body: R.RuleIn, o
     now = runtime_of(request).clock.now()
     rule = await write(request, lambda conn: R.create_rule(conn, project_id, body, now=now))
     return dict(rule.to_api())
+
+
+@router.post("/projects/{project_id}/alert-rules/backtest")
+async def backtest_rule(request: Request, project_id: ProjectId, body: R.RuleIn, owner: Reader,
+                        hours: Annotated[float, Query(gt=0, le=168)] = 24) -> dict[str, Any]:
+    """When this rule would have fired over the last `hours` (default 24): a list of firings with start,
+    end (null: still firing) and, for thresholds, the peak value. Nothing is stored."""
+    await _check_project(request, project_id, owner)
+    now = runtime_of(request).clock.now()
+    result: dict[str, Any] = await read(request, lambda conn: backtest(conn, project_id, body, now=now,
+                                                                       hours=hours))
+    return result
 
 
 @router.get("/alert-rules/{rule_id}")
