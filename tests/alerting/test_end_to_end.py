@@ -103,3 +103,18 @@ def test_prometheus_style_alerts_are_routed_and_silenced(alerting_server: Server
     assert body["groupKey"] == '{}/{alertname=~"Error spike|DiskFull"}:{alertname="DiskFull"}'
     assert body["alerts"][0]["generatorURL"] == "http://prom/graph"
     assert body["alerts"][0]["endsAt"] == "2026-01-01T00:05:00Z"  # now + resolve_timeout
+
+
+def test_a_test_notification_goes_through_every_integration(alerting_server: Server,
+                                                             receiver: HttpReceiver) -> None:
+    token = make_token(alerting_server)
+    with httpx.Client(base_url=alerting_server.url, headers={"Authorization": f"Bearer {token}"}) as api:
+        answer = api.post("/api/v1/alerting/receivers/hook/test")
+        assert answer.status_code == 202 and len(answer.json()["queued"]) == 1
+        (request,) = receiver.wait_for(1)
+        assert api.post("/api/v1/alerting/receivers/nobody/test").status_code == 404
+        assert api.get("/api/v1/alerting/receivers").json()["receivers"] == [
+            {"name": "log", "integrations": ["log/0"]}, {"name": "hook", "integrations": ["webhook/0"]}]
+    body = request.json()
+    assert body["alerts"][0]["labels"]["alertname"] == "TestNotification"
+    assert body["alerts"][0]["annotations"]["summary"].startswith("Test notification requested by admin-")

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 from watchkeeper.alerting import rules as R
 from watchkeeper.alerting.alerts import Alert, load_alerts
 from watchkeeper.alerting.backtest import backtest
-from watchkeeper.alerting.dispatch import alert_json
+from watchkeeper.alerting.dispatch import alert_json, queue_test_notification
 from watchkeeper.alerting.matchers import parse_matchers
 from watchkeeper.alerting.silences import Silence, expire_silence, get_silence, list_silences, save_silence
 from watchkeeper.alerting.tables import notification_outbox
@@ -194,6 +194,22 @@ async def notifications(request: Request, owner: AdminReader,
         return [dict(r._mapping) for r in conn.execute(statement.order_by(t.c.id.desc()).limit(limit))]
 
     return {"notifications": await read(request, query)}
+
+
+@router.post("/alerting/receivers/{name}/test", status_code=202)
+async def test_receiver(request: Request, name: Annotated[str, Path(max_length=200)],
+                        owner: AdminEditor) -> dict[str, Any]:
+    """Send a test notification through every integration of the receiver (delivered by the outbox
+    worker; see its status in `/alerting/notifications`)."""
+    config = request.app.state.alerting.config
+    runtime = runtime_of(request)
+    now, url = runtime.clock.now(), runtime.settings.base_url
+    try:
+        ids = await write(request, lambda conn: queue_test_notification(conn, config, name, now, url, owner.email))
+    except LookupError:
+        raise HTTPException(404, f"receiver {name} not found") from None
+    request.app.state.alerting.wake()
+    return {"queued": ids}
 
 
 @router.get("/alerting/receivers")

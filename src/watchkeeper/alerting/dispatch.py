@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from watchkeeper.alerting.alerts import Alert, load_alerts
+from watchkeeper.alerting.alerts import Alert, fingerprint, load_alerts
 from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, Route, build_routes, label_set
 from watchkeeper.alerting.silences import Silence, active_silences
 from watchkeeper.alerting.tables import notification_log, notification_outbox
@@ -246,3 +246,26 @@ def dispatch_round(conn: Connection, dispatcher: Dispatcher, now: float, externa
     """
     plans = dispatcher.plan(take_snapshot(conn, now), now)
     return DispatchResult(record_flushes(conn, plans, dispatcher.config, now, external_url), plans)
+
+
+def queue_test_notification(conn: Connection, config: AlertingConfig, receiver_name: str, now: float,
+                            external_url: str, requested_by: str) -> list[int]:
+    """Queue a test notification to every integration of a receiver (not in the notification log);
+    returns the outbox ids. LookupError when there is no such receiver."""
+    receiver = config.receiver(receiver_name)
+    if receiver is None:
+        raise LookupError(receiver_name)
+    labels = {"alertname": "TestNotification", "severity": "low", "priority": "P3"}
+    alert = Alert(fingerprint(labels), labels, {"summary": f"Test notification requested by {requested_by}"},
+                  "firing", now, now, None, updated_at=now)
+    route = build_routes(config.route)
+    group = AggregationGroup(f'{{}}:{{alertname="TestNotification"}}/test-{int(now * 1000)}', route,
+                             {"alertname": "TestNotification"}, now)
+    payload = orjson.dumps(webhook_payload(group, receiver.name, [alert], now, external_url)).decode()
+    ids = []
+    for name in receiver.integrations():
+        result = conn.execute(notification_outbox.insert().values(
+            receiver=receiver.name, integration=name, group_key=stored_key(group.key), payload=payload,
+            status="pending", attempts=0, next_attempt_at=now, created_at=now))
+        ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
+    return ids

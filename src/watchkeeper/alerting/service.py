@@ -66,6 +66,11 @@ class Alerting:
             self._evaluated.set()
         return report
 
+    def wake(self) -> None:
+        """Look at the groups and the outbox now (after something was queued)."""
+        if self._evaluated is not None:
+            self._evaluated.set()
+
     async def _signals_waiting(self) -> bool:
         def ask() -> bool:
             with self.runtime.engine.connect() as conn:
