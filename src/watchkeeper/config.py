@@ -109,6 +109,10 @@ class AlertingSettings(_Section):
     resolve_timeout_seconds: float = Field(300.0, gt=0)
     # Resolved alerts are kept this long so their resolved notification can go out (Prometheus: 15 min).
     resolved_retention_seconds: float = Field(900.0, gt=0)
+    # Flap detection for threshold alerts (percent state change over 21 rounds, Nagios' marks): a
+    # flapping alert stays firing instead of paging on every change. Start 0 = off.
+    flap_start_percent: float = Field(20.0, ge=0, le=100)
+    flap_stop_percent: float = Field(5.0, ge=0, le=100)
     # New projects get the default rule pack (error spike, new error type, monitor down, …).
     default_rule_pack: bool = True
     # Delivery retries: exponential backoff from 1 s doubling up to this, with jitter, at most this many tries.

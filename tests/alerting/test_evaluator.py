@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from tests.alerting.conftest import add_errors, in_transaction, run_round, signal
 from watchkeeper.alerting.alerts import Alert, load_alerts
 from watchkeeper.alerting.evaluator import evaluate, has_new_signals
+from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.rules import RuleIn, create_rule, delete_rule, list_rules
 from watchkeeper.lib.clock import ManualClock
 
@@ -166,3 +167,25 @@ def test_a_signals_only_round_leaves_threshold_alerts_alone(engine: Engine, proj
     assert not in_transaction(engine, has_new_signals)
     run_round(engine, clock)
     assert only(engine, "Error spike").status(clock.now()) == "resolved"
+
+
+def test_a_flapping_alert_stays_firing_and_says_so(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    add_rule(engine, project_id, clock, name="Errors", kind="threshold",
+             threshold={"metric": "errors", "window_minutes": 1, "threshold": 0})
+    flaps = FlapTracker(start_percent=20, stop_percent=5)
+    states = []
+    for index in range(12):  # errors every other minute: firing, resolved, firing, …
+        if index % 2 == 0:
+            add_errors(engine, project_id, clock.now(), 1)
+        run_round(engine, clock, default_pack=False, flaps=flaps)
+        states.append(only(engine, "Errors").status(clock.now()))
+        clock.advance(60)
+    assert states[:4] == ["firing", "resolved", "firing", "resolved"]
+    assert states[-4:] == ["firing"] * 4  # flapping: held firing
+    assert only(engine, "Errors").annotations["flapping"].startswith("true")
+    quiet = 0
+    while only(engine, "Errors").status(clock.now()) == "firing":
+        run_round(engine, clock, default_pack=False, flaps=flaps)
+        clock.advance(60)
+        quiet += 1
+    assert 10 < quiet <= 21  # resolves once the changes have left the window (≤ 5 %)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.metrics import Series, read_counts
 from watchkeeper.alerting.rules import PRIORITY, AlertRule, apply_default_pack, list_rules
 from watchkeeper.alerting.tables import alerting_cursors
@@ -28,6 +29,7 @@ from watchkeeper.store.dialect import upsert
 
 log = logging.getLogger(__name__)
 CURSOR = "evaluator.signals"
+FLAPPING_NOTE = "true: the condition keeps changing; notifications are held until it settles"
 SIGNALS_PER_ROUND = 5000
 
 
@@ -49,8 +51,23 @@ class _Context:
     now: float
     project_slugs: dict[int, str]
     existing: dict[str, A.Alert]
+    flaps: FlapTracker | None = None
     seen: set[str] = field(default_factory=set)
+    recorded: set[str] = field(default_factory=set)
     new: list[A.Alert] = field(default_factory=list)
+
+    def record(self, fingerprint: str, condition: bool) -> bool:
+        """Note a threshold result for flap detection; returns whether the alert is flapping."""
+        if self.flaps is None:
+            return False
+        self.recorded.add(fingerprint)
+        return self.flaps.record(fingerprint, condition)
+
+    def record_false(self, fingerprint: str) -> bool:
+        """The condition did not hold (noted unless its series was looked at this round already)."""
+        if fingerprint in self.recorded:
+            return self.flaps is not None and fingerprint in self.flaps.flapping
+        return self.record(fingerprint, False)
 
     def found(self, fingerprint: str) -> A.Alert | None:
         return self.existing.get(fingerprint)
@@ -71,11 +88,13 @@ def _subject_labels(subject: str, payload: dict[str, Any]) -> dict[str, str]:
 
 
 def _activate(ctx: _Context, rule: AlertRule, labels: dict[str, str], template_context: dict[str, Any],
-              *, value: float | None, for_seconds: float) -> None:
+              *, value: float | None, for_seconds: float, flapping: bool = False) -> None:
     """The condition holds now: create the alert, or move it on (pending → firing, resolved → firing)."""
     fp = A.fingerprint(labels)
     ctx.seen.add(fp)
     annotations = render_all(rule.annotations, {**template_context, "labels": labels, "value": value})
+    if flapping:
+        annotations["flapping"] = FLAPPING_NOTE
     alert = ctx.found(fp)
     now = ctx.now
     if alert is None or alert.resolved(now):
@@ -118,12 +137,15 @@ def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: list[Series]) ->
     for series in subjects:
         total = series.total(first_minute, last_minute)
         value = total / spec.window_minutes if spec.aggregation == "rate" else float(total)
-        if not spec.breached(value):
+        breached = spec.breached(value)
+        if not breached and ctx.flaps is None:
             continue
         extra = _subject_labels(series.subject, {}) if series.subject else {}
         labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
-        _activate(ctx, rule, labels, {"title": series.title, "rule": rule.name}, value=value,
-                  for_seconds=spec.for_seconds)
+        flapping = ctx.record(A.fingerprint(labels), breached)
+        if breached:
+            _activate(ctx, rule, labels, {"title": series.title, "rule": rule.name}, value=value,
+                      for_seconds=spec.for_seconds, flapping=flapping)
 
 
 def _apply_signal(ctx: _Context, rule: AlertRule, signal: Signal) -> None:
@@ -182,7 +204,7 @@ def _signals_by_project(signals: Iterable[Signal]) -> dict[int, list[Signal]]:
 
 
 def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
-             resolved_retention_seconds: float = 900.0) -> RoundReport:
+             resolved_retention_seconds: float = 900.0, flaps: FlapTracker | None = None) -> RoundReport:
     """Evaluate every enabled rule once, in the caller's (writer) transaction. With `thresholds` off,
     only new signals are applied (a quick round between full ones, so event alerts are not late).
 
@@ -195,7 +217,7 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
     rules = {r.id: r for r in list_rules(conn, enabled_only=True)}
     report.rules = len(rules)
     existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True)}
-    ctx = _Context(now, {p.id: p.slug for p in projects}, existing)
+    ctx = _Context(now, {p.id: p.slug for p in projects}, existing, flaps if thresholds else None)
 
     cursor = _read_cursor(conn)
     signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
@@ -216,6 +238,8 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
     A.save_alerts(conn, ctx.new, [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone])
     A.delete_alerts(conn, gone)
     report.forgotten = A.forget_resolved(conn, before=now - resolved_retention_seconds)
+    if flaps is not None and thresholds:
+        flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
     if signals:
         _write_cursor(conn, signals[-1].id)
     report.new, report.changed = len(ctx.new), sum(1 for a in ctx.existing.values() if a.changed)
@@ -253,6 +277,12 @@ def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> 
                 alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
             continue
         if rule.threshold is None or fp in ctx.seen or not thresholds:
+            continue
+        if ctx.record_false(fp) and alert.state == "firing" and alert.ends_at is None:
+            # Flapping: stay firing instead of resolving now and firing again next round.
+            if alert.annotations.get("flapping") != FLAPPING_NOTE:
+                alert.annotations = {**alert.annotations, "flapping": FLAPPING_NOTE}
+                alert.updated_at, alert.changed = ctx.now, True
             continue
         if _deactivate(alert, ctx.now, rule.threshold.keep_firing_for_seconds) == "delete":
             gone.add(fp)

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
 from watchkeeper.alerting.evaluator import RoundReport, evaluate, has_new_signals
+from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.outbox import DeliveryWorker
 from watchkeeper.alerting.routing import AlertingConfig, load_config
 from watchkeeper.alerting.rules_file import load_rules_file, sync_rules
@@ -42,6 +43,8 @@ class Alerting:
         self.outbound = Outbound(runtime.settings.outbound, max_connections=50)
         self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound.client())
         self._evaluated: asyncio.Event | None = None
+        self.flaps = (FlapTracker(self.settings.flap_start_percent, self.settings.flap_stop_percent)
+                      if self.settings.flap_start_percent > 0 else None)
         self.started_at = runtime.clock.now()
 
     async def write(self, function: Callable[[Connection], Any]) -> Any:
@@ -61,7 +64,7 @@ class Alerting:
         now = self.runtime.clock.now()
         report: RoundReport = await self.write(lambda conn: evaluate(
             conn, now, default_pack=self.settings.default_rule_pack, thresholds=thresholds,
-            resolved_retention_seconds=self.settings.resolved_retention_seconds))
+            resolved_retention_seconds=self.settings.resolved_retention_seconds, flaps=self.flaps))
         if self._evaluated is not None:
             self._evaluated.set()
         return report
