@@ -25,6 +25,7 @@ from sqlalchemy import Engine, insert
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
 from watchkeeper.alerting.evaluator import evaluate
+from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.routing import parse_config
 from watchkeeper.alerting.rules import RuleIn, create_rule
 from watchkeeper.auth.projects import create_project
@@ -97,12 +98,13 @@ def main() -> None:
         fill(writable, clock, args.projects, args.rules_per_project, args.issues_per_project)
         print(f"filled {args.projects * args.rules_per_project} rules in {time.perf_counter() - started:.1f} s")
         dispatcher = Dispatcher(parse_config(ROUTING))
+        flaps = FlapTracker()  # as the server evaluates: with flap detection
         evaluation, dispatch = [], []
         for index in range(args.rounds):
             emit(writable, clock, args.projects, args.signals, index)
             cpu = time.process_time()
             with writable.begin() as conn:
-                report = evaluate(conn, clock.now(), default_pack=False)
+                report = evaluate(conn, clock.now(), default_pack=False, flaps=flaps)
             evaluation.append(time.process_time() - cpu)
             cpu = time.process_time()
             with writable.begin() as conn:
