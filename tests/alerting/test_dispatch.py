@@ -166,3 +166,19 @@ def test_a_restart_does_not_repeat_notifications(engine: Engine, clock: ManualCl
     assert tick(engine, restarted, clock) == []
     clock.advance(600)
     assert tick(engine, restarted, clock) == []
+
+
+def test_alerts_of_monitors_in_a_maintenance_window_are_muted(engine: Engine, project_id: int,
+                                                              clock: ManualClock) -> None:
+    from watchkeeper.uptime.maintenance import MaintenanceSpec, create_window
+
+    spec = MaintenanceSpec(title="db upgrade", monitor_ids=[5], starts_at=clock.now() - 60,
+                           ends_at=clock.now() + 600)
+    in_transaction(engine, lambda conn: create_window(conn, project_id, spec, now=clock.now()))
+    dispatcher = Dispatcher(config())
+    fire(engine, clock, "Monitor down", project_id=str(project_id), monitor="5")
+    fire(engine, clock, "Monitor down", project_id=str(project_id), monitor="6")
+    tick(engine, dispatcher, clock)
+    clock.advance(30)
+    (sent,) = [n for n in tick(engine, dispatcher, clock) if n["integration"] == "webhook/0"]
+    assert [a["labels"]["monitor"] for a in sent["alerts"]] == ["6"]  # type: ignore[index]

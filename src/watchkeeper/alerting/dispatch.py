@@ -28,6 +28,7 @@ from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, Route, build
 from watchkeeper.alerting.silences import Silence, active_silences
 from watchkeeper.alerting.tables import notification_log, notification_outbox
 from watchkeeper.store.dialect import upsert
+from watchkeeper.uptime.maintenance import in_maintenance, list_windows
 
 log = logging.getLogger(__name__)
 MAX_KEY_CHARS = 500
@@ -157,10 +158,24 @@ def record_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
 class Snapshot:
     alerts: list[Alert]
     silences: list[Silence]
+    # Alerts about monitors in an uptime maintenance window now: muted like silenced ones.
+    in_maintenance: set[str] = field(default_factory=set)
+
+
+def _monitor_of(alert: Alert) -> tuple[int, int] | None:
+    project, monitor = alert.labels.get("project_id", ""), alert.labels.get("monitor", "")
+    return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
 
 
 def take_snapshot(conn: Connection, now: float) -> Snapshot:
-    return Snapshot([a for a in load_alerts(conn) if a.state == "firing"], active_silences(conn, now))
+    found = [a for a in load_alerts(conn) if a.state == "firing"]
+    monitors = {a.fingerprint: m for a in found if (m := _monitor_of(a)) is not None}
+    maintained: set[str] = set()
+    if monitors:
+        windows = list_windows(conn, {project for project, _ in monitors.values()})
+        maintained = {fp for fp, (project, monitor) in monitors.items()
+                      if in_maintenance(windows, project, monitor, now)}
+    return Snapshot(found, active_silences(conn, now), maintained)
 
 
 class Dispatcher:
@@ -176,11 +191,11 @@ class Dispatcher:
         self.groups: dict[str, AggregationGroup] = {}
 
     def muted(self, snapshot: Snapshot, now: float) -> set[str]:
-        """Fingerprints left out of notifications: silenced, or inhibited by a firing alert."""
+        """Fingerprints left out of notifications: silenced, in a maintenance window, or inhibited."""
         everyone = [(a.fingerprint, a.labels) for a in snapshot.alerts]
         firing = [(a.fingerprint, a.labels) for a in snapshot.alerts if not a.resolved(now)]
         silenced = {fp for fp, labels in everyone if any(s.mutes(labels, now) for s in snapshot.silences)}
-        return silenced | self.inhibitor.inhibited(firing, everyone)
+        return silenced | snapshot.in_maintenance | self.inhibitor.inhibited(firing, everyone)
 
     def route(self, snapshot: Snapshot, now: float) -> dict[str, list[Alert]]:
         """Alerts by group key, creating groups that are new (flushed after group_wait)."""
