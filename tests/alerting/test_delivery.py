@@ -319,3 +319,21 @@ def test_a_receiver_down_for_two_minutes_gets_each_notification_once_when_back(
     accepted = [r.json()["groupKey"] for r in http.requests if r.status == 200]
     assert sorted(accepted) == sorted(groups)  # each exactly once
     assert len(http.requests) > 3 * 5  # it was retried while down
+
+
+def test_twilio_sends_one_sms_per_number(runtime: Runtime, engine: Engine, clock: ManualClock,
+                                         http: HttpReceiver) -> None:
+    from urllib.parse import parse_qs
+
+    http.answer(Answer(201, body=b"{}"), Answer(201, body=b"{}"))
+    queue(engine, clock, "twilio/0", payload_for(clock, 300, description="z"))
+    deliver(runtime, clock, [{"name": "team", "twilio_configs": [
+        {"account_sid": "AC123", "auth_token": "t0k3n", "from": "+15550001", "to": ["+15550002", "+15550003"],
+         "api_url": http.url}]}])
+    first, second = http.requests
+    assert first.path == "/2010-04-01/Accounts/AC123/Messages.json"
+    assert first.headers["Authorization"].startswith("Basic ")
+    form = parse_qs(first.body.decode())
+    assert form["To"] == ["+15550002"] and form["From"] == ["+15550001"]
+    assert len(form["Body"][0]) == 1600 and form["Body"][0].startswith("[FIRING:300] Down")
+    assert parse_qs(second.body.decode())["To"] == ["+15550003"]

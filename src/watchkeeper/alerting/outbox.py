@@ -28,6 +28,7 @@ from watchkeeper.alerting.channels import (
     pagerduty,
     slack,
     teams,
+    twilio,
     webhook,
 )
 from watchkeeper.alerting.channels import log as log_channel
@@ -39,7 +40,8 @@ from watchkeeper.lib.clock import Clock
 log = logging.getLogger(__name__)
 SENDERS: dict[str, Sender] = {
     "webhook": webhook.send, "slack": slack.send, "email": mail.send, "pagerduty": pagerduty.send,
-    "opsgenie": opsgenie.send, "discord": discord.send, "teams": teams.send, "log": log_channel.send,
+    "opsgenie": opsgenie.send, "discord": discord.send, "teams": teams.send, "twilio": twilio.send,
+    "log": log_channel.send,
 }
 CLAIM_BATCH = 50
 # Longest Retry-After we honour; a receiver asking for more is retried at this.

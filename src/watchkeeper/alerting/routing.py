@@ -92,11 +92,20 @@ class TeamsConfig(_Integration):
     webhook_url: str
 
 
+class TwilioConfig(_Integration):
+    send_resolved: bool = False
+    account_sid: str = Field(pattern=r"^[A-Za-z0-9]+$", max_length=64)
+    auth_token: SecretStr
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1, max_length=20)
+    api_url: str = "https://api.twilio.com"
+
+
 class LogConfig(_Integration):
     pass
 
 
-INTEGRATION_KINDS = ("webhook", "slack", "email", "pagerduty", "opsgenie", "discord", "teams", "log")
+INTEGRATION_KINDS = ("webhook", "slack", "email", "pagerduty", "opsgenie", "discord", "teams", "twilio", "log")
 
 
 class Receiver(_Model):
@@ -108,6 +117,7 @@ class Receiver(_Model):
     opsgenie_configs: list[OpsgenieConfig] = Field(default_factory=list)
     discord_configs: list[DiscordConfig] = Field(default_factory=list)
     teams_configs: list[TeamsConfig] = Field(default_factory=list)
+    twilio_configs: list[TwilioConfig] = Field(default_factory=list)
     log_configs: list[LogConfig] = Field(default_factory=list)
 
     def integrations(self) -> dict[str, _Integration]:
