@@ -74,11 +74,12 @@ async def create_rule(request: Request, project_id: ProjectId, body: R.RuleIn, o
 
 
 @router.post("/projects/{project_id}/alert-rules/backtest")
-async def backtest_rule(request: Request, project_id: ProjectId, body: R.RuleIn, owner: Reader,
+async def backtest_rule(request: Request, project_id: ProjectId, body: R.RuleIn, owner: Editor,
                         hours: Annotated[float, Query(gt=0, le=168)] = 24) -> dict[str, Any]:
     """When this rule would have fired over the last `hours` (default 24): a list of firings with start,
-    end (null: still firing) and, for thresholds, the peak value. Nothing is stored."""
-    await _check_project(request, project_id, owner)
+    end (null: still firing) and, for thresholds, the peak value. Nothing is stored; it is part of editing
+    rules, so it takes the right to change the project's rules."""
+    await _check_project(request, project_id, owner, write=True)
     now = runtime_of(request).clock.now()
     result: dict[str, Any] = await read(request, lambda conn: backtest(conn, project_id, body, now=now,
                                                                        hours=hours))
