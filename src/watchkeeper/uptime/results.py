@@ -38,6 +38,7 @@ RESOLUTIONS = (MINUTE, HOUR, DAY)
 # Minute rows are many and short-lived: counts only. Hour and day rows carry a percentile sketch.
 SKETCHED = (HOUR, DAY)
 MAX_ERROR_CHARS = 1000
+ROLLUP_KEYS_PER_QUERY = 300
 
 
 @dataclass(slots=True)
@@ -231,11 +232,14 @@ def add_to_rollups(conn: Connection, results: list[dict[str, Any]]) -> None:
     if not totals:
         return
     key = tuple_(monitor_rollups.c.monitor_id, monitor_rollups.c.resolution, monitor_rollups.c.bucket)
-    existing = {
-        (row.monitor_id, row.resolution, row.bucket): row
-        for row in conn.execute(select(monitor_rollups).where(key.in_(list(totals))))
-    }
-    rows = []
+    keys = list(totals)
+    existing: dict[tuple[int, int, int], Any] = {}
+    # In chunks: a backlog of results must not exceed the database's limit on bound parameters.
+    for start in range(0, len(keys), ROLLUP_KEYS_PER_QUERY):
+        chunk = keys[start:start + ROLLUP_KEYS_PER_QUERY]
+        for found in conn.execute(select(monitor_rollups).where(key.in_(chunk))):
+            existing[(found.monitor_id, found.resolution, found.bucket)] = found
+    rows: list[dict[str, Any]] = []
     for (monitor_id, resolution, bucket), total in totals.items():
         old = existing.get((monitor_id, resolution, bucket))
         row = {"monitor_id": monitor_id, "resolution": resolution, "bucket": bucket,

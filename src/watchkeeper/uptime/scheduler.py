@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Monitors changed by another process are picked up at least this often (this process is woken at once).
 REFRESH_SECONDS = 30.0
+# Outcomes per write transaction: a backlog (after a stalled disk) is written in bounded pieces.
+FLUSH_BATCH = 2000
 # The dispatch loop looks at the schedule at least this often.
 MAX_IDLE = 0.5
 # First checks are spread over at most this long (or the interval, when shorter).
@@ -164,15 +166,15 @@ class Scheduler:
         return await run_check(monitor.type, monitor.config, ctx)
 
     async def flush(self) -> None:
-        """Write the outcomes gathered so far in one transaction."""
-        outcomes, self._pending = self._pending, []
-        if not outcomes:
-            return
-        try:
-            await self.writer.run(call_each, lambda conn: record_results(conn, outcomes))
-        except (WriterOverloaded, WriterStopped) as exc:
-            log.warning("could not write %d check results (%s); will retry", len(outcomes), exc)
-            self._pending[:0] = outcomes
+        """Write the outcomes gathered so far, at most FLUSH_BATCH per transaction."""
+        while self._pending:
+            outcomes, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
+            try:
+                await self.writer.run(call_each, lambda conn, batch=outcomes: record_results(conn, batch))
+            except (WriterOverloaded, WriterStopped) as exc:
+                log.warning("could not write %d check results (%s); will retry", len(outcomes), exc)
+                self._pending[:0] = outcomes
+                return
 
     async def tick(self) -> None:
         """Start what is due, wait for those checks, write their outcomes (tests and "run once")."""

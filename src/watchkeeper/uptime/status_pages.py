@@ -101,6 +101,18 @@ class PageCache:
     seconds: float
     pages: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # The HTML of the cached page, rendered once for as long as the page is cached.
+    rendered: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
+
+    def html(self, slug: str, page: dict[str, Any]) -> bytes:
+        done = self.rendered.get(slug)
+        if done is not None and done[0] is page:
+            return done[1]
+        html = _templates.get_template("status_page.html").render(page=page, iso=_iso).encode()
+        if len(self.rendered) > 10_000:
+            self.rendered.clear()
+        self.rendered[slug] = (page, html)
+        return html
 
     async def get(self, request: Request, slug: str) -> dict[str, Any] | None:
         runtime = request.app.state.runtime
@@ -149,8 +161,8 @@ async def page_html(request: Request) -> Response:
     page = await _cache(request).get(request, slug)
     if page is None:
         return HTMLResponse("<h1>Status page not found</h1>", status_code=404)
-    html = _templates.get_template("status_page.html").render(page=page, iso=_iso)
-    return HTMLResponse(html, headers=_public_headers(_cache(request).seconds))
+    cache = _cache(request)
+    return HTMLResponse(cache.html(slug, page), headers=_public_headers(cache.seconds))
 
 
 async def page_json(request: Request) -> Response:
