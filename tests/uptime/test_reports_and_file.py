@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from tests.uptime.conftest import UptimeWorld
 from watchkeeper.config import ConfigError
 from watchkeeper.uptime.checkers import CheckResult
+from watchkeeper.uptime.maintenance import MaintenanceSpec, create_window
 from watchkeeper.uptime.monitors import list_monitors
 from watchkeeper.uptime.monitors_file import FileMonitor, load_monitors_file, sync_monitors
 from watchkeeper.uptime.reports import daily_bars, sla_month, uptime_between
@@ -105,3 +106,16 @@ monitors: [{project: nowhere, slug: a, name: A, type: tcp, config: {host: x, por
 """))
     with pytest.raises(ConfigError, match="unknown project 'nowhere'"):
         world.write(lambda conn: sync_monitors(conn, entries, now=world.clock.now()))
+
+
+def test_maintenance_is_left_out_of_the_sla(world: UptimeWorld) -> None:
+    monitor = world.create({"name": "x", "type": "tcp", "failures_to_down": 1, "sla_target": 99.9,
+                            "config": {"host": "127.0.0.1", "port": 1}})
+    down_at = NOV_1 + 9 * 86400 + 2 * 3600 - 600  # 01:50 UTC on Nov 10th, down for 30 minutes
+    record(world, monitor.id, [(down_at - 60, True, 5.0), (down_at, False, None), (down_at + 1800, True, 5.0)])
+    # Nightly maintenance 02:00-03:00 UTC: 20 of the 30 minutes fall in it.
+    world.write(lambda conn: create_window(conn, world.project_id, MaintenanceSpec(
+        title="nightly", cron="0 2 * * *", timezone="UTC", duration_seconds=3600), now=NOV_1))
+    with world.runtime.engine.connect() as conn:
+        report = sla_month(conn, monitor.id, 99.9, 2026, 11, now=NOV_1 + 30 * 86400)
+    assert report["downtime_minutes"] == 10

@@ -100,6 +100,27 @@ class MaintenanceWindow:
         start = float(croniter(self.cron, dt.datetime.fromtimestamp(after, zone)).get_next(float))
         return start, start + self.duration_seconds
 
+    def periods_between(self, start: float, end: float, limit: int = 10_000) -> list[tuple[float, float]]:
+        """The occurrences that overlap [start, end) (at most `limit`).
+
+        >>> MaintenanceWindow(1, 1, "x", None, None, None, "0 2 * * *", "UTC", 3600).periods_between(0, 86400 * 2)
+        [(7200.0, 10800.0), (93600.0, 97200.0)]
+        """
+        if self.cron is None:
+            assert self.starts_at is not None and self.ends_at is not None
+            return [(self.starts_at, self.ends_at)] if self.starts_at < end and self.ends_at > start else []
+        assert self.duration_seconds is not None
+        zone = zoneinfo.ZoneInfo(self.timezone or "UTC")
+        schedule = croniter(self.cron, dt.datetime.fromtimestamp(start - self.duration_seconds, zone))
+        periods: list[tuple[float, float]] = []
+        while len(periods) < limit:
+            begin = float(schedule.get_next(float))
+            if begin >= end:
+                break
+            if begin + self.duration_seconds > start:
+                periods.append((begin, begin + self.duration_seconds))
+        return periods
+
     def as_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
 
@@ -140,3 +161,18 @@ def in_maintenance(windows: Iterable[MaintenanceWindow], project_id: int, monito
     return any(
         w.project_id == project_id and w.covers(monitor_id) and w.current_period(at) is not None for w in windows
     )
+
+
+def merged_periods(periods: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping periods joined, in order.
+
+    >>> merged_periods([(5, 8), (1, 3), (2, 4)])
+    [(1, 4), (5, 8)]
+    """
+    merged: list[tuple[float, float]] = []
+    for begin, end in sorted(periods):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged

@@ -1,8 +1,8 @@
 """Uptime percentages, response-time percentiles, outages and SLA compliance, read from the rollups.
 
 Uptime % counts checks: (checks - failures) / checks, leaving out checks made during maintenance.
-SLA compliance counts confirmed downtime: the minutes between an outage's start and end, so it agrees
-with the outages a person sees, and the error budget is in minutes.
+SLA compliance counts confirmed downtime: the minutes between an outage's start and end (less any
+maintenance window), so it agrees with the outages a person sees, and the error budget is in minutes.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 
+from watchkeeper.uptime.maintenance import list_windows, merged_periods
 from watchkeeper.uptime.results import DAY, HOUR, MINUTE
 from watchkeeper.uptime.sketches import merged, quantile
-from watchkeeper.uptime.tables import check_results, heartbeat_pings, monitor_rollups, outages
+from watchkeeper.uptime.tables import check_results, heartbeat_pings, monitor_rollups, monitors, outages
 
 RANGES = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
 
@@ -99,12 +100,28 @@ def list_outages(conn: Connection, monitor_id: int, now: float, *, limit: int = 
     ]
 
 
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def maintenance_between(conn: Connection, monitor_id: int, start: float, end: float) -> list[tuple[float, float]]:
+    """The monitor's maintenance periods within [start, end), merged."""
+    project_id = conn.execute(select(monitors.c.project_id).where(monitors.c.id == monitor_id)).scalar()
+    if project_id is None:
+        return []
+    windows = [w for w in list_windows(conn, [project_id]) if w.covers(monitor_id)]
+    periods = [(max(b, start), min(e, end)) for w in windows for b, e in w.periods_between(start, end)]
+    return merged_periods(periods)
+
+
 def downtime_between(conn: Connection, monitor_id: int, start: float, end: float) -> float:
-    """Seconds of confirmed outage within [start, end)."""
+    """Seconds of confirmed outage within [start, end), not counting maintenance."""
     rows = conn.execute(select(outages.c.started_at, outages.c.ended_at).where(
         outages.c.monitor_id == monitor_id, outages.c.started_at < end,
         (outages.c.ended_at.is_(None)) | (outages.c.ended_at > start)))
-    return sum(max(0.0, min(ended or end, end) - max(started, start)) for started, ended in rows)
+    spans = merged_periods((max(started, start), min(ended or end, end)) for started, ended in rows)
+    maintenance = maintenance_between(conn, monitor_id, start, end) if spans else []
+    return sum(_overlap(s, (start, end)) - sum(_overlap(s, m) for m in maintenance) for s in spans)
 
 
 def month_bounds(year: int, month: int) -> tuple[float, float]:
