@@ -12,7 +12,15 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import ProjectFixture, Server, make_project
 from watchkeeper.errors.retention import delete_expired
-from watchkeeper.errors.tables import envelope_items, events, issue_minute_counts, issue_tags, issues, transactions
+from watchkeeper.errors.tables import (
+    envelope_items,
+    events,
+    issue_hour_counts,
+    issue_minute_counts,
+    issue_tags,
+    issues,
+    transactions,
+)
 from watchkeeper.store.engine import for_writing
 
 DAY = 86400.0
@@ -86,11 +94,14 @@ def test_nothing_is_deleted_before_the_retention_ends(server: Server, project: P
 def test_expired_data_and_issues_left_without_events_are_deleted(server: Server, project: ProjectFixture) -> None:
     for n in range(3):
         send_everything(server, project, f"Error{n}")
+    with server.runtime.engine.connect() as conn:
+        assert conn.execute(select(func.sum(issue_hour_counts.c.count))).scalar_one() == 3
     assert run_retention(server, time.time() + 91 * DAY) > 0
     assert counts(server, project.id) == {"events": 0, "transactions": 0, "envelope_items": 0, "issues": 0}
     with server.runtime.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(issue_tags)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(issue_minute_counts)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(issue_hour_counts)).scalar_one() == 0
 
 
 def test_an_issue_keeps_its_recent_events_and_loses_its_old_ones(

@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 
 from watchkeeper.auth.tables import users
-from watchkeeper.errors.tables import events, issue_minute_counts, issue_tags, issues
+from watchkeeper.errors.tables import events, issue_hour_counts, issue_minute_counts, issue_tags, issues
 from watchkeeper.lib.blobs import unpack_document
 
 SORTS = {
@@ -251,6 +251,7 @@ def delete_issue(conn: Connection, issue_id: int) -> bool:
     conn.execute(delete(events).where(events.c.issue_id == issue_id))
     conn.execute(delete(issue_tags).where(issue_tags.c.issue_id == issue_id))
     conn.execute(delete(issue_minute_counts).where(issue_minute_counts.c.issue_id == issue_id))
+    conn.execute(delete(issue_hour_counts).where(issue_hour_counts.c.issue_id == issue_id))
     return conn.execute(delete(issues).where(issues.c.id == issue_id)).rowcount > 0
 
 

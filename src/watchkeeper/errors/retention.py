@@ -12,6 +12,7 @@ from watchkeeper.errors.tables import (
     attachments,
     envelope_items,
     events,
+    issue_hour_counts,
     issue_minute_counts,
     issues,
     project_minute_counts,
@@ -48,6 +49,8 @@ def delete_expired(conn: Connection, now: float, default_days: int, batch_size: 
         old_counts = select(issues.c.id).where(issues.c.project_id == project_id)
         deleted += conn.execute(delete(issue_minute_counts).where(
             and_(issue_minute_counts.c.minute < minute, issue_minute_counts.c.issue_id.in_(old_counts)))).rowcount
+        deleted += conn.execute(delete(issue_hour_counts).where(
+            and_(issue_hour_counts.c.hour < minute // 60, issue_hour_counts.c.issue_id.in_(old_counts)))).rowcount
     return deleted
 
 

@@ -19,6 +19,7 @@ from watchkeeper.errors.tables import (
     attachments,
     envelope_items,
     events,
+    issue_hour_counts,
     issue_minute_counts,
     issue_tags,
     issues,
@@ -233,6 +234,7 @@ def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
     issue_rows: list[dict[str, Any]] = []
     tag_counts: dict[tuple[int, str, str], list[float]] = {}
     minute_counts: dict[tuple[int, int], int] = defaultdict(int)
+    hour_counts: dict[tuple[int, int], int] = defaultdict(int)
     user_issues: list[int] = []
     for state in touched:
         batch = sorted(state.batch, key=lambda e: e.timestamp)
@@ -253,6 +255,7 @@ def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
         has_user = False
         for event in batch:
             minute_counts[(state.id, int(event.timestamp // 60))] += 1
+            hour_counts[(state.id, int(event.timestamp // 3600))] += 1
             for key, value in event.tags:
                 slot = tag_counts.get((state.id, key, value))
                 if slot is None:
@@ -311,6 +314,15 @@ def _update_issues(conn: Connection, touched: list[_IssueState]) -> None:
 
     execute_many(conn, "issue_minute_counts", build_counts,
                  [{"issue_id": i, "minute": m, "count": n} for (i, m), n in sorted(minute_counts.items())])
+
+    def build_hours() -> Any:
+        stmt = upsert(conn, issue_hour_counts)
+        return stmt.on_conflict_do_update(
+            index_elements=["issue_id", "hour"], set_={"count": issue_hour_counts.c.count + stmt.excluded.count}
+        )
+
+    execute_many(conn, "issue_hour_counts", build_hours,
+                 [{"issue_id": i, "hour": h, "count": n} for (i, h), n in sorted(hour_counts.items())])
 
     # Users affected = distinct values of the issue's "user" tag (as Sentry counts them).
     def build_users() -> Any:

@@ -91,6 +91,16 @@ issue_minute_counts = Table(
     Column("count", Integer, nullable=False),
 )
 
+# The same per hour: charts over days read 24 rows a day instead of 1,440 (a busy issue's 30-day
+# sparkline was 43,200 minute rows). Written with the minute counts, in the same transaction.
+issue_hour_counts = Table(
+    "issue_hour_counts",
+    metadata,
+    Column("issue_id", RowId, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
 # Accepted and rejected items per project, category and minute: the "events per project" signal.
 project_minute_counts = Table(
     "project_minute_counts",

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from watchkeeper.errors.tables import events, issue_minute_counts, issue_tags, issues
+from watchkeeper.errors.tables import events, issue_hour_counts, issue_minute_counts, issue_tags, issues
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +26,26 @@ class Buckets:
 
 
 def buckets_for(since: float, until: float, count: int) -> Buckets:
-    """Whole-minute buckets covering [since, until].
+    """About ``count`` equal buckets covering [since, until]: whole minutes, or — once a bucket would
+    span 45 minutes or more — whole hours starting on the hour, whose counts come from the hourly
+    table (a 24 h range then has 25 hourly buckets, the first starting before ``since``).
 
-    >>> buckets_for(0, 3600, 6)
+    >>> buckets_for(0, 3540, 6)
     Buckets(start=0, width=600, count=6)
+    >>> buckets_for(1800, 86400 + 1800, 24)
+    Buckets(start=0, width=3600, count=25)
+    >>> buckets_for(0, 7 * 86400, 24).width // 3600
+    7
     """
     first, last = int(since // 60), int(until // 60)
-    minutes = max(1, math.ceil((last - first + 1) / count))
-    return Buckets(first * 60, minutes * 60, math.ceil((last - first + 1) / minutes))
+    span = last - first + 1
+    if span / count < 45:
+        minutes = max(1, math.ceil(span / count))
+        return Buckets(first * 60, minutes * 60, math.ceil(span / minutes))
+    first_hour, last_hour = first // 60, last // 60
+    hours = last_hour - first_hour + 1
+    width = max(1, round(hours / count))
+    return Buckets(first_hour * 3600, width * 3600, math.ceil(hours / width))
 
 
 def issue_counts(conn: Connection, issue_ids: list[int], buckets: Buckets) -> dict[int, list[int]]:
@@ -41,19 +53,17 @@ def issue_counts(conn: Connection, issue_ids: list[int], buckets: Buckets) -> di
     out = {issue_id: [0] * buckets.count for issue_id in issue_ids}
     if not issue_ids:
         return out
-    first = int(buckets.start // 60)
-    width = int(buckets.width // 60)
-    minute = issue_minute_counts.c.minute
+    hourly = buckets.start % 3600 == 0 and buckets.width % 3600 == 0
+    table, unit = (issue_hour_counts, 3600) if hourly else (issue_minute_counts, 60)
+    slot = table.c.hour if hourly else table.c.minute
+    first = int(buckets.start // unit)
+    width = int(buckets.width // unit)
     # Integer columns and integer parameters: `//` is integer division on SQLite and PostgreSQL alike.
-    bucket = ((minute - first) // width).label("bucket")
+    bucket = ((slot - first) // width).label("bucket")
     rows = conn.execute(
-        select(issue_minute_counts.c.issue_id, bucket, func.sum(issue_minute_counts.c.count))
-        .where(
-            issue_minute_counts.c.issue_id.in_(issue_ids),
-            minute >= first,
-            minute < first + width * buckets.count,
-        )
-        .group_by(issue_minute_counts.c.issue_id, bucket)
+        select(table.c.issue_id, bucket, func.sum(table.c.count))
+        .where(table.c.issue_id.in_(issue_ids), slot >= first, slot < first + width * buckets.count)
+        .group_by(table.c.issue_id, bucket)
     )
     for issue_id, index, count in rows:
         out[issue_id][int(index)] += int(count)
