@@ -57,15 +57,20 @@ def outbox_row(engine: Engine, row_id: int) -> Any:
 
 
 def deliver(runtime: Runtime, clock: ManualClock, receivers: list[dict[str, Any]], *,
-            allow_private: bool = True, **settings: Any) -> int:
+            allow_private: bool = True, outcomes: list[tuple[str, str]] | None = None, **settings: Any) -> int:
     config = parse_config({"route": {"receiver": "team"}, "receivers": receivers})
     alerting = AlertingSettings(**{"delivery_timeout_seconds": 2.0, **settings})
     outbound_settings = runtime.settings.outbound.model_copy(update={"allow_private_targets": allow_private})
 
+    def note(kind: str, outcome: str) -> None:
+        if outcomes is not None:
+            outcomes.append((kind, outcome))
+
     async def run() -> int:
         async with Outbound(outbound_settings) as outbound:
             worker = DeliveryWorker(lambda f: runtime.writer.run(call_each, f), clock, alerting, config,
-                                    outbound.client(), rng=random.Random(7))
+                                    outbound.client(), rng=random.Random(7),
+                                    on_outcome=note)
             return await worker.deliver_due()
 
     return asyncio.run(run())
@@ -143,8 +148,10 @@ def test_4xx_and_too_many_attempts_are_final(runtime: Runtime, engine: Engine, c
     http.answer(Answer(400, body=b"bad"), Answer(502), Answer(502))
     bad = queue(engine, clock, "webhook/0", payload_for(clock))
     team = [{"name": "team", "webhook_configs": [{"url": http.url}]}]
-    deliver(runtime, clock, team)
+    outcomes: list[tuple[str, str]] = []
+    deliver(runtime, clock, team, outcomes=outcomes)
     assert (outbox_row(engine, bad).status, outbox_row(engine, bad).last_error) == ("failed", "HTTP 400: bad")
+    assert outcomes == [("webhook", "failed")]  # what /metrics counts
     worn = queue(engine, clock, "webhook/0", payload_for(clock))
     deliver(runtime, clock, team, delivery_max_attempts=2)
     clock.set(outbox_row(engine, worn).next_attempt_at)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sentry_sdk
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alerting.conftest import START
 from tests.alerting.receivers import HttpReceiver
@@ -79,6 +80,11 @@ def test_an_error_spike_sent_with_sentry_sdk_notifies_once_per_group(alerting_se
     summary = re.fullmatch(r"backend: (\d+)\.0 errors per minute \(more than 10\)", alert["annotations"]["summary"])
     assert summary is not None and 10 < int(summary.group(1)) <= 15
     assert first.headers["X-Watchkeeper-Signature"].startswith("sha256=")
+    metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(httpx.get(f"{alerting_server.url}/metrics").text)
+               for s in family.samples}
+    assert metrics[("watchkeeper_alert_evaluation_seconds_count", ())] >= 2
+    assert metrics[("watchkeeper_alerts", (("state", "firing"),))] >= 2
 
 
 def test_prometheus_style_alerts_are_routed_and_silenced(alerting_server: Server, receiver: HttpReceiver) -> None:

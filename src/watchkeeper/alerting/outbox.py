@@ -116,13 +116,15 @@ class DeliveryWorker:
     """
 
     def __init__(self, write: WriteFunction, clock: Clock, settings: AlertingSettings, config: AlertingConfig,
-                 client: Any, *, rng: random.Random | None = None) -> None:
+                 client: Any, *, rng: random.Random | None = None,
+                 on_outcome: Callable[[str, str], None] | None = None) -> None:
         self.write = write
         self.clock = clock
         self.settings = settings
         self.config = config
         self.context = ChannelContext(client, clock, settings.delivery_timeout_seconds)
         self.rng = rng or random.Random()
+        self.on_outcome = on_outcome  # (integration kind, "sent" | "retry" | "failed"), for /metrics
 
     async def deliver_due(self) -> int:
         """Send every notification due now (one claim batch at a time); returns how many were tried."""
@@ -138,6 +140,10 @@ class DeliveryWorker:
         if not batch:
             return 0
         outcomes = list(await asyncio.gather(*(self._send(item) for item in batch)))
+        if self.on_outcome is not None:
+            for item, outcome in zip(batch, outcomes, strict=True):
+                result = "sent" if outcome.error is None else "retry" if outcome.retry_at is not None else "failed"
+                self.on_outcome(item.integration.partition("/")[0], result)
         done = self.clock.now()
         await self.write(lambda conn: record_outcomes(conn, outcomes, done))
         return len(batch)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection
 
 from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
@@ -29,6 +31,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class AlertingMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.evaluation = Histogram(
+            "watchkeeper_alert_evaluation_seconds", "Duration of a full evaluation round (all rules)",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=registry)
+        self.alerts = Gauge("watchkeeper_alerts", "Alerts from rules after the last full round, by state",
+                            ["state"], registry=registry)
+        self.notifications = Counter(
+            "watchkeeper_alert_notifications", "Notification attempts, by integration and outcome "
+            "(sent, retry, failed)", ["integration", "outcome"], registry=registry)
+
+    def observe_round(self, report: RoundReport, seconds: float) -> None:
+        self.evaluation.observe(seconds)
+        for state in ("pending", "firing", "resolved"):
+            self.alerts.labels(state).set(report.states.get(state, 0))
+
+
 class Alerting:
     """What alerting keeps for the life of the app (on `app.state.alerting`)."""
 
@@ -41,7 +60,10 @@ class Alerting:
         self.rules_file = load_rules_file(path) if path is not None else None
         self.dispatcher = Dispatcher(self.config)
         self.outbound = Outbound(runtime.settings.outbound, max_connections=50)
-        self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound.client())
+        self.metrics = AlertingMetrics(runtime.metrics.registry)
+        self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound.client(),
+                                       on_outcome=lambda kind, outcome: self.metrics.notifications.labels(
+                                           kind, outcome).inc())
         self._evaluated: asyncio.Event | None = None
         self.flaps = (FlapTracker(self.settings.flap_start_percent, self.settings.flap_stop_percent)
                       if self.settings.flap_start_percent > 0 else None)
@@ -62,9 +84,12 @@ class Alerting:
     async def evaluate_once(self, *, thresholds: bool = True) -> RoundReport:
         """One evaluation round; `thresholds=False` applies only new signals."""
         now = self.runtime.clock.now()
+        started = time.perf_counter()  # a duration for /metrics, not a time rules see
         report: RoundReport = await self.write(lambda conn: evaluate(
             conn, now, default_pack=self.settings.default_rule_pack, thresholds=thresholds,
             resolved_retention_seconds=self.settings.resolved_retention_seconds, flaps=self.flaps))
+        if thresholds:
+            self.metrics.observe_round(report, time.perf_counter() - started)
         if self._evaluated is not None:
             self._evaluated.set()
         return report
