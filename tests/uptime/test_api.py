@@ -77,6 +77,22 @@ def test_bad_monitors_are_422_naming_the_field(api: httpx.Client, project: Proje
     assert field in answer.json()["detail"], answer.json()
 
 
+def test_secrets_in_configs_are_write_only(api: httpx.Client, project: ProjectFixture,
+                                           http_target: HttpTarget) -> None:
+    spec = {"name": "Auth", "type": "http", "config": {
+        "url": "http://user:pw@127.0.0.1:1/x", "bearer_token": "s3cret", "headers": {"Authorization": "Bearer s3cret"},
+        "basic_auth": {"username": "user", "password": "pw"}}}
+    created = api.post(f"/api/v1/projects/{project.id}/monitors", json=spec).json()
+    assert "s3cret" not in str(created) and ":pw@" not in str(created)
+    assert created["config"]["basic_auth"] == {"username": "user", "password": "********"}
+    # Sending the answer back unchanged keeps the secrets; the check still authenticates.
+    shown = {k: created[k] for k in ("name", "type", "config")}
+    shown["config"] = {**shown["config"], "url": http_target.url + "/auth", "headers": {}}
+    api.put(f"/api/v1/monitors/{created['id']}", json=shown).raise_for_status()
+    tested = api.post(f"/api/v1/monitors/{created['id']}/test").json()
+    assert tested["ok"], tested
+
+
 def test_monitors_of_other_teams_are_invisible(server: Server, api: httpx.Client, http_target: HttpTarget) -> None:
     other = make_project(server, "Other", team="Elsewhere")
     monitor = api.post(f"/api/v1/projects/{other.id}/monitors", json=http_spec(http_target)).json()

@@ -17,6 +17,7 @@ from watchkeeper.uptime import heartbeats, reports
 from watchkeeper.uptime import maintenance as M
 from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.monitors import Monitor, MonitorConflict
+from watchkeeper.uptime.secrets import keep_masked_secrets, masked_config
 from watchkeeper.uptime.specs import MonitorSpec
 from watchkeeper.uptime.tables import ping_keys
 
@@ -49,6 +50,7 @@ def _editable(monitor: Monitor) -> None:
 
 def _public(monitor: Monitor, request: Request) -> dict[str, Any]:
     body = monitor.as_json()
+    body["config"] = masked_config(monitor.config)
     body["ping_url"] = f"{runtime_of(request).settings.base_url}/ping/{monitor.uuid}" \
         if monitor.type == "heartbeat" else None
     body["read_only"] = monitor.managed_by == "config"
@@ -86,6 +88,8 @@ async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorS
     """Replace a monitor's settings (its state is kept unless the type changes)."""
     monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
     _editable(monitor)
+    if body.type == monitor.type:
+        body = body.model_copy(update={"config": keep_masked_secrets(body.config, monitor.config)})
     now = runtime_of(request).clock.now()
     try:
         changed = await write(request, lambda conn: MO.change_monitor(conn, monitor, body, now=now))
