@@ -77,6 +77,19 @@ def test_bad_monitors_are_422_naming_the_field(api: httpx.Client, project: Proje
     assert field in answer.json()["detail"], answer.json()
 
 
+def test_monitor_list_filters(api: httpx.Client, project: ProjectFixture, http_target: HttpTarget) -> None:
+    path = f"/api/v1/projects/{project.id}/monitors"
+    for name in ("Shop web", "Shop API", "Billing_db"):
+        api.post(path, json=http_spec(http_target, name=name)).raise_for_status()
+    api.post(path, json={"name": "cron", "type": "heartbeat", "config": {}}).raise_for_status()
+    assert api.get(path, params={"search": "shop"}).json()["total"] == 2
+    assert [m["name"] for m in api.get(path, params={"search": "_"}).json()["monitors"]] == ["Billing_db"]
+    assert [m["name"] for m in api.get(path, params={"type": "heartbeat"}).json()["monitors"]] == ["cron"]
+    page = api.get(path, params={"limit": 2, "offset": 2}).json()
+    assert page["total"] == 4 and [m["name"] for m in page["monitors"]] == ["Billing_db", "cron"]
+    assert api.get(path, params={"status": "sideways"}).status_code == 422
+
+
 def test_secrets_in_configs_are_write_only(api: httpx.Client, project: ProjectFixture,
                                            http_target: HttpTarget) -> None:
     spec = {"name": "Auth", "type": "http", "config": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import Connection, select
@@ -18,7 +18,7 @@ from watchkeeper.uptime import maintenance as M
 from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.monitors import Monitor, MonitorConflict
 from watchkeeper.uptime.secrets import keep_masked_secrets, masked_config
-from watchkeeper.uptime.specs import MonitorSpec
+from watchkeeper.uptime.specs import MonitorSpec, MonitorType
 from watchkeeper.uptime.tables import ping_keys
 
 router = APIRouter(tags=["uptime"])
@@ -58,11 +58,19 @@ def _public(monitor: Monitor, request: Request) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}/monitors")
-async def list_monitors(request: Request, project_id: ProjectId, owner: Reader) -> dict[str, Any]:
-    """Every monitor of the project with its current status."""
+async def list_monitors(
+    request: Request, project_id: ProjectId, owner: Reader,
+    status: Annotated[Literal["new", "up", "down", "paused"] | None, Query()] = None,
+    type: Annotated[MonitorType | None, Query()] = None,
+    search: Annotated[str | None, Query(max_length=200, description="text in the name or slug")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    """Monitors of the project with their current status, by id; filter by status, type or text."""
     await _check_project(request, project_id, owner)
-    found = await read(request, lambda conn: MO.list_monitors(conn, project_id))
-    return {"monitors": [_public(m, request) for m in found]}
+    wanted = MO.MonitorFilter(status, type, search.replace("\x00", "") if search else None)
+    found, total = await read(request, lambda conn: MO.find_monitors(conn, project_id, wanted, limit, offset))
+    return {"monitors": [_public(m, request) for m in found], "total": total}
 
 
 @router.post("/projects/{project_id}/monitors", status_code=201)

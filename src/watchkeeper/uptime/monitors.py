@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from watchkeeper.uptime.specs import MonitorSpec
 from watchkeeper.uptime.tables import monitors, outages
@@ -147,6 +147,30 @@ def find_monitor_by_uuid(conn: Connection, value: str) -> Monitor | None:
 def find_monitor_by_slug(conn: Connection, project_id: int, slug: str) -> Monitor | None:
     row = conn.execute(select(monitors).where(monitors.c.project_id == project_id, monitors.c.slug == slug)).first()
     return monitor_from_row(row) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorFilter:
+    status: str | None = None
+    type: str | None = None
+    search: str | None = None
+
+
+def find_monitors(conn: Connection, project_id: int, wanted: MonitorFilter, limit: int,
+                  offset: int) -> tuple[list[Monitor], int]:
+    """A page of a project's monitors matching the filter, and how many match in all."""
+    conditions = [monitors.c.project_id == project_id]
+    if wanted.status is not None:
+        conditions.append(monitors.c.status == wanted.status)
+    if wanted.type is not None:
+        conditions.append(monitors.c.type == wanted.type)
+    if wanted.search:
+        pattern = "%" + wanted.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(func.lower(monitors.c.name).like(pattern, escape="\\")
+                          | func.coalesce(monitors.c.slug, "").like(pattern, escape="\\"))
+    total = conn.execute(select(func.count()).select_from(monitors).where(*conditions)).scalar_one()
+    rows = conn.execute(select(monitors).where(*conditions).order_by(monitors.c.id).limit(limit).offset(offset))
+    return [monitor_from_row(row) for row in rows], int(total)
 
 
 def checked_monitors() -> tuple[Any, ...]:
