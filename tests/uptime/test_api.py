@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -215,3 +216,33 @@ def test_maintenance_windows_api(api: httpx.Client, project: ProjectFixture, htt
     stranger = api.post(path, json={"title": "x", "starts_at": 1, "ends_at": 2, "monitor_ids": [999999]})
     assert stranger.status_code == 422 and "monitor_ids" in stranger.json()["detail"]
     assert api.delete(f"/api/v1/maintenance-windows/{window.json()['id']}").status_code == 204
+
+
+def test_monitors_file_synced_at_start_and_read_only(settings: Settings, tmp_path: Path) -> None:
+    from watchkeeper.app import build_runtime
+    from watchkeeper.auth.projects import create_project
+    from watchkeeper.store.engine import for_writing
+
+    runtime = build_runtime(settings)
+    with for_writing(runtime.engine).begin() as conn:
+        slug = create_project(conn, "Backend", now=time.time()).slug
+    runtime.engine.dispose()
+    file = tmp_path / "monitors.yaml"
+    file.write_text(f"""
+monitors:
+  - {{project: {slug}, slug: nightly, name: Nightly, type: heartbeat, config: {{period_seconds: 86400}}}}
+""")
+    uptime = settings.uptime.model_copy(update={"monitors_file": file})
+    with run_server(settings.model_copy(update={"uptime": uptime})) as running:
+        token = make_token(running)
+        with httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {token}"}) as api:
+            def synced() -> list[dict[str, Any]]:
+                return [m for p in api.get("/api/v1/projects").json()
+                        for m in api.get(f"/api/v1/projects/{p['id']}/monitors").json()["monitors"]]
+
+            (monitor,) = wait_for(synced)
+            assert monitor["slug"] == "nightly" and monitor["read_only"] and monitor["managed_by"] == "config"
+            spec = {"name": "Renamed", "type": "heartbeat", "config": {}}
+            changed = api.put(f"/api/v1/monitors/{monitor['id']}", json=spec)
+            assert changed.status_code == 409 and "monitors file" in changed.json()["detail"]
+            assert api.delete(f"/api/v1/monitors/{monitor['id']}").status_code == 409

@@ -85,7 +85,12 @@ class Uptime:
 
     async def run(self) -> None:
         try:
-            await self.sync_monitors_file()
+            try:
+                await self.sync_monitors_file()
+            except ConfigError as exc:
+                # The file itself was validated at start; what fails here (an unknown project, a slug
+                # taken by a monitor made over the API) must not stop the other monitors' checks.
+                log.error("%s; monitors file not synced", exc)
             await asyncio.gather(self.scheduler.run(), self._sweep_loop())
         finally:
             await self.scheduler.stop()
