@@ -246,3 +246,10 @@ monitors:
             changed = api.put(f"/api/v1/monitors/{monitor['id']}", json=spec)
             assert changed.status_code == 409 and "monitors file" in changed.json()["detail"]
             assert api.delete(f"/api/v1/monitors/{monitor['id']}").status_code == 409
+            # Edit the file and reload it: the monitor goes away.
+            file.write_text("monitors: []\n")
+            assert api.post("/api/v1/uptime/monitors-file/sync").json() == {"created": 0, "changed": 0, "deleted": 1}
+            assert synced() == []
+            file.write_text("monitors: [{project: x}]\n")
+            bad = api.post("/api/v1/uptime/monitors-file/sync")
+            assert bad.status_code == 422 and "monitors.0.slug" in bad.json()["detail"]

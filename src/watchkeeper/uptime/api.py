@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from typing import Annotated, Any, Literal
@@ -9,14 +10,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import Connection, select
 
-from watchkeeper.api import Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
+from watchkeeper.api import AdminEditor, Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.projects import get_project
+from watchkeeper.config import ConfigError
 from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime import heartbeats, reports
 from watchkeeper.uptime import maintenance as M
 from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.monitors import Monitor, MonitorConflict
+from watchkeeper.uptime.monitors_file import load_monitors_file
 from watchkeeper.uptime.secrets import keep_masked_secrets, masked_config
 from watchkeeper.uptime.specs import MonitorSpec, MonitorType
 from watchkeeper.uptime.tables import ping_keys
@@ -244,6 +247,21 @@ async def delete_window(request: Request, window_id: WindowId, owner: Editor) ->
     check_project_access(owner, window.project_id if window else 0, exists=window is not None, write=True,
                          what=f"maintenance window {window_id}")
     await write(request, lambda conn: M.delete_window(conn, window_id))
+
+
+@router.post("/uptime/monitors-file/sync")
+async def sync_monitors_file(request: Request, owner: AdminEditor) -> dict[str, int]:
+    """Re-read `uptime.monitors_file` and apply it (after editing the file; also done at every start)."""
+    uptime = _uptime(request)
+    path = runtime_of(request).settings.uptime.monitors_file
+    if path is None:
+        raise HTTPException(422, "uptime.monitors_file: not set in the settings")
+    try:
+        uptime.file_monitors = await asyncio.to_thread(load_monitors_file, path)
+        counts: dict[str, int] = await uptime.sync_monitors_file()
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return counts
 
 
 def _ping_key(conn: Connection, project_id: int) -> str | None:
