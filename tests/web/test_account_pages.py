@@ -105,7 +105,7 @@ def test_tokens_are_shown_once_scoped_and_revoked(server: Server, admin: httpx.C
     user_id, email = make_user(server, role="member")
     member = log_in(server, email, "password-123")
     account = member.get("/account").text
-    assert f'<option value="{project.id}">Shop</option>' in account and "Hidden" not in account
+    assert f'name="project_ids" value="{project.id}"> Shop</label>' in account and "Hidden" not in account
 
     made = post_form(member, "/account", "/account/tokens",
                      {"name": "CI <deploys>", "read_only": "on", "project_ids": [str(project.id)]})

@@ -236,3 +236,52 @@ def test_phone_width_dark_theme_and_keyboard(browser: Browser, server: Server, c
     assert_fits_the_screen(page)
     context.close()
     assert console.errors == []
+
+
+def test_account_page_and_audit_log(page: Page, server: Server) -> None:
+    make_project(server, "Billing")
+    log_in(page, server)
+    page.get_by_role("link", name=re.compile(r"admin@.* · ")).click()
+    page.wait_for_url(server.url + "/account")
+    page.get_by_label("IANA name, like Europe/Paris").fill("Asia/Tokyo")
+    page.get_by_role("button", name="Save time zone").click()
+    assert page.get_by_role("status").inner_text() == "Time zone saved."
+    page.get_by_label("Token name").fill(XSS_SCRIPT)
+    page.get_by_label("Read-only").check()
+    page.get_by_label("Billing").check()
+    page.get_by_role("button", name="Create token").click()
+    assert page.locator("#new-token").input_value().startswith("wk_")
+    assert page.get_by_role("cell", name=XSS_SCRIPT).is_visible()
+    assert page.get_by_role("cell", name="read-only; projects: Billing").is_visible()
+    shot(page, "14-account")
+
+    page.get_by_role("link", name="Admin", exact=True).click()
+    page.wait_for_url(server.url + "/admin/users")
+    page.get_by_label("E-mail").fill("ann@example.com")
+    page.get_by_role("button", name="Create user").click()
+    assert len(page.locator("#one-time-password").input_value()) >= 16
+    shot(page, "15-admin-users")
+    page.get_by_role("navigation", name="Administration").get_by_role("link", name="Teams").click()
+    page.get_by_label("New team name").fill("Payments")
+    page.get_by_role("button", name="Create team").click()
+    team = page.locator("section.card", has=page.get_by_role("heading", name="Payments"))
+    team.get_by_label("User to add to Payments").select_option(label="ann@example.com")
+    team.get_by_role("button", name="Add member").click()
+    team.get_by_label("Project for Payments").select_option(label="Billing")
+    team.get_by_role("button", name="Add project").click()
+    assert team.get_by_text("ann@example.com").is_visible() and team.get_by_role("link", name="Billing").is_visible()
+    shot(page, "16-admin-teams")
+    page.get_by_role("navigation", name="Administration").get_by_role("link", name="Audit log").click()
+    rows = page.locator("table.audit tbody tr")
+    expect(rows).to_have_count(5)
+    assert "team.project_add" in rows.first.inner_text()  # newest first
+    assert XSS_SCRIPT in page.locator("main").inner_text()  # the token's name, as text
+    shot(page, "17-audit-log")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, name in (("/account", "18-phone-account"), ("/admin/users", "19-phone-admin-users"),
+                       ("/admin/teams", "20-phone-admin-teams"), ("/admin/audit", "21-phone-audit-log")):
+        page.goto(server.url + path)
+        shot(page, name)
+        assert_fits_the_screen(page)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
