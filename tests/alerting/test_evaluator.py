@@ -189,3 +189,25 @@ def test_a_flapping_alert_stays_firing_and_says_so(engine: Engine, project_id: i
         clock.advance(60)
         quiet += 1
     assert 10 < quiet <= 21  # resolves once the changes have left the window (≤ 5 %)
+
+
+def test_a_quick_round_fires_thresholds_of_projects_whose_counts_moved(engine: Engine, project_id: int,
+                                                                       clock: ManualClock) -> None:
+    from watchkeeper.alerting.metrics import recent_totals
+
+    run_round(engine, clock)  # the default pack
+    before = in_transaction(engine, lambda conn: recent_totals(conn, int(clock.now() // 60) - 1))
+    add_errors(engine, project_id, clock.now(), 11)
+    after = in_transaction(engine, lambda conn: recent_totals(conn, int(clock.now() // 60) - 1))
+    assert before == {} and after == {project_id: 11}
+    in_transaction(engine, lambda conn: evaluate(conn, clock.now(), thresholds=False, threshold_projects={999}))
+    assert alerts_of(engine, "Error spike") == []  # another project's counts moved
+    in_transaction(engine, lambda conn: evaluate(conn, clock.now(), thresholds=False,
+                                                 threshold_projects={project_id}))
+    assert only(engine, "Error spike").status(clock.now()) == "firing"
+    clock.advance(120)
+    in_transaction(engine, lambda conn: evaluate(conn, clock.now(), thresholds=False,
+                                                 threshold_projects={project_id}))
+    assert only(engine, "Error spike").status(clock.now()) == "firing"  # resolving waits for a full round
+    run_round(engine, clock)
+    assert only(engine, "Error spike").status(clock.now()) == "resolved"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,8 @@ class _Context:
     project_slugs: dict[int, str]
     existing: dict[str, A.Alert]
     flaps: FlapTracker | None = None
+    # A quick round reads whether alerts flap but does not add to their history.
+    flaps_read_only: bool = False
     seen: set[str] = field(default_factory=set)
     recorded: set[str] = field(default_factory=set)
     new: list[A.Alert] = field(default_factory=list)
@@ -60,6 +62,8 @@ class _Context:
         """Note a threshold result for flap detection; returns whether the alert is flapping."""
         if self.flaps is None:
             return False
+        if self.flaps_read_only:
+            return fingerprint in self.flaps.flapping
         self.recorded.add(fingerprint)
         return self.flaps.record(fingerprint, condition)
 
@@ -138,7 +142,7 @@ def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: list[Series]) ->
         total = series.total(first_minute, last_minute)
         value = total / spec.window_minutes if spec.aggregation == "rate" else float(total)
         breached = spec.breached(value)
-        if not breached and ctx.flaps is None:
+        if not breached and (ctx.flaps is None or ctx.flaps_read_only):
             continue
         extra = _subject_labels(series.subject, {}) if series.subject else {}
         labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
@@ -204,9 +208,13 @@ def _signals_by_project(signals: Iterable[Signal]) -> dict[int, list[Signal]]:
 
 
 def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
-             resolved_retention_seconds: float = 900.0, flaps: FlapTracker | None = None) -> RoundReport:
-    """Evaluate every enabled rule once, in the caller's (writer) transaction. With `thresholds` off,
-    only new signals are applied (a quick round between full ones, so event alerts are not late).
+             threshold_projects: Collection[int] = (), resolved_retention_seconds: float = 900.0,
+             flaps: FlapTracker | None = None) -> RoundReport:
+    """Evaluate every enabled rule once, in the caller's (writer) transaction.
+
+    With `thresholds` off this is a quick round between full ones: new signals are applied, and the
+    threshold rules of `threshold_projects` (whose counts moved) may fire, so neither kind of alert
+    waits for the next full round; resolving waits for it.
 
     >>> # await writer.run(call_each, lambda conn: evaluate(conn, clock.now()))
     """
@@ -217,7 +225,7 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
     rules = {r.id: r for r in list_rules(conn, enabled_only=True)}
     report.rules = len(rules)
     existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True)}
-    ctx = _Context(now, {p.id: p.slug for p in projects}, existing, flaps if thresholds else None)
+    ctx = _Context(now, {p.id: p.slug for p in projects}, existing, flaps, flaps_read_only=not thresholds)
 
     cursor = _read_cursor(conn)
     signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
@@ -232,8 +240,9 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
                 _apply_signal(ctx, rule, signal)
     _expire_event_alerts(ctx, rules)
 
-    if thresholds:
-        _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None])
+    quick = set(threshold_projects)
+    _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None
+                                     and (thresholds or r.project_id in quick)])
     gone = _settle(ctx, rules, thresholds=thresholds)
     A.save_alerts(conn, ctx.new, [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone])
     A.delete_alerts(conn, gone)

@@ -63,3 +63,11 @@ def read_counts(conn: Connection, metric: str, first_minute: int) -> list[Series
     if metric == "issue_events":
         return _issue_counts(conn, first_minute)
     return _project_counts(conn, metric, first_minute)
+
+
+def recent_totals(conn: Connection, since_minute: int) -> dict[int, int]:
+    """Everything counted per project since `since_minute`: when it moves, the project's threshold rules
+    are worth a look before the next full round."""
+    t = project_minute_counts
+    query = select(t.c.project_id, func.sum(t.c.count)).where(t.c.minute >= since_minute).group_by(t.c.project_id)
+    return {project_id: int(total) for project_id, total in conn.execute(query)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
 from watchkeeper.alerting.evaluator import RoundReport, evaluate, has_new_signals
 from watchkeeper.alerting.flapping import FlapTracker
+from watchkeeper.alerting.metrics import recent_totals
 from watchkeeper.alerting.outbox import DeliveryWorker
 from watchkeeper.alerting.routing import AlertingConfig, load_config
 from watchkeeper.alerting.rules_file import load_rules_file, sync_rules
@@ -68,6 +69,7 @@ class Alerting:
         self.flaps = (FlapTracker(self.settings.flap_start_percent, self.settings.flap_stop_percent)
                       if self.settings.flap_start_percent > 0 else None)
         self.started_at = runtime.clock.now()
+        self._last_totals: dict[int, int] = {}
 
     async def write(self, function: Callable[[Connection], Any]) -> Any:
         return await self.runtime.writer.run(call_each, function)
@@ -81,12 +83,14 @@ class Alerting:
         log.info("rules file synced: %s", counts)
         return counts
 
-    async def evaluate_once(self, *, thresholds: bool = True) -> RoundReport:
-        """One evaluation round; `thresholds=False` applies only new signals."""
+    async def evaluate_once(self, *, thresholds: bool = True, threshold_projects: Collection[int] = ()) -> RoundReport:
+        """One evaluation round; `thresholds=False` is a quick round (new signals, and the thresholds of
+        `threshold_projects` may fire)."""
         now = self.runtime.clock.now()
         started = time.perf_counter()  # a duration for /metrics, not a time rules see
         report: RoundReport = await self.write(lambda conn: evaluate(
             conn, now, default_pack=self.settings.default_rule_pack, thresholds=thresholds,
+            threshold_projects=threshold_projects,
             resolved_retention_seconds=self.settings.resolved_retention_seconds, flaps=self.flaps))
         if thresholds:
             self.metrics.observe_round(report, time.perf_counter() - started)
@@ -99,12 +103,18 @@ class Alerting:
         if self._evaluated is not None:
             self._evaluated.set()
 
-    async def _signals_waiting(self) -> bool:
-        def ask() -> bool:
-            with self.runtime.engine.connect() as conn:
-                return has_new_signals(conn)
+    async def _what_moved(self) -> tuple[bool, set[int]]:
+        """Whether signals arrived, and which projects' counts moved, since the last look."""
+        since = int(self.runtime.clock.now() // 60) - 1
 
-        return await asyncio.to_thread(ask)
+        def ask() -> tuple[bool, dict[int, int]]:
+            with self.runtime.engine.connect() as conn:
+                return has_new_signals(conn), recent_totals(conn, since)
+
+        signals, totals = await asyncio.to_thread(ask)
+        moved = {p for p, n in totals.items() if self._last_totals.get(p) != n}
+        self._last_totals = totals
+        return signals, moved
 
     async def dispatch_once(self) -> int:
         """One look at every group; returns how many notifications were queued."""
@@ -118,8 +128,8 @@ class Alerting:
         return await self.delivery.deliver_due()
 
     async def _evaluate_loop(self) -> None:
-        # Thresholds every evaluation interval; new signals (monitor down, new issue) within about a
-        # dispatch interval, so event alerts are not up to 15 s late.
+        # Everything every evaluation interval; in between, every dispatch interval, a quick round when
+        # signals arrived or a project's counts moved, so neither kind of alert is up to 15 s late.
         # Paced by the event loop's clock, like the sleeps: the alerting clock is for what rules see.
         loop = asyncio.get_running_loop()
         next_full = 0.0
@@ -128,8 +138,10 @@ class Alerting:
                 if loop.time() >= next_full:
                     next_full = loop.time() + self.settings.evaluation_interval_seconds
                     await self.evaluate_once()
-                elif await self._signals_waiting():
-                    await self.evaluate_once(thresholds=False)
+                else:
+                    signals, moved = await self._what_moved()
+                    if signals or moved:
+                        await self.evaluate_once(thresholds=False, threshold_projects=moved)
             except Exception:
                 log.exception("alert evaluation failed; will retry")
             await asyncio.sleep(min(self.settings.dispatch_interval_seconds,
