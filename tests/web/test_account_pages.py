@@ -132,7 +132,9 @@ def test_tokens_are_shown_once_scoped_and_revoked(server: Server, admin: httpx.C
     assert audit_actions(server)[:2] == ["token.revoke", "token.create"]
 
     admin_token = form_token(admin.get("/account").text)  # someone else's token is not found
-    assert admin.post(f"/account/tokens/{summary.id}/revoke", data={"csrf_token": admin_token}).status_code == 404
+    for token_id in (summary.id, 2**40):
+        answer = admin.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": admin_token})
+        assert answer.status_code == 404, token_id
     member.close()
 
 
@@ -272,8 +274,11 @@ def test_teams_members_and_projects(server: Server, admin: httpx.Client) -> None
     assert blank.status_code == 422 and "name: must be 1-100 characters" in blank.text
     nobody = post_form(admin, "/admin/teams", f"/admin/teams/{team.id}/members/add", {"user_id": "x"})
     assert nobody.status_code == 422 and "Choose a user" in nobody.text
-    assert post_form(admin, "/admin/teams", "/admin/teams/999999/members/add",
-                     {"user_id": str(user_id)}).status_code == 404
+    for missing in (999999, 2**40):
+        assert post_form(admin, "/admin/teams", f"/admin/teams/{missing}/members/add",
+                         {"user_id": str(user_id)}).status_code == 404
+    nul = post_form(admin, "/admin/teams", "/admin/teams", {"name": "a\x00b"})
+    assert nul.status_code == 422 and "NUL" in nul.text
     assert post_form(admin, "/admin/teams", f"/admin/teams/{team.id}/owners/add", {}).status_code == 404
     assert audit_actions(server) == ["team.member_remove", "team.project_add", "team.member_add", "team.create"]
     member.close()
