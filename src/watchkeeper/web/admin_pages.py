@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from sqlalchemy import Connection
+from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_INT, decode_cursor, encode_cursor, read, runtime_of, write
 from watchkeeper.auth import projects as P
@@ -35,7 +36,7 @@ def require_admin(page: Page) -> None:
         raise PageError(403, "Only administrators may manage users, teams and the audit log.")
 
 
-async def _admin_form(page: Page) -> Any:
+async def _admin_form(page: Page) -> FormData:
     form = await checked_form(page.request, page.viewer)
     require_admin(page)
     return form
