@@ -144,7 +144,8 @@ class Alerting:
                         await self.evaluate_once(thresholds=False, threshold_projects=moved)
             except Exception:
                 log.exception("alert evaluation failed; will retry")
-            await asyncio.sleep(min(self.settings.dispatch_interval_seconds,
+            # Twice per dispatch interval: a crossing then waits at most half of one before its round.
+            await asyncio.sleep(min(self.settings.dispatch_interval_seconds / 2,
                                     self.settings.evaluation_interval_seconds))
 
     async def _notify_loop(self) -> None:
