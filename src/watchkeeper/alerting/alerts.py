@@ -4,7 +4,7 @@ alerts received over the Alertmanager API."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,10 +67,13 @@ def _from_row(row: Any) -> Alert:
 
 
 def load_alerts(conn: Connection, *, rules_only: bool = False, external_only: bool = False,
-                firing_only: bool = False, project_id: int | None = None) -> list[Alert]:
+                firing_only: bool = False, project_id: int | None = None,
+                rule_ids: Collection[int] | None = None) -> list[Alert]:
     query = select(alerts)
     if project_id is not None:
         query = query.where(alerts.c.project_id == project_id)
+    if rule_ids is not None:
+        query = query.where(alerts.c.rule_id.in_(sorted(rule_ids)))
     if rules_only:
         query = query.where(alerts.c.rule_id.is_not(None))
     if external_only:

@@ -224,31 +224,36 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
         report.packs_applied = apply_default_pack(conn, [p.id for p in projects], now=now)
     rules = {r.id: r for r in list_rules(conn, enabled_only=True)}
     report.rules = len(rules)
-    existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True)}
+    signals = read_signals(conn, after_id=_read_cursor(conn), limit=SIGNALS_PER_ROUND)
+    report.signals = len(signals)
+    by_project = _signals_by_project(signals)
+    # A quick round touches only the rules that the new signals or the moved counts concern.
+    moved = set(threshold_projects)
+    focus = None if thresholds else _quick_rules(rules, moved, set(by_project))
+    existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True, rule_ids=focus)}
     ctx = _Context(now, {p.id: p.slug for p in projects}, existing, flaps, flaps_read_only=not thresholds)
 
-    cursor = _read_cursor(conn)
-    signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
-    report.signals = len(signals)
     event_rules: dict[int, list[AlertRule]] = defaultdict(list)
     for rule in rules.values():
         if rule.event is not None:
             event_rules[rule.project_id].append(rule)
-    for project_id, project_signals in _signals_by_project(signals).items():
+    for project_id, project_signals in by_project.items():
         for signal in project_signals:
             for rule in event_rules.get(project_id, ()):
                 _apply_signal(ctx, rule, signal)
     _expire_event_alerts(ctx, rules)
 
-    quick = set(threshold_projects)
-    _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None
-                                     and (thresholds or r.project_id in quick)])
+    if thresholds:
+        _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None])
+    else:
+        _evaluate_thresholds(conn, ctx, _quick_threshold_rules(rules, moved, existing), project_ids=moved)
     gone = _settle(ctx, rules, thresholds=thresholds)
     A.save_alerts(conn, ctx.new, [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone])
     A.delete_alerts(conn, gone)
-    report.forgotten = A.forget_resolved(conn, before=now - resolved_retention_seconds)
-    if flaps is not None and thresholds:
-        flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
+    if thresholds:
+        report.forgotten = A.forget_resolved(conn, before=now - resolved_retention_seconds)
+        if flaps is not None:
+            flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
     if signals:
         _write_cursor(conn, signals[-1].id)
     report.new, report.changed = len(ctx.new), sum(1 for a in ctx.existing.values() if a.changed)
@@ -258,7 +263,23 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
     return report
 
 
-def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule]) -> None:
+def _quick_rules(rules: dict[int, AlertRule], moved: set[int], signalled: set[int]) -> set[int]:
+    return {r.id for r in rules.values()
+            if (r.event is not None and r.project_id in signalled)
+            or (r.threshold is not None and r.project_id in moved and r.threshold.metric != "issue_events")}
+
+
+def _quick_threshold_rules(rules: dict[int, AlertRule], moved: set[int],
+                           existing: dict[str, A.Alert]) -> list[AlertRule]:
+    """Threshold rules worth a look between full rounds: per-project metrics of projects whose counts
+    moved, not already firing (a quick round only fires; per-issue rules wait for the full round)."""
+    firing = {a.rule_id for a in existing.values() if a.state == "firing" and a.ends_at is None}
+    return [r for r in rules.values() if r.threshold is not None and r.project_id in moved
+            and r.threshold.metric != "issue_events" and r.id not in firing]
+
+
+def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule],
+                         project_ids: Collection[int] | None = None) -> None:
     by_metric: dict[str, list[AlertRule]] = defaultdict(list)
     for rule in rules:
         assert rule.threshold is not None
@@ -266,7 +287,7 @@ def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule]
     last_minute = int(ctx.now // 60)
     for metric, metric_rules in by_metric.items():
         widest = max(r.threshold.window_minutes for r in metric_rules if r.threshold)
-        counts = read_counts(conn, metric, last_minute - widest + 1)
+        counts = read_counts(conn, metric, last_minute - widest + 1, project_ids)
         by_project: dict[int, list[Series]] = defaultdict(list)
         for series in counts:
             by_project[series.project_id].append(series)

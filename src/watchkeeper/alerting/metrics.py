@@ -7,6 +7,7 @@ subject (project or issue) and minute, and each rule sums the minutes of its own
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
@@ -27,9 +28,12 @@ class Series:
         return sum(n for minute, n in self.minutes.items() if first_minute <= minute <= last_minute)
 
 
-def _project_counts(conn: Connection, metric: str, first_minute: int) -> list[Series]:
+def _project_counts(conn: Connection, metric: str, first_minute: int,
+                    project_ids: Collection[int] | None) -> list[Series]:
     t = project_minute_counts
     query = select(t.c.project_id, t.c.minute, func.sum(t.c.count)).where(t.c.minute >= first_minute)
+    if project_ids is not None:
+        query = query.where(t.c.project_id.in_(list(project_ids)))
     if metric == "errors":
         query = query.where(t.c.category == "error", t.c.outcome == "accepted")
     elif metric == "transactions":
@@ -42,13 +46,13 @@ def _project_counts(conn: Connection, metric: str, first_minute: int) -> list[Se
     return [Series(p, "", "", minutes) for p, minutes in per_project.items()]
 
 
-def _issue_counts(conn: Connection, first_minute: int) -> list[Series]:
+def _issue_counts(conn: Connection, first_minute: int, project_ids: Collection[int] | None) -> list[Series]:
     t = issue_minute_counts
-    rows = conn.execute(
-        select(t.c.issue_id, issues.c.project_id, issues.c.title, t.c.minute, t.c.count)
-        .join(issues, issues.c.id == t.c.issue_id)
-        .where(t.c.minute >= first_minute)
-    )
+    query = (select(t.c.issue_id, issues.c.project_id, issues.c.title, t.c.minute, t.c.count)
+             .join(issues, issues.c.id == t.c.issue_id).where(t.c.minute >= first_minute))
+    if project_ids is not None:
+        query = query.where(issues.c.project_id.in_(list(project_ids)))
+    rows = conn.execute(query)
     found: dict[int, Series] = {}
     for issue_id, project_id, title, minute, count in rows:
         series = found.get(issue_id)
@@ -58,11 +62,12 @@ def _issue_counts(conn: Connection, first_minute: int) -> list[Series]:
     return list(found.values())
 
 
-def read_counts(conn: Connection, metric: str, first_minute: int) -> list[Series]:
-    """Every subject of `metric` with counts since `first_minute` (epoch minute)."""
+def read_counts(conn: Connection, metric: str, first_minute: int,
+                project_ids: Collection[int] | None = None) -> list[Series]:
+    """Every subject of `metric` with counts since `first_minute` (epoch minute), of `project_ids` (None: all)."""
     if metric == "issue_events":
-        return _issue_counts(conn, first_minute)
-    return _project_counts(conn, metric, first_minute)
+        return _issue_counts(conn, first_minute, project_ids)
+    return _project_counts(conn, metric, first_minute, project_ids)
 
 
 def recent_totals(conn: Connection, since_minute: int) -> dict[int, int]:
