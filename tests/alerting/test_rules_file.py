@@ -18,6 +18,7 @@ from watchkeeper.alerting.rules_file import load_rules_file, parse_rules_file, s
 from watchkeeper.alerting.service import Alerting
 from watchkeeper.config import ConfigError
 from watchkeeper.lib.clock import ManualClock
+from watchkeeper.observability import Metrics
 
 RULES = {"projects": {"shop": [
     {"name": "Checkout errors", "kind": "threshold", "severity": "critical",
@@ -55,7 +56,7 @@ def test_file_rules_are_read_only_over_the_api(server: Server, project: ProjectF
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"projects": {"backend": RULES["projects"]["shop"]}}))  # type: ignore[index]
     alerting_settings = server.settings.alerting.model_copy(update={"rules_file": path})
-    runtime = dataclasses.replace(server.runtime,
+    runtime = dataclasses.replace(server.runtime, metrics=Metrics(),  # the server's own Alerting has its metrics
                                   settings=server.settings.model_copy(update={"alerting": alerting_settings}))
 
     async def sync() -> dict[str, int] | None:
