@@ -3,6 +3,7 @@ alerts received over the Alertmanager API."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,8 +61,17 @@ class Alert:
         }
 
 
+@functools.lru_cache(maxsize=65_536)
+def _parsed(text: str) -> dict[str, str]:
+    """Labels and annotations as dicts. Every dispatch round reads every firing alert, and parsing their
+    JSON again each time was most of its cost; the same text gives the same (shared) dict, which is
+    why nothing may change an alert's labels or annotations in place: they are replaced."""
+    value: dict[str, str] = orjson.loads(text)
+    return value
+
+
 def _from_row(row: Any) -> Alert:
-    return Alert(row.fingerprint, orjson.loads(row.labels), orjson.loads(row.annotations), row.state, row.active_at,
+    return Alert(row.fingerprint, _parsed(row.labels), _parsed(row.annotations), row.state, row.active_at,
                  row.starts_at, row.ends_at, row.rule_id, row.project_id, row.last_true_at, row.value,
                  row.generator_url, row.updated_at)
 

@@ -168,7 +168,7 @@ def _monitor_of(alert: Alert) -> tuple[int, int] | None:
 
 
 def take_snapshot(conn: Connection, now: float) -> Snapshot:
-    found = [a for a in load_alerts(conn) if a.state == "firing"]
+    found = load_alerts(conn, firing_only=True)
     monitors = {a.fingerprint: m for a in found if (m := _monitor_of(a)) is not None}
     maintained: set[str] = set()
     if monitors:
