@@ -331,3 +331,22 @@ def test_hostile_addresses_and_fields_are_answered_not_crashed_on(server: Server
         answer = client.post("/login", data={"email": "admin@example.com\x00", "password": "x\x00",
                                              "csrf_token": token})
         assert answer.status_code == 401
+
+
+def test_issues_can_be_assigned_only_to_members_of_the_projects_teams(server: Server, admin: httpx.Client) -> None:
+    project = make_project(server)
+    send_event(server, project)
+    [issue_id] = issue_ids(server, project)
+    colleague_id, colleague = make_user(server, role="member")
+    stranger_id, stranger = make_user(server, role="member", team="Team B")
+    member = log_in(server, colleague, "password-123")
+    for path in (f"/projects/{project.id}/issues", f"/issues/{issue_id}"):
+        page = member.get(path).text
+        assert colleague in page and stranger not in page, path  # no e-mail of another team's user
+    refused = post_form(member, f"/issues/{issue_id}", f"/issues/{issue_id}/change",
+                        {"action": "assign", "assignee": str(stranger_id)})
+    assert refused.status_code == 422 and issue_of(server, issue_id)["assignee_id"] is None
+    assigned = post_form(member, f"/issues/{issue_id}", f"/issues/{issue_id}/change",
+                         {"action": "assign", "assignee": str(colleague_id)})
+    assert assigned.status_code == 303 and issue_of(server, issue_id)["assignee_id"] == colleague_id
+    member.close()
