@@ -25,12 +25,14 @@ from watchkeeper.errors.processors import ProcessorPool
 from watchkeeper.errors.rate_limits import EventQuotas
 from watchkeeper.errors.retention import retention_batch
 from watchkeeper.errors.scrubbing import ScrubbingRules
+from watchkeeper.errors.storage import save_envelopes
 from watchkeeper.lib.clock import Clock, SystemClock
 from watchkeeper.observability import Metrics
 from watchkeeper.observability import routes as health_routes
 from watchkeeper.store import migrate
 from watchkeeper.store.engine import for_writing, make_engine
 from watchkeeper.store.writer import Writer, call_each
+from watchkeeper.store.writer_process import WriterProcess
 
 log = logging.getLogger("watchkeeper")
 
@@ -74,14 +76,21 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     engine = open_database(settings)
     metrics = Metrics()
+    processors = processor_count(settings)
+    separate = settings.writer.separate_process
+    if separate is None:
+        separate = processors > 0
     writer = Writer(
         engine,
         max_batch=settings.writer.max_batch,
         max_queue=settings.writer.max_queue,
         clock=clock,
         on_commit=metrics.observe_commit,
+        process=WriterProcess(settings.sqlalchemy_url, sqlite_synchronous=settings.writer.sqlite_synchronous)
+        if separate
+        else None,
+        process_functions=frozenset({save_envelopes}),
     )
-    processors = processor_count(settings)
     return Runtime(
         processors=ProcessorPool(processors, max_pending=settings.ingest.max_processing_backlog)
         if processors

@@ -54,6 +54,9 @@ class WriterSettings(_Section):
     max_queue: int = Field(20_000, gt=0)
     # FULL survives power loss, NORMAL (WAL) survives a process crash; group commit pays for FULL.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Run ingest batches in a writer process of their own (see store/writer_process.py): in the server
+    # process they wait for the GIL after every database call. None = when there are processor processes.
+    separate_process: bool | None = None
 
 
 class RetentionSettings(_Section):

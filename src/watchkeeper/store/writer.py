@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from watchkeeper.lib.clock import Clock, SystemClock
 from watchkeeper.store.engine import for_writing
+from watchkeeper.store.writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class WriterOverloaded(Exception):
 
 class WriterStopped(Exception):
     """The writer is shutting down and takes no more work."""
+
+
+class WriterUnavailable(WriterOverloaded):
+    """The writer process died while holding this write: not committed as far as we know; retry."""
 
 
 @dataclass(slots=True)
@@ -115,8 +120,13 @@ class Writer:
         max_queue: int = 20_000,
         clock: Clock | None = None,
         on_commit: Callable[[float, int], None] | None = None,
+        process: WriterProcess | None = None,
+        process_functions: frozenset[BatchFunction] = frozenset(),
     ) -> None:
         self.engine = for_writing(engine)
+        # Batches of `process_functions` run in `process` (see store/writer_process.py), the rest here.
+        self.process = process
+        self.process_functions = process_functions if process is not None else frozenset()
         self.max_batch = max_batch
         self.clock = clock or SystemClock()
         self.stats = WriterStats()
@@ -136,6 +146,8 @@ class Writer:
     def start(self) -> None:
         if self.running:
             return
+        if self.process is not None:
+            self.process.start()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="watchkeeper-writer", daemon=True)
         self._thread.start()
@@ -157,6 +169,8 @@ class Writer:
                 break
             if job is not None and job.start():
                 _deliver([job], [WriterStopped("the writer stopped before this write ran")], [True])
+        if self.process is not None:
+            self.process.stop()
 
     def submit(self, function: BatchFunction, item: Any) -> Future[Any]:
         future: Future[Any] = Future()
@@ -229,6 +243,61 @@ class Writer:
         jobs = [job for job in jobs if job.start()]
         if not jobs:
             return
+        apart = [job for job in jobs if job.function in self.process_functions]
+        if apart:
+            self._commit_in_process(apart)
+            jobs = [job for job in jobs if job.function not in self.process_functions]
+            if not jobs:
+                return
+        self._commit_here(jobs)
+
+    def _commit_in_process(self, jobs: list[_Job[Any]]) -> None:
+        """One transaction per batch function in the writer process; on failure, each job alone."""
+        assert self.process is not None
+        by_function: dict[BatchFunction, list[_Job[Any]]] = {}
+        for job in jobs:
+            by_function.setdefault(job.function, []).append(job)
+        for function, group in by_function.items():
+            started = self.clock.monotonic()
+            try:
+                results = self.process.run(function, [job.item for job in group])
+            except ConnectionError as exc:
+                self.stats.failed_batches += 1
+                error = WriterUnavailable(str(exc))
+                _deliver(group, [error] * len(group), [True] * len(group))
+                continue
+            except Exception as exc:
+                self.stats.failed_batches += 1
+                if len(group) == 1:
+                    log.warning("write failed: %s", exc)
+                    _deliver(group, [exc], [True])
+                    continue
+                log.warning("batch of %d writes failed (%s); retrying each alone", len(group), exc)
+                outcomes = [self._run_alone_in_process(job) for job in group]
+                _deliver(group, [outcome for outcome, _ in outcomes], [failed for _, failed in outcomes])
+                continue
+            self._committed(started, len(group))
+            _deliver(group, results, [False] * len(group))
+
+    def _run_alone_in_process(self, job: _Job[Any]) -> tuple[Any, bool]:
+        assert self.process is not None
+        try:
+            (result,) = self.process.run(job.function, [job.item])
+        except ConnectionError as exc:
+            return WriterUnavailable(str(exc)), True
+        except Exception as exc:
+            return exc, True
+        return result, False
+
+    def _committed(self, started: float, jobs: int) -> None:
+        elapsed = self.clock.monotonic() - started
+        self.stats.batches += 1
+        self.stats.jobs += jobs
+        self.stats.last_commit_seconds = elapsed
+        if self._on_commit is not None:
+            self._on_commit(elapsed, jobs)
+
+    def _commit_here(self, jobs: list[_Job[Any]]) -> None:
         started = self.clock.monotonic()
         try:
             with self.engine.begin() as conn:
@@ -243,12 +312,7 @@ class Writer:
             outcomes = [self._commit_single(job) for job in jobs]
             _deliver(jobs, [outcome for outcome, _ in outcomes], [failed for _, failed in outcomes])
             return
-        elapsed = self.clock.monotonic() - started
-        self.stats.batches += 1
-        self.stats.jobs += len(jobs)
-        self.stats.last_commit_seconds = elapsed
-        if self._on_commit is not None:
-            self._on_commit(elapsed, len(jobs))
+        self._committed(started, len(jobs))
         _deliver(jobs, results, [False] * len(jobs))
 
     def _commit_single(self, job: _Job[Any]) -> tuple[Any, bool]:
