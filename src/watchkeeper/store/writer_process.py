@@ -132,7 +132,11 @@ def _child_main(fd: int) -> None:
             data = pickle.dumps(answer, _PICKLE)
         except Exception:  # an exception that does not pickle (driver errors can hold connections)
             data = pickle.dumps((False, WriterProcessFailed(f"{type(answer[1]).__name__}: {answer[1]}")), _PICKLE)
-        conn.send_bytes(data)
+        try:
+            conn.send_bytes(data)
+        except OSError:  # the server died (kill -9) after we committed: nobody to answer
+            engine.dispose()
+            return
 
 
 if __name__ == "__main__":
