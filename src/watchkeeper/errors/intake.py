@@ -26,6 +26,7 @@ from watchkeeper.errors.processing import (
     IngestError,
     ItemsJob,
     ProcessedItems,
+    decode_request_body,
     merge_processed,
     process_envelope,
     process_items,
@@ -90,17 +91,6 @@ def _project_id(request: Request) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise IngestError(400, f"invalid project id {raw[:40]!r}: must be a number", "invalid")
     return int(raw)
-
-
-def _decode(runtime: Runtime, request: Request, body: bytes) -> bytes:
-    try:
-        return decode_body(
-            body, request.headers.get("content-encoding"), max_size=runtime.settings.ingest.max_decompressed_bytes
-        )
-    except BodyTooLarge as exc:
-        raise IngestError(413, str(exc), "too_large") from None
-    except BodyDecodingError as exc:
-        raise IngestError(400, str(exc), "invalid") from None
 
 
 async def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) -> KeyGrant:
@@ -304,7 +294,9 @@ def _store_payload(body: bytes, limit: int) -> bytes:
 async def store_endpoint(runtime: Runtime, request: Request) -> Response:
     project_id = _project_id(request)
     grant = await _authorize(runtime, request, project_id, None)
-    body = _decode(runtime, request, await _read_body(request, runtime.settings.ingest.max_body_bytes))
+    settings = runtime.settings.ingest
+    raw = await _read_body(request, settings.max_body_bytes)
+    body = decode_request_body(raw, request.headers.get("content-encoding"), settings.max_decompressed_bytes)
     payload = _store_payload(body, runtime.settings.ingest.max_decompressed_bytes)
     kind = "event"
     if payload.lstrip()[:1] == b"{" and b'"transaction"' in payload[:4096]:

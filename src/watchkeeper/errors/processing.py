@@ -66,14 +66,19 @@ class IngestError(Exception):
         return (IngestError, (self.status, str(self), self.reason, self.headers))
 
 
-def read_envelope(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> Envelope:
-    """Decompress and parse a request body; IngestError (400/413) says what is wrong with it."""
+def decode_request_body(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> bytes:
+    """Undo a request body's Content-Encoding; IngestError 413 (too large) or 400 (corrupt)."""
     try:
-        raw = decode_body(body, content_encoding, max_size=max_decompressed_bytes)
+        return decode_body(body, content_encoding, max_size=max_decompressed_bytes)
     except BodyTooLarge as exc:
         raise IngestError(413, str(exc), "too_large") from None
     except BodyDecodingError as exc:
         raise IngestError(400, str(exc), "invalid") from None
+
+
+def read_envelope(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> Envelope:
+    """Decompress and parse a request body; IngestError (400/413) says what is wrong with it."""
+    raw = decode_request_body(body, content_encoding, max_decompressed_bytes)
     try:
         return parse_envelope(raw)
     except EnvelopeError as exc:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from watchkeeper.errors.processing import IngestError
+from watchkeeper.lib.children import reap, start_child
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class ProcessorPool:
                 child.reader_task.cancel()
             child.writer.close()
         for child in self._children:
-            await asyncio.get_running_loop().run_in_executor(None, _reap, child.process)
+            await asyncio.get_running_loop().run_in_executor(None, reap, child.process)
         self._children = []
 
     async def process(self, function: Callable[[J], R], job: J) -> R:
@@ -166,15 +166,9 @@ class ProcessorPool:
             child.writer.write(_HEADER.pack(len(data)) + data)
 
     async def _spawn(self, index: int) -> _Child:
-        ours, theirs = socket.socketpair()
-        # -P: the working directory is not put on the module path of the child.
-        command = [sys.executable, "-P", "-m", "watchkeeper.errors.processors", str(theirs.fileno())]
-
-        def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-
-        process = await asyncio.get_running_loop().run_in_executor(None, start)
-        theirs.close()  # so that the child's death reads as end-of-file on our side
+        process, ours = await asyncio.get_running_loop().run_in_executor(
+            None, start_child, "watchkeeper.errors.processors"
+        )
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         child = _Child(index, process, writer)
         child.reader_task = asyncio.create_task(self._read(child, reader))
@@ -201,7 +195,7 @@ class ProcessorPool:
         log.error("processor %s stopped (exit code %s); starting a new one", child.index, code)
         self._fail(child, ProcessorUnavailable("the event processor stopped while processing this request"))
         child.writer.close()
-        await asyncio.get_running_loop().run_in_executor(None, _reap, child.process)
+        await asyncio.get_running_loop().run_in_executor(None, reap, child.process)
         self.restarts += 1
         replacement = await self._spawn(child.index)
         self._children[self._children.index(child)] = replacement
@@ -213,14 +207,6 @@ class ProcessorPool:
                 future.set_exception(error)
         child.pending.clear()
         child.outbox.clear()
-
-
-def _reap(process: subprocess.Popen[bytes]) -> None:
-    try:
-        process.wait(5)  # it exits when it reads the end of its socket
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import pickle
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
+
+from watchkeeper.lib.children import reap, start_child
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,7 @@ class WriterProcess:
         return list(value)
 
     def _spawn(self) -> None:
-        ours, theirs = socket.socketpair()
-        command = [sys.executable, "-P", "-m", "watchkeeper.store.writer_process", str(theirs.fileno())]
-        self._child = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-        theirs.close()  # so that the child's death reads as end-of-file here
+        self._child, ours = start_child("watchkeeper.store.writer_process")
         self._conn = Connection(ours.detach())
         # Over the socket, not the command line: a database URL can hold a password, and `ps` shows
         # every process's arguments to every user.
@@ -100,11 +98,7 @@ class WriterProcess:
             self._conn.close()  # the child reads end-of-file and exits
             self._conn = None
         if self._child is not None:
-            try:
-                self._child.wait(10)
-            except subprocess.TimeoutExpired:
-                self._child.kill()
-                self._child.wait(5)
+            reap(self._child, 10)
             self._child = None
 
 
