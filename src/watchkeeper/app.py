@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.routing import Router
+from starlette.types import Receive, Scope, Send
 
 from watchkeeper import __version__
 from watchkeeper.auth.key_cache import KeyCache
@@ -92,7 +93,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         process_functions=frozenset({save_envelopes}),
     )
     return Runtime(
-        processors=ProcessorPool(processors, max_pending=settings.ingest.max_processing_backlog)
+        processors=ProcessorPool(processors, min_size=settings.ingest.min_processors,
+                                 max_pending=settings.ingest.max_processing_backlog)
         if processors
         else None,
         settings=settings,
@@ -108,11 +110,14 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
 
 
 def processor_count(settings: Settings) -> int:
-    """How many processor processes to run: ``ingest.processors``, or one per core beyond the first."""
+    """At most how many processor processes to run: ``ingest.processors``, or one per core (none on one
+    core, where a child would only add hand-over work). One per core, not per core beyond the first:
+    the server process needs about a third of a core at full load, and the extra children only run
+    while there is a queue (see ProcessorPool)."""
     if settings.ingest.processors is not None:
         return settings.ingest.processors
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, cores - 1)
+    return cores if cores > 1 else 0
 
 
 async def _retention_loop(runtime: Runtime) -> None:
@@ -128,6 +133,18 @@ async def _retention_loop(runtime: Runtime) -> None:
         except Exception:
             log.exception("retention run failed; will retry")
         await asyncio.sleep(settings.interval_seconds)
+
+
+class WatchkeeperApp(FastAPI):
+    """The FastAPI app, with the Sentry envelope endpoint answered before the middleware stack."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path_params = intake.envelope_fast_path(scope)
+        if path_params is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await intake.serve_envelope(scope, receive, send, path_params)
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None, background: bool = True) -> FastAPI:
@@ -161,7 +178,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
                 await state.processors.stop()
             state.writer.stop()
 
-    app = FastAPI(
+    app = WatchkeeperApp(
         # FastAPI's own OpenTelemetry hooks look up the tracer provider on every request (a measurable
         # share of ingest CPU); Watchkeeper reports on itself through /metrics and /health.
         telemetry={"tracing": False, "metrics": False, "logs": False},

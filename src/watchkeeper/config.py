@@ -40,9 +40,11 @@ class IngestSettings(_Section):
     default_events_per_minute: int | None = Field(None, gt=0)
     default_events_per_hour: int | None = Field(None, gt=0)
     # Processes that normalise, scrub and group events, so ingest uses more than one core (Python runs
-    # one thread at a time). None = one per core beyond the first (none on a 1-core machine);
-    # 0 = process in the server process. See errors/processors.py.
+    # one thread at a time). At most `processors` (None = one per core; none on a 1-core machine;
+    # 0 = process in the server process), of which `min_processors` always run: the others start
+    # while envelopes queue up and stop after a minute without a queue. See errors/processors.py.
     processors: int | None = Field(None, ge=0, le=64)
+    min_processors: int = Field(1, ge=1, le=64)
     # Envelopes waiting for a processor before new ones get a 503 (bounds memory under overload).
     max_processing_backlog: int = Field(10_000, gt=0)
 

@@ -4,6 +4,7 @@ a full backlog answers 503 at once; `ingest.processors: 0` processes in the serv
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -18,13 +19,16 @@ from sqlalchemy import func, select
 from tests.conftest import ProjectFixture, Server
 from tests.errors.test_ingest_protocol import auth, envelope, event, item, new_id, post
 from watchkeeper.config import Settings
+from watchkeeper.errors.envelope import EnvelopeItem
+from watchkeeper.errors.processing import ItemsJob, process_items
 from watchkeeper.errors.processors import ProcessorPool
+from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.errors.tables import events
 
 
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    ingest = {"processors": 2, **getattr(request, "param", {})}
+    ingest = {"processors": 2, "min_processors": 2, **getattr(request, "param", {})}
     return settings.model_copy(update={"ingest": settings.ingest.model_copy(update=ingest)})
 
 
@@ -90,7 +94,8 @@ def test_a_killed_processor_fails_only_its_requests_and_is_replaced(server: Serv
     assert all(stored(server, i) for i in after)
 
 
-@pytest.mark.parametrize("settings", [{"processors": 1, "max_processing_backlog": 1}], indirect=True)
+@pytest.mark.parametrize("settings", [{"processors": 1, "min_processors": 1, "max_processing_backlog": 1}],
+                         indirect=True)
 def test_a_full_backlog_is_refused_at_once(server: Server, project: ProjectFixture) -> None:
     pool = pool_of(server)
     (child,) = pool.pids
@@ -124,3 +129,49 @@ def test_stopping_the_server_stops_the_processors(settings: Settings) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_the_pool_grows_while_envelopes_queue_and_shrinks_when_idle() -> None:
+    """One child while idle; a queue behind it starts a second, which takes new work at once; after
+    idle_seconds without a queue the extra child is stopped again."""
+
+    async def scenario() -> None:
+        pool = ProcessorPool(2, min_size=1, idle_seconds=0.4)
+        await pool.start()
+        try:
+            assert pool.running == 1
+            (first,) = pool.pids
+            os.kill(first, signal.SIGSTOP)  # its queue only grows
+
+            def job(n: int) -> ItemsJob:
+                item = EnvelopeItem("event", {}, b'{"message": "queued %d"}' % n)
+                return ItemsJob(1, 1.7e9, [item], None, None, ScrubbingRules(), {"event": 1 << 20})
+
+            queued = [asyncio.ensure_future(pool.process(process_items, job(n))) for n in range(ProcessorPool.GROW_AT)]
+            await asyncio.sleep(0)
+            assert pool.running == 1  # GROW_AT waiting jobs, not yet more
+            behind = asyncio.ensure_future(pool.process(process_items, job(99)))
+            for _ in range(500):
+                if pool.running == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert pool.running == 2
+            second = next(pid for pid in pool.pids if pid != first)
+            # The new child works while the first is still stopped.
+            done = await asyncio.wait_for(pool.process(process_items, job(100)), 10)
+            assert done.records.events[0].title == "queued 100"
+            os.kill(first, signal.SIGCONT)
+            titles = [r.records.events[0].title for r in await asyncio.gather(*queued, behind)]
+            assert titles == [f"queued {n}" for n in range(ProcessorPool.GROW_AT)] + ["queued 99"]
+            for _ in range(300):
+                if pool.running == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert pool.running == 1 and pool.retired == 1 and pool.restarts == 0
+            with pytest.raises(ProcessLookupError):
+                os.kill(second, 0)
+            assert (await pool.process(process_items, job(7))).records.events[0].title == "queued 7"
+        finally:
+            await pool.stop()
+
+    asyncio.run(scenario())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from watchkeeper.auth.key_cache import KeyGrant
 from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
@@ -51,6 +54,7 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "3600",
 }
 EVENT_TYPES = ("event", "transaction")
+log = logging.getLogger(__name__)
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -339,3 +343,29 @@ routes = [
         Route(path, method_not_allowed, methods=_OTHER_METHODS),
     )
 ]
+
+# `POST /api/<id>/envelope/` is nearly all of the requests a server sees. Matching it before the
+# framework's middleware stack and router (exception middlewares, an exit stack, a scan of every
+# route) saves about a tenth of the CPU the server process spends on an event; anything else about
+# the request (a bad id, a wrong key, a huge body) is still answered by envelope_endpoint itself.
+_ENVELOPE_PATH = re.compile(r"/api/([^/]{1,40})/envelope/?")
+
+
+def envelope_fast_path(scope: Scope) -> dict[str, str] | None:
+    """The path parameters when `scope` is an envelope POST, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        return None
+    match = _ENVELOPE_PATH.fullmatch(scope["path"])
+    return {"project_id": match.group(1)} if match else None
+
+
+async def serve_envelope(scope: Scope, receive: Receive, send: Send, path_params: dict[str, str]) -> None:
+    """Answer an envelope POST without the framework's routing (see `envelope_fast_path`)."""
+    scope["path_params"] = path_params
+    try:
+        response = await envelope_endpoint(Request(scope, receive))
+    except Exception:
+        # What the framework's error middleware would do, in the JSON SDKs read.
+        log.exception("envelope request failed")
+        response = _json(500, {"detail": "internal error"}, {"X-Sentry-Error": "internal error"})
+    await response(scope, receive, send)

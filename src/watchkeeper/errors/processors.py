@@ -12,6 +12,10 @@ loop travel as one message, so a busy server pays one system call for many envel
 dies (killed, out of memory) fails only the jobs it held — their requests get a 503 and were never
 acknowledged — and is started again.
 
+The pool is elastic: it starts `min_size` children (one by default, so an idle server stays small)
+and starts more, up to `size`, while envelopes queue up behind the busiest ones; a child beyond
+`min_size` that found no queue for `idle_seconds` is stopped again.
+
 Children are new interpreters (`python -m watchkeeper.errors.processors <fd>`), not forks: the server
 process runs threads (the writer) by the time the pool starts. They import only the processing modules
 (no web framework, no database driver, not even the settings): about 26 MB each. multiprocessing's
@@ -79,6 +83,7 @@ class _Child:
     # job id -> future, for the jobs this child holds
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     outbox: list[tuple[int, Callable[[Any], Any], Any]] = field(default_factory=list)
+    retiring: bool = False
 
 
 class ProcessorPool:
@@ -100,17 +105,33 @@ class ProcessorPool:
     'hi'
     """
 
-    def __init__(self, size: int, *, max_pending: int = 10_000) -> None:
+    # A job that would wait behind this many others in the least busy child asks for one more child.
+    GROW_AT = 8
+
+    def __init__(
+        self, size: int, *, min_size: int | None = None, max_pending: int = 10_000, idle_seconds: float = 60.0
+    ) -> None:
         if size < 1:
             raise ValueError("a processor pool needs at least one process")
         self.size = size
+        self.min_size = size if min_size is None else max(1, min(min_size, size))
         self.max_pending = max_pending
+        self.idle_seconds = idle_seconds
         self.restarts = 0
+        self.retired = 0
         self._children: list[_Child] = []
         self._next_id = 0
         self._flush_scheduled = False
         self._stopping = False
+        self._growing = False
+        self._last_queue = 0.0
+        self._shrink_task: asyncio.Task[None] | None = None
+        self._grow_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._children)
 
     @property
     def pids(self) -> list[int]:
@@ -123,10 +144,16 @@ class ProcessorPool:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
-        self._children = [await self._spawn(index) for index in range(self.size)]
+        self._children = [await self._spawn(index) for index in range(self.min_size)]
+        self._last_queue = self._loop.time()
+        if self.size > self.min_size:
+            self._shrink_task = asyncio.create_task(self._shrink_when_idle())
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._shrink_task is not None:
+            self._shrink_task.cancel()
+            self._shrink_task = None
         for child in self._children:
             self._fail(child, ProcessorUnavailable("the server is shutting down"))
             if child.reader_task is not None:
@@ -146,6 +173,11 @@ class ProcessorPool:
             raise ProcessorUnavailable(f"{self.max_pending} envelopes are waiting to be processed")
         assert self._loop is not None
         child = min(self._children, key=lambda c: len(c.pending))
+        if len(child.pending) >= self.GROW_AT:
+            self._last_queue = self._loop.time()
+            if not self._growing and len(self._children) < self.size:
+                self._growing = True
+                self._grow_task = asyncio.create_task(self._grow())
         self._next_id += 1
         future: asyncio.Future[R] = self._loop.create_future()
         child.pending[self._next_id] = future
@@ -164,6 +196,37 @@ class ProcessorPool:
             data = pickle.dumps(jobs, _PICKLE)
             # The stream buffers what the socket cannot take yet: the event loop never blocks on a child.
             child.writer.write(_HEADER.pack(len(data)) + data)
+
+    async def _grow(self) -> None:
+        try:
+            child = await self._spawn(len(self._children))
+            if self._stopping:
+                child.writer.close()
+                await asyncio.get_running_loop().run_in_executor(None, reap, child.process)
+                return
+            self._children.append(child)
+            log.info("processing backlog: started processor %s of at most %s", len(self._children), self.size)
+        except Exception:
+            log.exception("could not start another processor")
+        finally:
+            self._growing = False
+
+    async def _shrink_when_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(self.idle_seconds / 4, 15.0))
+            if len(self._children) <= self.min_size or loop.time() - self._last_queue < self.idle_seconds:
+                continue
+            child = self._children[-1]
+            if child.pending or child.outbox:
+                continue
+            # Out of the list first, so no new job goes to it; its reader then sees the socket close.
+            self._children.remove(child)
+            child.retiring = True
+            child.writer.close()
+            await loop.run_in_executor(None, reap, child.process)
+            self.retired += 1
+            log.info("processors idle: stopped one, %s left", len(self._children))
 
     async def _spawn(self, index: int) -> _Child:
         process, ours = await asyncio.get_running_loop().run_in_executor(
@@ -189,7 +252,7 @@ class ProcessorPool:
                         future.set_exception(value)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        if self._stopping:
+        if self._stopping or child.retiring:
             return
         code = child.process.poll()
         log.error("processor %s stopped (exit code %s); starting a new one", child.index, code)
@@ -198,7 +261,11 @@ class ProcessorPool:
         await asyncio.get_running_loop().run_in_executor(None, reap, child.process)
         self.restarts += 1
         replacement = await self._spawn(child.index)
-        self._children[self._children.index(child)] = replacement
+        if child in self._children:
+            self._children[self._children.index(child)] = replacement
+        else:  # the pool stopped or shrank meanwhile
+            replacement.writer.close()
+            await asyncio.get_running_loop().run_in_executor(None, reap, replacement.process)
 
     @staticmethod
     def _fail(child: _Child, error: Exception) -> None:
