@@ -49,16 +49,22 @@ class Runtime:
     metrics: Metrics
     # None: events are processed in this process (ingest.processors: 0, or a 1-core machine).
     processors: ProcessorPool | None = None
+    # The newest schema revision this code knows (for /health/ready).
+    schema_head: str | None = None
     scrubbing_cache: dict[int, tuple[Any, ScrubbingRules]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def open_database(settings: Settings) -> Engine:
-    """Engine with the schema migrated to the newest version."""
+def open_database(settings: Settings, *, migrate_in_child: bool = False) -> Engine:
+    """Engine with the schema migrated to the newest version (by a child process with
+    `migrate_in_child`, which keeps Alembic out of a long-running server's memory)."""
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.sqlalchemy_url, sqlite_synchronous=settings.writer.sqlite_synchronous)
-    migrate.upgrade(engine)
+    if migrate_in_child:
+        migrate.upgrade_in_child(settings.sqlalchemy_url)
+    else:
+        migrate.upgrade(engine)
     return engine
 
 
@@ -73,12 +79,15 @@ def bootstrap_admin(engine: Engine, settings: Settings, clock: Clock) -> str | N
     return None if given else password
 
 
-def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+def build_runtime(settings: Settings, clock: Clock | None = None, *, migrate_in_child: bool = False) -> Runtime:
     clock = clock or SystemClock()
-    engine = open_database(settings)
+    engine = open_database(settings, migrate_in_child=migrate_in_child)
+    schema_head = migrate.current_revision(engine)  # just migrated to the head
     metrics = Metrics()
     processors = processor_count(settings)
+    # Default: a writer process while ingest is busy, when there are processor processes (see Writer).
     separate = settings.writer.separate_process
+    when_busy = separate is None
     if separate is None:
         separate = processors > 0
     writer = Writer(
@@ -91,12 +100,14 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         if separate
         else None,
         process_functions=frozenset({save_envelopes}),
+        process_when_busy=when_busy,
     )
     return Runtime(
         processors=ProcessorPool(processors, min_size=settings.ingest.min_processors,
                                  max_pending=settings.ingest.max_processing_backlog)
         if processors
         else None,
+        schema_head=schema_head,
         settings=settings,
         clock=clock,
         engine=engine,

@@ -37,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, migrate_in_child=True)
     password = bootstrap_admin(runtime.engine, settings, runtime.clock)
     print(f"Watchkeeper {settings.profile} on {settings.base_url}  (data: {settings.data_dir.resolve()})", flush=True)
     if password:

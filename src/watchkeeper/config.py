@@ -57,7 +57,8 @@ class WriterSettings(_Section):
     # FULL survives power loss, NORMAL (WAL) survives a process crash; group commit pays for FULL.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     # Run ingest batches in a writer process of their own (see store/writer_process.py): in the server
-    # process they wait for the GIL after every database call. None = when there are processor processes.
+    # process they wait for the GIL after every database call. None = when there are processor processes,
+    # and then only while ingest is busy (it stops after a minute of quiet); true = always.
     separate_process: bool | None = None
 
 

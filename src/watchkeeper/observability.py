@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from watchkeeper import __version__
-from watchkeeper.store.migrate import current_revision, head_revision
+from watchkeeper.store.migrate import current_revision
 
 if TYPE_CHECKING:
     from watchkeeper.app import Runtime
@@ -108,10 +108,10 @@ def readiness(runtime: Runtime) -> tuple[str, dict[str, Any]]:
             {"componentType": "datastore", "status": "fail", "time": now, "output": str(exc)[:300]}
         ]
     try:
-        current, head = current_revision(runtime.engine), head_revision()
+        current, head = current_revision(runtime.engine), runtime.schema_head
         ok = current == head
     except Exception as exc:
-        current, head, ok = str(exc)[:100], head_revision(), False
+        current, head, ok = str(exc)[:100], runtime.schema_head, False
     checks["database:migrations"] = [
         {
             "componentType": "datastore",

@@ -126,3 +126,49 @@ def test_stopping_the_writer_stops_the_child(engine: Engine, settings: Settings)
     writer.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_when_busy_the_child_runs_only_during_bursts(engine: Engine, settings: Settings) -> None:
+    """`process_when_busy`: quiet writes run here; a batch of BUSY_BATCH jobs starts the child, whose
+    batches follow once it is ready; after process_idle_seconds without such a batch it stops again."""
+    process = WriterProcess(settings.sqlalchemy_url)
+    writer = Writer(engine, process=process, process_functions=frozenset({add_marks}), process_when_busy=True,
+                    process_idle_seconds=0.6)
+    writer.start()
+    try:
+        writer.run_sync(add_marks, "quiet")
+        assert stored(engine)["quiet"] == os.getpid() and not process.ready and process.pid is None
+        busy, release = threading.Event(), threading.Event()
+
+        def hold(conn: Connection, items: Sequence[Any]) -> list[None]:
+            busy.set()
+            release.wait(10)
+            return [None] * len(items)
+
+        # A queue behind a slow write: the next batch holds every queued job.
+        blocker = writer.submit(hold, None)
+        assert busy.wait(10)
+        burst = [writer.submit(add_marks, f"burst {n}") for n in range(Writer.BUSY_BATCH)]
+        release.set()
+        blocker.result(10)
+        assert all(isinstance(f.result(10), int) for f in burst)  # written here while the child starts
+        deadline = time.monotonic() + 20
+        while not process.ready:
+            assert time.monotonic() < deadline, "the writer process did not start"
+            time.sleep(0.02)
+        child = process.pid
+        more = [writer.submit(add_marks, f"more {n}") for n in range(Writer.BUSY_BATCH)]
+        assert all(isinstance(f.result(10), int) for f in more)
+        pids = stored(engine)
+        assert child in {pids[f"more {n}"] for n in range(Writer.BUSY_BATCH)}
+        while process.pid is not None:  # set once the child has exited and been reaped
+            assert time.monotonic() < deadline, "the idle writer process did not stop"
+            time.sleep(0.05)
+        assert child is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+        writer.run_sync(add_marks, "quiet again")
+        assert stored(engine)["quiet again"] == os.getpid()
+        assert len(stored(engine)) == 2 + 2 * Writer.BUSY_BATCH
+    finally:
+        writer.stop()

@@ -1,31 +1,46 @@
-"""Schema migrations (Alembic), applied at start and by `watchkeeper migrate`."""
+"""Schema migrations (Alembic), applied at start and by `watchkeeper migrate`.
+
+Alembic is imported only inside the functions that need it: `watchkeeper serve` migrates in a short-lived
+child process (`upgrade_in_child`), so the long-running server never holds Alembic's ~10 MB.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None before the first migration), without Alembic."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        try:
+            return conn.scalar(text("SELECT version_num FROM alembic_version"))
+        except SQLAlchemyError:  # no version table yet
+            return None
 
 
 def upgrade(engine: Engine) -> None:
@@ -35,15 +50,36 @@ def upgrade(engine: Engine) -> None:
     >>> engine = make_engine("sqlite://"); upgrade(engine); current_revision(engine) == head_revision()
     True
     """
+    from alembic import command
+
     config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
 
+def upgrade_in_child(database_url: str) -> None:
+    """`upgrade` in a child process. Raises RuntimeError with the child's output if it failed."""
+    # The URL travels on stdin: it can hold a password, and `ps` shows command lines to every user.
+    done = subprocess.run([sys.executable, "-P", "-m", "watchkeeper.store.migrate"], input=database_url,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"database migration failed:\n{done.stderr.strip() or done.stdout.strip()}")
+
+
 def make_revision(engine: Engine, message: str) -> None:
     """Developer tool: autogenerate a migration from the difference between tables and database."""
+    from alembic import command
+
     config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.revision(config, message=message, autogenerate=True)
+
+
+if __name__ == "__main__":
+    from watchkeeper.store.engine import make_engine
+
+    child_engine = make_engine(sys.stdin.read().strip())
+    upgrade(child_engine)
+    child_engine.dispose()

@@ -105,12 +105,16 @@ class WriterStats:
 class Writer:
     """Group-commit writer thread.
 
+    BUSY_BATCH: with `process_when_busy`, a batch with this many jobs for the process starts it.
+
     >>> from watchkeeper.store.engine import make_engine
     >>> w = Writer(make_engine("sqlite://")); w.start()
     >>> w.run_sync(lambda conn, items: [i * 2 for i in items], 21)
     42
     >>> w.stop()
     """
+
+    BUSY_BATCH = 8
 
     def __init__(
         self,
@@ -122,11 +126,20 @@ class Writer:
         on_commit: Callable[[float, int], None] | None = None,
         process: WriterProcess | None = None,
         process_functions: frozenset[BatchFunction] = frozenset(),
+        process_when_busy: bool = False,
+        process_idle_seconds: float = 60.0,
     ) -> None:
         self.engine = for_writing(engine)
         # Batches of `process_functions` run in `process` (see store/writer_process.py), the rest here.
+        # With `process_when_busy` the process runs only under load: it starts when a batch holds
+        # BUSY_BATCH of those jobs (batches grow with the request rate) and stops after
+        # `process_idle_seconds` without one; until it is ready they run here. An idle server then
+        # does without the process's memory, and a busy one still writes outside its GIL.
         self.process = process
         self.process_functions = process_functions if process is not None else frozenset()
+        self.process_when_busy = process_when_busy
+        self.process_idle_seconds = process_idle_seconds
+        self._last_busy = float("-inf")
         self.max_batch = max_batch
         self.clock = clock or SystemClock()
         self.stats = WriterStats()
@@ -146,7 +159,7 @@ class Writer:
     def start(self) -> None:
         if self.running:
             return
-        if self.process is not None:
+        if self.process is not None and not self.process_when_busy:
             self.process.start()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="watchkeeper-writer", daemon=True)
@@ -211,7 +224,14 @@ class Writer:
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
+            if self.process_when_busy and self.process is not None and self.process.ready:
+                try:
+                    first = self._queue.get(timeout=self.process_idle_seconds / 4)
+                except queue.Empty:
+                    self._retire_idle_process()
+                    continue
+            else:
+                first = self._queue.get()
             if first is None:
                 return
             jobs, stop = self._take_batch(first)
@@ -244,12 +264,30 @@ class Writer:
         if not jobs:
             return
         apart = [job for job in jobs if job.function in self.process_functions]
+        if apart and self.process_when_busy:
+            assert self.process is not None
+            if len(apart) >= self.BUSY_BATCH:
+                self._last_busy = self.clock.monotonic()
+                if not self.process.ready:
+                    self.process.start_in_background()
+            if not self.process.ready:
+                apart = []
+            else:
+                self._retire_idle_process()
+                if not self.process.ready:
+                    apart = []
         if apart:
             self._commit_in_process(apart)
             jobs = [job for job in jobs if job.function not in self.process_functions]
             if not jobs:
                 return
         self._commit_here(jobs)
+
+    def _retire_idle_process(self) -> None:
+        assert self.process is not None
+        if self.process.ready and self.clock.monotonic() - self._last_busy > self.process_idle_seconds:
+            log.info("writes are quiet: stopping the writer process until the next burst")
+            self.process.retire()
 
     def _commit_in_process(self, jobs: list[_Job[Any]]) -> None:
         """One transaction per batch function in the writer process; on failure, each job alone."""

@@ -49,17 +49,57 @@ class WriterProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._starting = False
+        self._stopped = False
 
     @property
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
 
+    @property
+    def ready(self) -> bool:
+        return self._conn is not None
+
     def start(self) -> None:
         with self._lock:
+            self._stopped = False
             if self._child is None:
                 self._spawn()
 
+    def start_in_background(self) -> None:
+        """Start the child from another thread (an interpreter takes a few hundred milliseconds to
+        start); `ready` turns true when it can take batches. Meanwhile the caller writes elsewhere."""
+        with self._lock:
+            if self._child is not None or self._starting:
+                return
+            self._starting = True
+        threading.Thread(target=self._start_quietly, name="watchkeeper-writer-process-start", daemon=True).start()
+
+    def _start_quietly(self) -> None:
+        try:
+            child, ours = start_child("watchkeeper.store.writer_process")
+            conn = Connection(ours.detach())
+            conn.send_bytes(pickle.dumps((self.database_url, self.sqlite_synchronous), _PICKLE))
+        except Exception:
+            log.exception("could not start the writer process; ingest batches stay in the writer thread")
+            with self._lock:
+                self._starting = False
+            return
+        with self._lock:
+            self._starting = False
+            if self._child is None and not self._stopped:
+                self._child, self._conn = child, conn
+                return
+        conn.close()
+        reap(child, 10)
+
     def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._close()
+
+    def retire(self) -> None:
+        """Stop the child but stay usable: `start_in_background` starts a new one."""
         with self._lock:
             self._close()
 

@@ -16,7 +16,6 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 import httpx
-from cryptography import x509
 
 from watchkeeper.lib.clock import Clock
 from watchkeeper.lib.outbound import Outbound, TargetBlocked
@@ -67,6 +66,8 @@ def _judge(conditions: list[str], facts: dict[str, Any]) -> str | None:
 def _certificate_expiry(der: bytes | None) -> float | None:
     if not der:
         return None
+    from cryptography import x509  # here, not at the top: ~8 MB that only TLS checks need
+
     return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
 
 
