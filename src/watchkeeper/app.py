@@ -32,6 +32,7 @@ from watchkeeper.observability import Metrics
 from watchkeeper.observability import routes as health_routes
 from watchkeeper.store import migrate
 from watchkeeper.store.engine import for_writing, make_engine
+from watchkeeper.store.leases import Leadership
 from watchkeeper.store.writer import Writer, call_each
 from watchkeeper.store.writer_process import WriterProcess
 
@@ -51,6 +52,8 @@ class Runtime:
     processors: ProcessorPool | None = None
     # The newest schema revision this code knows (for /health/ready).
     schema_head: str | None = None
+    # Who does the background work when several processes share the database (store/leases.py).
+    leadership: Leadership | None = None
     scrubbing_cache: dict[int, tuple[Any, ScrubbingRules]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -125,6 +128,8 @@ def processor_count(settings: Settings) -> int:
     core, where a child would only add hand-over work). One per core, not per core beyond the first:
     the server process needs about a third of a core at full load, and the extra children only run
     while there is a queue (see ProcessorPool)."""
+    if settings.role in ("web", "worker"):
+        return 0  # they take no SDK envelopes
     if settings.ingest.processors is not None:
         return settings.ingest.processors
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -149,8 +154,10 @@ async def _retention_loop(runtime: Runtime) -> None:
 class WatchkeeperApp(FastAPI):
     """The FastAPI app, with the Sentry envelope endpoint answered before the middleware stack."""
 
+    serves_ingest = True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path_params = intake.envelope_fast_path(scope)
+        path_params = intake.envelope_fast_path(scope) if self.serves_ingest else None
         if path_params is None:
             await super().__call__(scope, receive, send)
             return
@@ -169,21 +176,34 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
     from watchkeeper.uptime import service as uptime
 
     state = runtime or build_runtime(settings)
+    role = settings.role
+    serves_ingest = role in ("all", "ingest")
+    serves_web = role in ("all", "web")
+
+    def background_work() -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(_retention_loop(state)), *uptime.start(app), *alerting.start(app)]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.writer.start()
         if state.processors is not None:
             await state.processors.start()
-        if background:
-            state.tasks.append(asyncio.create_task(_retention_loop(state)))
-            state.tasks.extend(uptime.start(app))
-            state.tasks.extend(alerting.start(app))
+        if background and role in ("all", "worker"):
+            # Even alone: a second server started on the same database by mistake must not check
+            # every monitor and send every alert a second time.
+            state.leadership = Leadership(
+                "background", write=lambda fn: state.writer.run(call_each, fn), now=state.clock.now,
+                start=background_work, term=settings.lease_seconds,
+            )
+            state.tasks.append(asyncio.create_task(state.leadership.run()))
         try:
             yield
         finally:
             for task in state.tasks:
                 task.cancel()
+            # Let them finish their cancellation (the lease is released through the writer).
+            if state.tasks:
+                await asyncio.wait(state.tasks, timeout=5)
             state.tasks.clear()
             if state.processors is not None:
                 await state.processors.stop()
@@ -201,13 +221,23 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
         redoc_url=None,
     )
     app.state.runtime = state
+    app.serves_ingest = serves_ingest
     install_error_handlers(app)
-    app.include_router(auth_api, prefix="/api/v1")
-    app.include_router(accounts_api, prefix="/api/v1")
-    app.include_router(errors_api, prefix="/api/v1")
     # Ingest first: routes are matched in order, and SDK traffic is most of the requests.
-    app.router.routes[:0] = Router(routes=intake.routes + health_routes).routes
-    web.mount(app)
-    uptime.mount(app)
-    alerting.mount(app)
+    app.router.routes[:0] = Router(routes=(intake.routes if serves_ingest else []) + health_routes).routes
+    if serves_web:
+        app.include_router(auth_api, prefix="/api/v1")
+        app.include_router(accounts_api, prefix="/api/v1")
+        app.include_router(errors_api, prefix="/api/v1")
+        web.mount(app)
+        uptime.mount(app)
+        alerting.mount(app)
+    else:
+        # What the background work and the ping URLs need, without the pages and the API.
+        app.state.uptime = uptime.Uptime(state)
+        app.state.alerting = alerting.Alerting(state)
+        if serves_ingest:
+            from watchkeeper.uptime import pings
+
+            app.router.routes.extend(pings.routes)
     return app

@@ -16,7 +16,7 @@ from watchkeeper.lib.clock import SystemClock
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir"):
+    for name in ("host", "port", "data_dir", "role"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -39,7 +39,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = build_runtime(settings, migrate_in_child=True)
     password = bootstrap_admin(runtime.engine, settings, runtime.clock)
-    print(f"Watchkeeper {settings.profile} on {settings.base_url}  (data: {settings.data_dir.resolve()})", flush=True)
+    role = "" if settings.role == "all" else f", role {settings.role}"
+    print(f"Watchkeeper {settings.profile}{role} on {settings.base_url}  (data: {settings.data_dir.resolve()})",
+          flush=True)
     if password:
         print(f"Created admin user {settings.admin_email} with one-time password: {password}", flush=True)
     app = create_app(settings, runtime=runtime)
@@ -233,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", parents=[common])
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--role", choices=["all", "web", "ingest", "worker"],
+                       help="what this process does (default all; see docs/deployment.md)")
     serve.set_defaults(func=cmd_serve)
 
     commands.add_parser("migrate", help="apply database migrations", parents=[common]).set_defaults(func=cmd_migrate)

@@ -154,6 +154,13 @@ class Settings(_Section):
     admin_email: str = "admin@example.com"
     admin_password: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # What this process does (`serve --role`): all of it; or, with several processes on one PostgreSQL
+    # database, `web` (pages, REST API, status pages), `ingest` (SDK envelopes and pings) or `worker`
+    # (uptime checks, alerting, retention). See docs/deployment.md.
+    role: Literal["all", "web", "ingest", "worker"] = "all"
+    # Background work runs in one process at a time, the holder of a lease in the database; a standby
+    # takes over this long after the holder stopped renewing it (see store/leases.py).
+    lease_seconds: float = Field(30.0, ge=1, le=600)
     ingest: IngestSettings = IngestSettings()
     writer: WriterSettings = WriterSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -62,6 +62,11 @@ class Metrics:
         self.processing_backlog = Gauge(
             "watchkeeper_processing_backlog", "Envelopes waiting for a processor process", registry=self.registry
         )
+        self.background_leader = Gauge(
+            "watchkeeper_background_leader",
+            "1 while this process holds the lease for background work (uptime checks, alerting, retention)",
+            registry=self.registry,
+        )
         self.processor_restarts = Gauge(
             "watchkeeper_processor_restarts", "Processor processes started again after they died",
             registry=self.registry,
@@ -75,6 +80,7 @@ class Metrics:
 async def metrics_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     runtime.metrics.queue_depth.set(runtime.writer.queue_depth)
+    runtime.metrics.background_leader.set(int(runtime.leadership is not None and runtime.leadership.leading))
     if runtime.processors is not None:
         runtime.metrics.processing_backlog.set(runtime.processors.pending)
         runtime.metrics.processor_restarts.set(runtime.processors.restarts)

@@ -28,6 +28,7 @@ def load_all_tables() -> MetaData:
     from watchkeeper.auth import tables as _auth  # noqa: F401
     from watchkeeper.errors import tables as _errors  # noqa: F401
     from watchkeeper.lib import signals as _signals  # noqa: F401
+    from watchkeeper.store import leases as _leases  # noqa: F401
     from watchkeeper.uptime import tables as _uptime  # noqa: F401
 
     return metadata

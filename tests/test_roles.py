@@ -1,0 +1,149 @@
+"""`serve --role web|ingest|worker` and the lease that lets exactly one process do the background work
+(store/leases.py), with real servers on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Connection, select
+
+from tests.conftest import Server, make_project, run_server
+from tests.errors.test_ingest_protocol import send_event
+from watchkeeper.app import Runtime
+from watchkeeper.cli import build_parser
+from watchkeeper.config import ConfigError, Settings, load_settings
+from watchkeeper.lib.clock import ManualClock
+from watchkeeper.store.leases import Leadership, leases
+from watchkeeper.store.writer import call_each
+
+
+def with_role(settings: Settings, role: str, **more: Any) -> Settings:
+    return settings.model_copy(update={"role": role, **more})
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def leading(runtime: Runtime) -> bool:
+    return runtime.leadership is not None and runtime.leadership.leading
+
+
+def test_an_ingest_process_takes_envelopes_and_pings_but_serves_no_pages(settings: Settings) -> None:
+    with run_server(with_role(settings, "ingest")) as server:
+        project = make_project(server)
+        assert send_event(server, project).status_code == 200
+        assert server.runtime.processors is not None
+        assert httpx.get(f"{server.url}/health").status_code == 200
+        assert httpx.get(f"{server.url}/api/v1/projects").status_code == 404
+        assert httpx.get(f"{server.url}/login").status_code == 404
+        # The ping route answers: an unknown check is its own plain 404, not the router's JSON one.
+        ping = httpx.get(f"{server.url}/ping/00000000-0000-4000-8000-000000000000")
+        assert (ping.status_code, ping.text) == (404, "not found")
+        assert httpx.get(f"{server.url}/status/anything").json() == {"detail": "Not Found"}
+        assert server.runtime.leadership is None  # no background work here
+
+
+def test_a_web_process_serves_pages_and_the_api_but_no_envelopes(settings: Settings) -> None:
+    with run_server(with_role(settings, "web")) as server:
+        project = make_project(server)
+        assert httpx.get(f"{server.url}/login").status_code == 200
+        assert httpx.get(f"{server.url}/api/v1/projects").status_code == 401  # there, and wants a token
+        assert send_event(server, project).status_code == 404
+        assert server.runtime.processors is None and server.runtime.leadership is None
+
+
+def test_a_worker_does_the_background_work_and_serves_only_health(settings: Settings) -> None:
+    with run_server(with_role(settings, "worker", lease_seconds=1.0)) as server:
+        wait_until(lambda: leading(server.runtime))
+        assert server.runtime.processors is None
+        assert httpx.get(f"{server.url}/health/ready").status_code == 200
+        assert "watchkeeper_background_leader 1.0" in httpx.get(f"{server.url}/metrics").text
+        assert httpx.get(f"{server.url}/login").status_code == 404
+        assert httpx.post(f"{server.url}/api/1/envelope/", content=b"{}").status_code == 404
+
+
+def test_of_two_servers_on_one_database_one_works_and_the_other_takes_over_when_it_stops(
+    settings: Settings,
+) -> None:
+    quick = with_role(settings, "all", lease_seconds=1.0)
+    first: contextlib.AbstractContextManager[Server] | None = run_server(quick)
+    assert first is not None
+    leader = first.__enter__()
+    try:
+        wait_until(lambda: leading(leader.runtime))
+        with run_server(quick) as standby:
+            time.sleep(1.0)  # three of its rounds: it keeps asking, and keeps waiting
+            assert not leading(standby.runtime) and leading(leader.runtime)
+            assert "watchkeeper_background_leader 0.0" in httpx.get(f"{standby.url}/metrics").text
+            stopped = time.monotonic()
+            first.__exit__(None, None, None)
+            first = None
+            wait_until(lambda: leading(standby.runtime), timeout=5)
+            # Released on a clean stop: taken over within a round or two, not after a whole term.
+            assert time.monotonic() - stopped < 3
+    finally:
+        if first is not None:
+            first.__exit__(None, None, None)
+
+
+def test_a_holder_that_stops_renewing_loses_the_lease_after_its_term(runtime: Runtime) -> None:
+    """A process that died (or lost the database) renews nothing: after one term a standby takes
+    over, and the old holder, if it comes back, stops its work at its next round."""
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        started: list[str] = []
+
+        def leadership(name: str) -> Leadership:
+            def start() -> list[asyncio.Task[None]]:
+                started.append(name)
+                return [asyncio.create_task(asyncio.sleep(3600))]
+
+            return Leadership("test-work", write=lambda fn: runtime.writer.run(call_each, fn), now=clock.now,
+                              start=start, term=30.0, holder=name)
+
+        a, b = leadership("a"), leadership("b")
+        await a.round()
+        await b.round()
+        assert a.leading and not b.leading and started == ["a"]
+        clock.advance(20)
+        await a.round()  # renewed until t+50
+        clock.advance(25)
+        await b.round()
+        assert not b.leading  # a's renewal still holds
+        clock.advance(10)  # a did not renew since t+20: its term ended at t+50
+        await b.round()
+        assert b.leading and started == ["a", "b"]
+        work = a.tasks[0]
+        await a.round()
+        assert not a.leading
+        await asyncio.sleep(0)
+        assert work.cancelled()
+        b._stop_work()
+
+        def holder(conn: Connection) -> str | None:
+            return conn.scalar(select(leases.c.holder).where(leases.c.name == "test-work"))
+
+        assert await runtime.writer.run(call_each, holder) == "b"
+
+    asyncio.run(scenario())
+
+
+def test_the_role_comes_from_the_command_line_or_the_settings(settings: Settings) -> None:
+    args = build_parser().parse_args(["serve", "--role", "worker"])
+    assert args.role == "worker"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--role", "everything"])
+    assert load_settings(environ={"WATCHKEEPER_ROLE": "ingest"}).role == "ingest"
+    with pytest.raises(ConfigError, match="role"):
+        load_settings(environ={"WATCHKEEPER_ROLE": "everything"})
