@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.errors.interfaces import MAX_STRING_BYTES, clip, trim
+from watchkeeper.errors.interfaces import MAX_ITEMS, MAX_STRING_BYTES, clip, trim
 from watchkeeper.errors.normalize import InvalidEvent, format_message, normalize_event
 
 NOW = 1_700_000_000.0
@@ -105,13 +105,15 @@ def test_empty_event_gets_every_canonical_key_with_defaults() -> None:
     assert event["errors"] == []
 
 
-def test_input_is_not_modified_and_output_is_a_new_dict() -> None:
-    data = {"tags": {"a": "b"}, "extra": {"x": [1, 2]}}
+def test_input_is_not_modified_and_free_form_data_within_bounds_is_taken_over() -> None:
+    data = {"tags": {"a": "b"}, "extra": {"x": [1, 2]}, "contexts": {"long": {"v": "x" * (MAX_STRING_BYTES + 1)}}}
     snapshot = json.dumps(data)
     event = norm(data)
     assert json.dumps(data) == snapshot
-    event["extra"]["x"].append(3)
-    assert data["extra"]["x"] == [1, 2]
+    assert event is not data
+    # Within bounds: the parsed value itself (no copy); over a bound: a trimmed copy.
+    assert event["extra"]["x"] is data["extra"]["x"]
+    assert event["contexts"]["long"] is not data["contexts"]["long"]
 
 
 @pytest.mark.parametrize(
@@ -899,3 +901,28 @@ def test_arbitrary_json_never_breaks_normalisation(data: dict[str, Any], event_t
 def test_arbitrary_exception_shapes_never_break_normalisation(exception: dict[str, Any]) -> None:
     event = norm({"exception": exception, "breadcrumbs": exception, "request": exception, "user": exception})
     orjson.dumps(event)
+
+
+# Values that reach every bound: long and non-ASCII strings and keys, huge ints, NaN, wide and deep nesting.
+bounded_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats()
+    | st.text(max_size=5) | st.integers(0, 2).map(lambda i: ("é" * 3, "x" * (MAX_STRING_BYTES + 1), "ok")[i]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=3) | st.sampled_from(["k" * 257, "ключ"]), children, max_size=3)
+        | st.builds(lambda v: dict.fromkeys((f"k{i}" for i in range(MAX_ITEMS + 1)), v), children)
+        | st.builds(lambda v: [[[[[[[[[[[v]]]]]]]]]]], children)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bounded_values)
+def test_trim_returns_data_within_bounds_unchanged_and_copies_only_what_breaks_one(value: Any) -> None:
+    """trim() skips the copy when nothing breaks a bound: the answer must be what copying gives."""
+    from watchkeeper.errors.interfaces import _trimmed
+
+    copied = _trimmed(value, 0)
+    assert orjson.dumps(trim(value), option=orjson.OPT_NON_STR_KEYS) == orjson.dumps(
+        copied, option=orjson.OPT_NON_STR_KEYS)

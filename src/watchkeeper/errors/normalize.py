@@ -51,6 +51,9 @@ def normalize_event(
 ) -> dict[str, Any]:
     """Return a new, bounded event in canonical shape; raises only :class:`InvalidEvent`.
 
+    ``data`` is not modified, but free-form parts of it that are within bounds (frame variables,
+    extra, contexts…) are taken over rather than copied: the caller gives ``data`` up.
+
     ``event_type`` comes from the envelope item type and decides between event and transaction.
 
     >>> event = normalize_event({"message": "hi", "level": "warn"}, received_at=1700000000.0)
