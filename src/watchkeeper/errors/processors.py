@@ -205,6 +205,8 @@ class ProcessorPool:
                 await asyncio.get_running_loop().run_in_executor(None, reap, child.process)
                 return
             self._children.append(child)
+            # Counts as needed now: a start slower than idle_seconds must not retire it at once.
+            self._last_queue = asyncio.get_running_loop().time()
             log.info("processing backlog: started processor %s of at most %s", len(self._children), self.size)
         except Exception:
             log.exception("could not start another processor")
