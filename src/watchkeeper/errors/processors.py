@@ -224,10 +224,10 @@ class ProcessorPool:
                 continue
             # Out of the list first, so no new job goes to it; its reader then sees the socket close.
             self._children.remove(child)
+            self.retired += 1
             child.retiring = True
             child.writer.close()
             await loop.run_in_executor(None, reap, child.process)
-            self.retired += 1
             log.info("processors idle: stopped one, %s left", len(self._children))
 
     async def _spawn(self, index: int) -> _Child:
