@@ -109,3 +109,6 @@ alerting_cursors = Table(
     Column("name", String(64), primary_key=True),
     Column("position", RowId, nullable=False),
 )
+
+# On-call, escalation and incident tables (their own module), so load_all_tables() sees them.
+from watchkeeper.alerting import incident_tables as _incident_tables  # noqa: E402, F401
