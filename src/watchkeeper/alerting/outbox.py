@@ -154,6 +154,9 @@ class DeliveryWorker:
         integration = receiver.integrations().get(item.integration) if receiver else None
         if integration is None or kind not in SENDERS:
             return Outcome(item.id, f"receiver {item.receiver} has no integration {item.integration} any more", None)
+        if kind == "email" and isinstance(item.payload.get("recipient"), str):
+            # A page to an on-call user goes through the receiver's mail server to that user's address.
+            integration = integration.model_copy(update={"to": item.payload["recipient"]})
         try:
             await SENDERS[kind](integration, item.payload, self.context)
         except DeliveryFailed as exc:

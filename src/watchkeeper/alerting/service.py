@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection
 
+from watchkeeper.alerting import responder
 from watchkeeper.alerting.dispatch import Dispatcher, dispatch_round
 from watchkeeper.alerting.evaluator import RoundReport, evaluate, has_new_signals
 from watchkeeper.alerting.flapping import FlapTracker
@@ -189,4 +190,5 @@ def start(app: FastAPI) -> list[asyncio.Task[None]]:
     alerting: Alerting = app.state.alerting
     if not alerting.settings.evaluator:
         return []
+    responder.start(app)  # incidents and escalation (alerting/responder.py)
     return [asyncio.create_task(alerting.run())]
