@@ -7,13 +7,16 @@ empty, and moving back is refused. Any move past triggered stops the escalation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+import orjson
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incidents
+from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incident_settings, incidents
+from watchkeeper.store.dialect import upsert
 
 STATES = ("triggered", "acknowledged", "investigating", "mitigated", "resolved")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -209,3 +212,13 @@ def save_postmortem(conn: Connection, incident_id: int, markdown: str, *, now: f
 
 def open_count(conn: Connection) -> int:
     return int(conn.scalar(select(func.count()).select_from(incidents).where(incidents.c.state != "resolved")) or 0)
+
+
+def save_project_severities(conn: Connection, project_id: int, severities: Sequence[str] | None) -> None:
+    """Which alert severities declare incidents in a project; None = the server's setting."""
+    if severities is None:
+        conn.execute(delete(incident_settings).where(incident_settings.c.project_id == project_id))
+        return
+    values = {"severities": orjson.dumps(list(severities)).decode()}
+    statement = upsert(conn, incident_settings).values(project_id=project_id, **values)
+    conn.execute(statement.on_conflict_do_update(index_elements=["project_id"], set_=values))
