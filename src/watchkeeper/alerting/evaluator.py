@@ -1,7 +1,12 @@
 """One evaluation round: rules against the signal log and the per-minute counts, producing alert state.
 
-A round runs in one writer transaction: the signal cursor moves in the same commit as the alerts the
-signals caused, so a crash neither loses nor double-counts a signal. States follow Prometheus:
+A round has two halves. `read_round` reads (rules, signals after the cursor, the alerts concerned,
+counts) on a reader connection, outside the single writer, and works out the changes. `apply_round`
+writes only those changes in a short writer call, after checking that nothing it read moved meanwhile
+(the cursor, and the version — `updated_at` — of every alert it changes): the signal cursor moves in
+the same commit as the alerts the signals caused, so a crash or a concurrent round neither loses nor
+double-counts a signal; a plan that lost the race writes nothing and the next round starts over.
+Alerts whose state did not change are not rewritten. States follow Prometheus:
 inactive → pending (condition true, `for` not yet elapsed) → firing → resolved (condition false for
 `keep_firing_for`). Resolved alerts stay a while so their resolved notification can go out.
 """
@@ -57,6 +62,11 @@ class _Context:
     seen: set[str] = field(default_factory=set)
     recorded: set[str] = field(default_factory=set)
     new: list[A.Alert] = field(default_factory=list)
+    # The version (updated_at) of each stored alert as read: apply_round checks it did not move.
+    versions: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.versions = {fp: a.updated_at for fp, a in self.existing.items()}
 
     def record(self, fingerprint: str, condition: bool) -> bool:
         """Note a threshold result for flap detection; returns whether the alert is flapping."""
@@ -92,7 +102,7 @@ def _subject_labels(subject: str, payload: dict[str, Any]) -> dict[str, str]:
 
 
 def _activate(ctx: _Context, rule: AlertRule, labels: dict[str, str], template_context: dict[str, Any],
-              *, value: float | None, for_seconds: float, flapping: bool = False) -> None:
+              *, value: float | None, for_seconds: float, flapping: bool = False, refresh: bool = True) -> None:
     """The condition holds now: create the alert, or move it on (pending → firing, resolved → firing)."""
     fp = A.fingerprint(labels)
     ctx.seen.add(fp)
@@ -111,9 +121,15 @@ def _activate(ctx: _Context, rule: AlertRule, labels: dict[str, str], template_c
             fresh.changed = True
             ctx.existing[fp] = fresh
         return
+    # Rewritten only when something a reader sees changed, or when `last_true_at` matters (event alerts
+    # and keep_firing_for): a steady firing alert costs the writer nothing.
+    promote = alert.state == "pending" and now - alert.active_at >= for_seconds
+    if not (refresh or promote or alert.ends_at is not None or alert.value != value
+            or alert.annotations != annotations):
+        return
     alert.last_true_at, alert.value, alert.updated_at, alert.changed = now, value, now, True
     alert.annotations, alert.ends_at = annotations, None
-    if alert.state == "pending" and now - alert.active_at >= for_seconds:
+    if promote:
         alert.state, alert.starts_at = "firing", now
 
 
@@ -149,7 +165,7 @@ def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: list[Series]) ->
         flapping = ctx.record(A.fingerprint(labels), breached)
         if breached:
             _activate(ctx, rule, labels, {"title": series.title, "rule": rule.name}, value=value,
-                      for_seconds=spec.for_seconds, flapping=flapping)
+                      for_seconds=spec.for_seconds, flapping=flapping, refresh=spec.keep_firing_for_seconds > 0)
 
 
 def _apply_signal(ctx: _Context, rule: AlertRule, signal: Signal) -> None:
@@ -207,31 +223,54 @@ def _signals_by_project(signals: Iterable[Signal]) -> dict[int, list[Signal]]:
     return grouped
 
 
-def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
-             threshold_projects: Collection[int] = (), resolved_retention_seconds: float = 900.0,
-             flaps: FlapTracker | None = None) -> RoundReport:
-    """Evaluate every enabled rule once, in the caller's (writer) transaction.
+@dataclass
+class RoundPlan:
+    """What a round decided, to be written by `apply_round` if nothing it read has moved since."""
+
+    now: float
+    thresholds: bool
+    report: RoundReport
+    cursor_from: int
+    cursor_to: int | None
+    new: list[A.Alert]
+    changed: list[A.Alert]
+    gone: set[str]
+    # The stored version (updated_at) of every alert in `changed` and `gone`, as read.
+    versions: dict[str, float]
+    forget_before: float | None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.new or self.changed or self.gone or self.cursor_to is not None
+                    or self.forget_before is not None)
+
+
+def read_round(conn: Connection, now: float, *, thresholds: bool = True, threshold_projects: Collection[int] = (),
+               resolved_retention_seconds: float = 900.0, flaps: FlapTracker | None = None) -> RoundPlan:
+    """Work out one round from a reader connection (writes nothing; see `apply_round`).
 
     With `thresholds` off this is a quick round between full ones: new signals are applied, and the
     threshold rules of `threshold_projects` (whose counts moved) may fire, so neither kind of alert
-    waits for the next full round; resolving waits for it.
+    waits for the next full round; resolving waits for it. A quick round reads only the alerts those
+    signals and rules concern.
 
-    >>> # await writer.run(call_each, lambda conn: evaluate(conn, clock.now()))
+    >>> # with engine.connect() as conn: plan = read_round(conn, clock.now())
     """
     report = RoundReport()
     projects = list_projects(conn)
-    if default_pack:
-        report.packs_applied = apply_default_pack(conn, [p.id for p in projects], now=now)
     rules = {r.id: r for r in list_rules(conn, enabled_only=True)}
     report.rules = len(rules)
-    signals = read_signals(conn, after_id=_read_cursor(conn), limit=SIGNALS_PER_ROUND)
+    cursor = _read_cursor(conn)
+    signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
     report.signals = len(signals)
     by_project = _signals_by_project(signals)
-    # A quick round touches only the rules that the new signals or the moved counts concern.
+    slugs = {p.id: p.slug for p in projects}
     moved = set(threshold_projects)
-    focus = None if thresholds else _quick_rules(rules, moved, set(by_project))
-    existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True, rule_ids=focus)}
-    ctx = _Context(now, {p.id: p.slug for p in projects}, existing, flaps, flaps_read_only=not thresholds)
+    if thresholds:
+        existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True)}
+    else:
+        existing = _quick_alerts(conn, rules, by_project, moved, slugs)
+    ctx = _Context(now, slugs, existing, flaps, flaps_read_only=not thresholds)
 
     event_rules: dict[int, list[AlertRule]] = defaultdict(list)
     for rule in rules.values():
@@ -248,25 +287,101 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
     else:
         _evaluate_thresholds(conn, ctx, _quick_threshold_rules(rules, moved, existing), project_ids=moved)
     gone = _settle(ctx, rules, thresholds=thresholds)
-    A.save_alerts(conn, ctx.new, [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone])
-    A.delete_alerts(conn, gone)
-    if thresholds:
-        report.forgotten = A.forget_resolved(conn, before=now - resolved_retention_seconds)
-        if flaps is not None:
-            flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
-    if signals:
-        _write_cursor(conn, signals[-1].id)
-    report.new, report.changed = len(ctx.new), sum(1 for a in ctx.existing.values() if a.changed)
+    if thresholds and flaps is not None:
+        flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
+    changed = [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone]
+    report.new, report.changed = len(ctx.new), len(changed)
     for alert in [*ctx.new, *ctx.existing.values()]:
         status = alert.status(now)
         report.states[status] = report.states.get(status, 0) + 1
+    versions = {a.fingerprint: ctx.versions[a.fingerprint] for a in changed if a.fingerprint in ctx.versions}
+    versions |= {fp: ctx.versions[fp] for fp in gone if fp in ctx.versions}
+    return RoundPlan(now, thresholds, report, cursor, signals[-1].id if signals else None, ctx.new, changed, gone,
+                     versions, now - resolved_retention_seconds if thresholds else None)
+
+
+class RoundConflict(Exception):
+    """What a round read moved before it could write (another round ran): nothing was written."""
+
+
+def conflict(conn: Connection, plan: RoundPlan) -> str | None:
+    """Why `plan` may not be written (the cursor or an alert it changes moved since it was read), or None.
+    On PostgreSQL the cursor row stays locked to the end of the transaction, so rounds of several
+    processes take turns."""
+    query = select(alerting_cursors.c.position).where(alerting_cursors.c.name == CURSOR)
+    position = int(conn.execute(query.with_for_update()).scalar() or 0)
+    if position != plan.cursor_from:
+        return f"the signal cursor moved from {plan.cursor_from} to {position}"
+    touched = [a.fingerprint for a in plan.changed] + [a.fingerprint for a in plan.new] + sorted(plan.gone)
+    stored = A.versions(conn, touched)
+    for fingerprint in touched:
+        if stored.get(fingerprint) != plan.versions.get(fingerprint):
+            return f"alert {fingerprint} changed since it was read"
+    return None
+
+
+def apply_round(conn: Connection, plan: RoundPlan) -> RoundReport | None:
+    """Write a round's changes in the caller's (writer) transaction, after checking that the cursor and
+    every alert it changes are as the round read them; None (and nothing written) when they are not.
+
+    >>> # report = await writer.run(call_each, lambda conn: apply_round(conn, plan))
+    """
+    reason = conflict(conn, plan)
+    if reason is not None:
+        log.info("evaluation round not written: %s", reason)
+        return None
+    A.save_alerts(conn, plan.new, plan.changed)
+    A.delete_alerts(conn, plan.gone)
+    if plan.forget_before is not None:
+        plan.report.forgotten = A.forget_resolved(conn, before=plan.forget_before)
+    if plan.cursor_to is not None:
+        _write_cursor(conn, plan.cursor_to)
+    return plan.report
+
+
+def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
+             threshold_projects: Collection[int] = (), resolved_retention_seconds: float = 900.0,
+             flaps: FlapTracker | None = None) -> RoundReport:
+    """Both halves of a round on one connection, in the caller's transaction (tests, tools); the server
+    reads on a reader connection and writes only the changes (see `Alerting.evaluate_once`).
+
+    >>> # with engine.begin() as conn: evaluate(conn, clock.now())
+    """
+    packs = 0
+    if default_pack:
+        packs = apply_default_pack(conn, [p.id for p in list_projects(conn)], now=now)
+    plan = read_round(conn, now, thresholds=thresholds, threshold_projects=threshold_projects,
+                      resolved_retention_seconds=resolved_retention_seconds, flaps=flaps)
+    report = apply_round(conn, plan)
+    if report is None:  # cannot happen on one connection unless another one wrote in between
+        raise RoundConflict("the round's reads moved before its writes")
+    report.packs_applied = packs
     return report
 
 
-def _quick_rules(rules: dict[int, AlertRule], moved: set[int], signalled: set[int]) -> set[int]:
-    return {r.id for r in rules.values()
-            if (r.event is not None and r.project_id in signalled)
-            or (r.threshold is not None and r.project_id in moved and r.threshold.metric != "issue_events")}
+def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dict[int, list[Signal]],
+                  moved: set[int], slugs: dict[int, str]) -> dict[str, A.Alert]:
+    """The stored alerts a quick round can change: those the new signals would fire (by fingerprint, known
+    before reading), those of rules the signals resolve, and those of the moved projects' threshold rules."""
+    fingerprints: set[str] = set()
+    rule_ids: set[int] = set()
+    for rule in rules.values():
+        if rule.threshold is not None:
+            if rule.project_id in moved and rule.threshold.metric != "issue_events":
+                rule_ids.add(rule.id)
+            continue
+        spec = rule.event
+        assert spec is not None
+        for signal in by_project.get(rule.project_id, ()):
+            if signal.kind in spec.resolving_signals:
+                rule_ids.add(rule.id)
+            elif signal.kind == spec.signal:
+                slug = slugs.get(rule.project_id, str(rule.project_id))
+                fingerprints.add(A.fingerprint(rule_labels(rule, slug, _subject_labels(signal.subject,
+                                                                                        signal.payload))))
+    found = A.load_alerts(conn, rules_only=True, rule_ids=rule_ids) if rule_ids else []
+    found += A.load_by_fingerprint(conn, fingerprints - {a.fingerprint for a in found})
+    return {a.fingerprint: a for a in found}
 
 
 def _quick_threshold_rules(rules: dict[int, AlertRule], moved: set[int],

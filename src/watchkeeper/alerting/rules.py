@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from watchkeeper.alerting.tables import alert_rule_packs, alert_rules
 from watchkeeper.alerting.templates import compile_template
+from watchkeeper.auth.projects import list_projects
 
 # The domains whose signals rules can name register them when imported.
 from watchkeeper.errors import storage as _error_signals  # noqa: F401
@@ -242,6 +243,12 @@ DEFAULT_PACK: Sequence[dict[str, Any]] = (
      "annotations": {"summary": "The certificate of {{ signal.name }} expires in "
                                 "{{ signal.days_left | round(1) }} days"}},
 )
+
+
+def projects_without_pack(conn: Connection) -> list[int]:
+    """Projects that never had the default rule pack (a cheap read, to skip the writer when none)."""
+    done = set(conn.execute(select(alert_rule_packs.c.project_id)).scalars())
+    return [p.id for p in list_projects(conn) if p.id not in done]
 
 
 def apply_default_pack(conn: Connection, project_ids: Sequence[int], *, now: float) -> int:
