@@ -45,7 +45,7 @@ def new_incident(server: Server, title: str = "Checkout down", severity: str = "
 
 def test_an_incident_is_acknowledged_noted_resolved_and_its_postmortem_saved_and_exported(
         site: tuple[Server, ManualClock], admin_client: httpx.Client) -> None:
-    server, clock = site
+    _server, clock = site
     listing = admin_client.get("/incidents")
     token = form_token(listing.text)
     declared = admin_client.post("/incidents", data={"csrf_token": token, "title": "Payments <b>slow</b>",
@@ -106,7 +106,7 @@ def test_a_signed_link_acknowledges_once_and_is_refused_when_used_expired_or_for
 
 def test_a_member_sees_the_schedules_but_only_an_admin_changes_them(site: tuple[Server, ManualClock],
                                                                    admin_client: httpx.Client) -> None:
-    server, clock = site
+    server, _clock = site
     _, email = make_user(server, role="member")
     token = form_token(admin_client.get("/oncall/new").text)
     created = admin_client.post("/oncall", data={
