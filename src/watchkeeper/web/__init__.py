@@ -12,13 +12,25 @@ from fastapi.staticfiles import StaticFiles
 
 
 def mount(app: FastAPI) -> None:
-    from watchkeeper.web import account_pages, admin_pages, issue_pages, login_pages, project_pages
-    from watchkeeper.web import incident_pages, oncall_pages
+    from watchkeeper.web import (
+        account_pages,
+        admin_pages,
+        alert_pages,
+        incident_pages,
+        issue_pages,
+        login_pages,
+        oncall_pages,
+        project_pages,
+        routing_pages,
+        rule_pages,
+        silence_pages,
+    )
     from watchkeeper.web.queries import FilterChoices
     from watchkeeper.web.shell import STATIC_DIR, install_page_errors
 
     app.state.filter_choices = FilterChoices()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (login_pages, project_pages, issue_pages, account_pages, admin_pages, incident_pages, oncall_pages):
+    for module in (login_pages, project_pages, issue_pages, account_pages, admin_pages,
+                   alert_pages, rule_pages, silence_pages, routing_pages, incident_pages, oncall_pages):
         app.include_router(module.router)
     install_page_errors(app)
