@@ -3,7 +3,8 @@
 A heartbeat expects a ping every `period_seconds`, or at each time of a cron expression in a time zone,
 plus `grace_seconds`. `heartbeat_deadline` on the monitor is when the next ping is due at the latest;
 `sweep_heartbeats` marks the ones past it down. `/start` opens a run: the next success measures its
-duration, and a run still open after the config's `max_run_seconds` has failed (`heartbeat.failed`). States as healthchecks: new (no ping yet), up, down, paused.
+duration, and a run still open after the config's `max_run_seconds` has failed (`heartbeat.failed`).
+States as healthchecks: new (no ping yet), up, down, paused.
 """
 
 from __future__ import annotations
