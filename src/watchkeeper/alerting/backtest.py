@@ -1,18 +1,20 @@
 """Back-test: when would a rule have fired over the last hours? Replays the per-minute counts (threshold
-rules, one evaluation per minute with the rule's `for` and `keep_firing_for`) or the signal log (event
-rules) without touching any alert.
+rules of every aggregation, one evaluation per minute with the rule's `for` and `keep_firing_for`; the
+transaction durations for `average` and `percentile`, at most MAX_DURATIONS of the newest in the
+period), the count baselines (anomaly rules) or the signal log (event rules) without touching any alert.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
-from watchkeeper.alerting.metrics import Series, read_counts
-from watchkeeper.alerting.rules import EventSpec, PayloadCondition, RuleIn, ThresholdSpec
+from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_timed_durations
+from watchkeeper.alerting.rules import DURATION_METRICS, EventSpec, PayloadCondition, RuleIn, ThresholdSpec
 from watchkeeper.lib.signals import signals
 
 STEP_SECONDS = 60.0
@@ -39,8 +41,8 @@ class _Replay:
     current: Firing | None = None
     done: list[Firing] = field(default_factory=list)
 
-    def step(self, at: float, value: float) -> None:
-        if self.spec.breached(value):
+    def step(self, at: float, value: float | None) -> None:
+        if value is not None and self.spec.breached(value):
             self.last_true = at
             if self.active_at is None:
                 self.active_at = at
@@ -61,17 +63,28 @@ class _Replay:
 def _threshold(conn: Connection, project_id: int, spec: ThresholdSpec, since: float, now: float) -> list[Firing]:
     first_step = int(since // 60)
     last_step = int(now // 60)
-    series = [s for s in read_counts(conn, spec.metric, first_step - spec.window_minutes + 1)
-              if s.project_id == project_id]
+    window = spec.window_minutes
+    steps = range(first_step, last_step + 1)
+    if spec.metric in DURATION_METRICS:
+        rows = read_timed_durations(conn, [project_id], (first_step - window + 1) * 60.0,
+                                    (last_step + 1) * 60.0)[project_id]
+        ends = [at for at, _ in rows]
+        replay = _Replay(spec, f"project:{project_id}")
+        for minute in steps:
+            low, high = bisect_left(ends, (minute - window + 1) * 60.0), bisect_left(ends, (minute + 1) * 60.0)
+            replay.step(min(now, (minute + 1) * STEP_SECONDS), duration_value(spec, [d for _, d in rows[low:high]]))
+        return replay.done + ([replay.current] if replay.current else [])
+    by_metric = {m: read_counts(conn, m, first_step - window + 1, [project_id]) for m in spec.counts}
+    project = {m: found[0] for m, found in by_metric.items() if found}
+    series = by_metric[spec.metric]
     if spec.metric != "issue_events" and not series:
         series = [Series(project_id, "", "", {})]
     firings: list[Firing] = []
     for one in series:
         replay = _Replay(spec, one.subject or f"project:{project_id}")
-        for minute in range(first_step, last_step + 1):
-            total = one.total(minute - spec.window_minutes + 1, minute)
-            value = total / spec.window_minutes if spec.aggregation == "rate" else float(total)
-            replay.step(min(now, (minute + 1) * STEP_SECONDS), value)
+        for minute in steps:
+            replay.step(min(now, (minute + 1) * STEP_SECONDS), count_value(spec, one, project, minute - window + 1,
+                                                                           minute))
         firings += replay.done + ([replay.current] if replay.current else [])
     return firings
 

@@ -23,8 +23,8 @@ from sqlalchemy import Connection, func, select
 
 from watchkeeper.alerting import alerts as A
 from watchkeeper.alerting.flapping import FlapTracker
-from watchkeeper.alerting.metrics import Series, read_counts
-from watchkeeper.alerting.rules import PRIORITY, AlertRule, apply_default_pack, list_rules
+from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_durations
+from watchkeeper.alerting.rules import DURATION_METRICS, PRIORITY, AlertRule, apply_default_pack, list_rules
 from watchkeeper.alerting.tables import alerting_cursors
 from watchkeeper.alerting.templates import render_all
 from watchkeeper.auth.projects import list_projects
@@ -146,26 +146,32 @@ def _deactivate(alert: A.Alert, now: float, keep_firing_for: float) -> str | Non
     return None
 
 
-def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: list[Series]) -> None:
+def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: dict[str, dict[int, list[Series]]]) -> None:
     spec = rule.threshold
     assert spec is not None
     last_minute = int(ctx.now // 60)
     first_minute = last_minute - spec.window_minutes + 1
-    subjects = [s for s in counts if s.project_id == rule.project_id]
+    project = {m: found[0] for m in spec.counts if (found := counts.get(m, {}).get(rule.project_id))}
+    subjects = counts.get(spec.metric, {}).get(rule.project_id, [])
     if spec.metric != "issue_events" and not subjects:
         subjects = [Series(rule.project_id, "", "", {})]  # no traffic is a value too (0), e.g. for "< 1"
     for series in subjects:
-        total = series.total(first_minute, last_minute)
-        value = total / spec.window_minutes if spec.aggregation == "rate" else float(total)
-        breached = spec.breached(value)
-        if not breached and (ctx.flaps is None or ctx.flaps_read_only):
-            continue
-        extra = _subject_labels(series.subject, {}) if series.subject else {}
-        labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
-        flapping = ctx.record(A.fingerprint(labels), breached)
-        if breached:
-            _activate(ctx, rule, labels, {"title": series.title, "rule": rule.name}, value=value,
-                      for_seconds=spec.for_seconds, flapping=flapping, refresh=spec.keep_firing_for_seconds > 0)
+        _judge(ctx, rule, series.subject, series.title, count_value(spec, series, project, first_minute, last_minute))
+
+
+def _judge(ctx: _Context, rule: AlertRule, subject: str, title: str, value: float | None) -> None:
+    """One subject's value against the rule: activate when breached, note the result for flapping."""
+    spec = rule.threshold
+    assert spec is not None
+    breached = spec.breached(value)
+    if not breached and (ctx.flaps is None or ctx.flaps_read_only):
+        return
+    extra = _subject_labels(subject, {}) if subject else {}
+    labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
+    flapping = ctx.record(A.fingerprint(labels), breached)
+    if breached:
+        _activate(ctx, rule, labels, {"title": title, "rule": rule.name}, value=value,
+                  for_seconds=spec.for_seconds, flapping=flapping, refresh=spec.keep_firing_for_seconds > 0)
 
 
 def _apply_signal(ctx: _Context, rule: AlertRule, signal: Signal) -> None:
@@ -395,19 +401,30 @@ def _quick_threshold_rules(rules: dict[int, AlertRule], moved: set[int],
 
 def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule],
                          project_ids: Collection[int] | None = None) -> None:
-    by_metric: dict[str, list[AlertRule]] = defaultdict(list)
+    last_minute = int(ctx.now // 60)
+    widest: dict[str, int] = {}
+    duration_rules = []
     for rule in rules:
         assert rule.threshold is not None
-        by_metric[rule.threshold.metric].append(rule)
-    last_minute = int(ctx.now // 60)
-    for metric, metric_rules in by_metric.items():
-        widest = max(r.threshold.window_minutes for r in metric_rules if r.threshold)
-        counts = read_counts(conn, metric, last_minute - widest + 1, project_ids)
+        if rule.threshold.metric in DURATION_METRICS:
+            duration_rules.append(rule)
+        for metric in rule.threshold.counts:
+            widest[metric] = max(widest.get(metric, 0), rule.threshold.window_minutes)
+    counts: dict[str, dict[int, list[Series]]] = {}
+    for metric, minutes in widest.items():
         by_project: dict[int, list[Series]] = defaultdict(list)
-        for series in counts:
+        for series in read_counts(conn, metric, last_minute - minutes + 1, project_ids):
             by_project[series.project_id].append(series)
-        for rule in metric_rules:
-            _evaluate_threshold(ctx, rule, by_project.get(rule.project_id, []))
+        counts[metric] = by_project
+    for rule in rules:
+        if rule not in duration_rules:
+            _evaluate_threshold(ctx, rule, counts)
+    for rule in duration_rules:  # one bounded read per rule: its own window
+        spec = rule.threshold
+        assert spec is not None
+        since = (last_minute - spec.window_minutes + 1) * 60.0
+        durations = read_durations(conn, [rule.project_id], since, (last_minute + 1) * 60.0)[rule.project_id]
+        _judge(ctx, rule, "", "", duration_value(spec, durations))
 
 
 def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> set[str]:

@@ -2,9 +2,10 @@
 and the default rule pack every new project gets.
 
 An event rule fires on a signal (`issue.new`, `monitor.down`…) and resolves on another
-(`monitor.up`) or after `resolve_after`. A threshold rule compares a per-minute count over a window
-(`count` over the window, or `rate` per minute) with a value, with Prometheus' `for` and
-`keep_firing_for`.
+(`monitor.up`) or after `resolve_after`. A threshold rule compares a value over a window with a
+threshold, with Prometheus' `for` and `keep_firing_for`: `count` over the window or `rate` per minute
+of a per-minute count, `ratio` of two counts (in percent), or `average`/`percentile` of transaction
+durations. An anomaly rule (alerting.anomaly) compares a count with its own baseline.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ PRIORITY = {"critical": "P0", "high": "P1", "medium": "P2", "low": "P3"}
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
 }
-# The per-minute counts a threshold rule can watch (each domain's count tables; see alerting.metrics).
+# The per-minute counts a threshold rule can watch (each domain's count tables; see alerting.metrics),
+# and the value per transaction that `average` and `percentile` read (stored transaction rows).
 METRICS = ("errors", "transactions", "rejected", "issue_events")
+DURATION_METRICS = ("transaction_duration",)
+# A ratio's denominator: a count metric, or "requests" (errors + transactions).
+DENOMINATORS = ("errors", "transactions", "rejected", "requests")
 # Which signal ends an event alert, when the rule does not say.
 DEFAULT_RESOLVE_ON = {
     "monitor.down": ["monitor.up"], "heartbeat.late": ["monitor.up"], "heartbeat.failed": ["monitor.up"],
@@ -89,16 +94,48 @@ class EventSpec(_Spec):
 
 
 class ThresholdSpec(_Spec):
-    metric: Literal["errors", "transactions", "rejected", "issue_events"]
-    aggregation: Literal["count", "rate"] = Field("count", description="count over the window, or per minute")
+    metric: Literal["errors", "transactions", "rejected", "issue_events", "transaction_duration"]
+    aggregation: Literal["count", "rate", "ratio", "average", "percentile"] = Field(
+        "count", description="count over the window; rate per minute; ratio of metric to denominator in "
+                             "percent; average or percentile of transaction_duration (milliseconds)")
     window_minutes: int = Field(5, ge=1, le=1440)
     op: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
     threshold: float = Field(allow_inf_nan=False)
     for_seconds: float = Field(0, ge=0, le=MAX_SECONDS)
     keep_firing_for_seconds: float = Field(0, ge=0, le=MAX_SECONDS)
+    denominator: Literal["errors", "transactions", "rejected", "requests"] | None = Field(
+        None, description="ratio only: what the metric is divided by (requests = errors + transactions)")
+    percentile: float | None = Field(None, gt=0, le=100, description="percentile only, e.g. 95")
+    min_volume: int = Field(0, ge=0, le=1_000_000_000, description=(
+        "ratio, average, percentile: no value (the condition does not hold) until the window holds this "
+        "many items (denominator items, or transactions)"))
 
-    def breached(self, value: float) -> bool:
-        return COMPARISONS[self.op](value, self.threshold)
+    @model_validator(mode="after")
+    def _aggregation_fits(self) -> ThresholdSpec:
+        durations = self.metric in DURATION_METRICS
+        if self.aggregation in ("average", "percentile") and not durations:
+            raise ValueError(f"aggregation {self.aggregation!r} needs metric 'transaction_duration'")
+        if durations and self.aggregation not in ("average", "percentile"):
+            raise ValueError("metric 'transaction_duration' takes aggregation 'average' or 'percentile'")
+        if (self.aggregation == "ratio") != (self.denominator is not None):
+            raise ValueError("aggregation 'ratio' needs 'denominator' (and only a ratio takes one)")
+        if self.aggregation == "ratio" and self.metric == "issue_events":
+            raise ValueError("a ratio divides project counts: metric 'issue_events' cannot be one")
+        if (self.aggregation == "percentile") != (self.percentile is not None):
+            raise ValueError("aggregation 'percentile' needs 'percentile' (and only a percentile takes one)")
+        return self
+
+    @property
+    def counts(self) -> list[str]:
+        """The count metrics this rule reads (none for durations)."""
+        if self.metric in DURATION_METRICS:
+            return []
+        below = {"requests": ["errors", "transactions"], None: []}.get(self.denominator, [self.denominator])
+        return list(dict.fromkeys([self.metric, *(m for m in below if m)]))
+
+    def breached(self, value: float | None) -> bool:
+        """None (no value: a zero denominator, too little volume) never breaches."""
+        return value is not None and COMPARISONS[self.op](value, self.threshold)
 
 
 class RuleIn(_Spec):
@@ -231,6 +268,11 @@ DEFAULT_PACK: Sequence[dict[str, Any]] = (
     {"name": "Error spike", "kind": "threshold", "severity": "high",
      "threshold": {"metric": "errors", "aggregation": "rate", "window_minutes": 1, "op": ">", "threshold": 10},
      "annotations": {"summary": "{{ labels.project }}: {{ value | round(1) }} errors per minute (more than 10)"}},
+    {"name": "Error rate", "kind": "threshold", "severity": "high",
+     "threshold": {"metric": "errors", "aggregation": "ratio", "denominator": "transactions", "window_minutes": 5,
+                   "op": ">", "threshold": 5, "min_volume": 20},
+     "annotations": {"summary": "{{ labels.project }}: {{ value | round(1) }} errors per 100 requests over 5 minutes "
+                                "(more than 5 %)"}},
     {"name": "New error type", "kind": "event", "severity": "medium", "event": {"signal": "issue.new"},
      "annotations": {"summary": "New issue in {{ labels.project }}: {{ signal.title }}"}},
     {"name": "Monitor down", "kind": "event", "severity": "critical", "event": {"signal": "monitor.down"},
