@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, delete, select, update
 
 from watchkeeper.api import Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
 from watchkeeper.uptime.api import _check_project
 from watchkeeper.uptime.incidents import IncidentSpec, IncidentUpdateSpec, add_update, open_incident
+from watchkeeper.uptime.reports import components_sla_month
 from watchkeeper.uptime.specs import Slug
 from watchkeeper.uptime.tables import incidents, monitors, status_components, status_pages
 
@@ -25,6 +27,7 @@ class ComponentSpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     group: str | None = Field(None, max_length=200)
     monitor_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=100)
+    sla_target: float | None = Field(None, gt=0, lt=100, description="percent, e.g. 99.9: enables the page's /sla")
 
 
 class StatusPageSpec(BaseModel):
@@ -43,7 +46,8 @@ def _page_json(conn: Connection, page_id: int) -> dict[str, Any] | None:
     components = conn.execute(select(status_components).where(status_components.c.page_id == page_id)
                               .order_by(status_components.c.position)).all()
     return {**{str(k): v for k, v in page._mapping.items()}, "components": [
-        {"id": c.id, "name": c.name, "group": c.group_name, "monitor_ids": orjson.loads(c.monitor_ids)}
+        {"id": c.id, "name": c.name, "group": c.group_name, "monitor_ids": orjson.loads(c.monitor_ids),
+         "sla_target": c.sla_target}
         for c in components]}
 
 
@@ -52,7 +56,8 @@ def _save_components(conn: Connection, page_id: int, components: list[ComponentS
     if components:
         conn.execute(status_components.insert(), [
             {"page_id": page_id, "name": c.name, "group_name": c.group, "position": i,
-             "monitor_ids": orjson.dumps(c.monitor_ids).decode()} for i, c in enumerate(components)])
+             "monitor_ids": orjson.dumps(c.monitor_ids).decode(), "sla_target": c.sla_target}
+            for i, c in enumerate(components)])
 
 
 async def _check_spec(request: Request, project_id: int, spec: StatusPageSpec, page_id: int | None) -> None:
@@ -120,6 +125,37 @@ async def change_page(request: Request, page_id: PageId, body: StatusPageSpec, o
         return _page_json(conn, page_id)
 
     return await write(request, change)
+
+
+def components_sla(conn: Connection, page: dict[str, Any], year: int, month: int, now: float) -> list[dict[str, Any]]:
+    """SLA of each component of the page that has a target, for one calendar month (UTC)."""
+    return [
+        {"id": c["id"], "name": c["name"], "group": c["group"],
+         **components_sla_month(conn, c["monitor_ids"], c["sla_target"], year, month, now)}
+        for c in page["components"] if c["sla_target"] is not None
+    ]
+
+
+def month_of(month: str | None, now: float) -> tuple[int, int]:
+    """(year, month) of `YYYY-MM`, or of `now` (UTC) when None."""
+    if month:
+        return int(month[:4]), int(month[5:])
+    today = dt.datetime.fromtimestamp(now, dt.UTC)
+    return today.year, today.month
+
+
+@router.get("/status-pages/{page_id}/sla")
+async def page_sla(
+    request: Request, page_id: PageId, owner: Reader,
+    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM, default now")] = None,
+) -> dict[str, Any]:
+    """Per component with an `sla_target`: compliance over a calendar month (UTC) and the error budget left in
+    minutes. A component is down while any of its monitors is down; maintenance is left out."""
+    page = await _page_or_404(request, page_id, owner)
+    now = runtime_of(request).clock.now()
+    year, number = month_of(month, now)
+    rows = await read(request, lambda conn: components_sla(conn, page, year, number, now))
+    return {"month": f"{year:04d}-{number:02d}", "components": rows}
 
 
 @router.delete("/status-pages/{page_id}", status_code=204)
