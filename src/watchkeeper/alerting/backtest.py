@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
+from watchkeeper.alerting.anomaly import AnomalySpec, first_minutes, minute_counts, score, windows
 from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_timed_durations
 from watchkeeper.alerting.rules import DURATION_METRICS, EventSpec, PayloadCondition, RuleIn, ThresholdSpec
 from watchkeeper.lib.signals import signals
@@ -34,15 +36,18 @@ class Firing:
 
 @dataclass
 class _Replay:
-    spec: ThresholdSpec
+    spec: ThresholdSpec | AnomalySpec
     subject: str
     active_at: float | None = None
     last_true: float | None = None
     current: Firing | None = None
     done: list[Firing] = field(default_factory=list)
 
-    def step(self, at: float, value: float | None) -> None:
-        if value is not None and self.spec.breached(value):
+    def step(self, at: float, value: float | None, breached: bool | None = None) -> None:
+        if breached is None:
+            assert isinstance(self.spec, ThresholdSpec)
+            breached = value is not None and self.spec.breached(value)
+        if breached and value is not None:
             self.last_true = at
             if self.active_at is None:
                 self.active_at = at
@@ -89,6 +94,28 @@ def _threshold(conn: Connection, project_id: int, spec: ThresholdSpec, since: fl
     return firings
 
 
+def _anomaly(conn: Connection, project_id: int, spec: AnomalySpec, since: float, now: float) -> list[Firing]:
+    first_step, last_step = int(since // 60), int(now // 60)
+    low = windows(spec, first_step)[1][0][0]
+    counts = minute_counts(conn, spec.metric, project_id, low, last_step)
+    prefix = list(accumulate((counts.get(m, 0) for m in range(low, last_step + 1)), initial=0))
+
+    def total(first: int, last: int) -> float:
+        return float(prefix[last - low + 1] - prefix[first - low])
+
+    oldest = first_minutes(conn, [project_id])[project_id]
+    replay = _Replay(spec, f"project:{project_id}")
+    for minute in range(first_step, last_step + 1):
+        current, baseline = windows(spec, minute)
+        at = min(now, (minute + 1) * STEP_SECONDS)
+        if oldest is None or oldest > baseline[0][0]:
+            replay.step(at, None, False)
+            continue
+        found = score(spec, total(*current), [total(*w) for w in baseline])
+        replay.step(at, found.value, found.breached)
+    return replay.done + ([replay.current] if replay.current else [])
+
+
 def _event(conn: Connection, project_id: int, spec: EventSpec, since: float, now: float) -> list[Firing]:
     kinds = [spec.signal, *spec.resolving_signals]
     rows = conn.execute(select(signals.c.kind, signals.c.subject, signals.c.payload, signals.c.created_at)
@@ -129,9 +156,11 @@ def backtest(conn: Connection, project_id: int, rule: RuleIn, *, now: float, hou
     since = now - hours * 3600
     if rule.threshold is not None:
         firings = _threshold(conn, project_id, rule.threshold, since, now)
+    elif rule.anomaly is not None:
+        firings = _anomaly(conn, project_id, rule.anomaly, since, now)
     else:
         assert rule.event is not None
         firings = _event(conn, project_id, rule.event, since, now)
     firings.sort(key=lambda f: (f.started_at, f.subject))
-    return {"from": since, "until": now, "step_seconds": STEP_SECONDS if rule.threshold else None,
+    return {"from": since, "until": now, "step_seconds": STEP_SECONDS if rule.event is None else None,
             "firings": [f.to_api() for f in firings]}

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting.anomaly import project_scores
 from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_durations
 from watchkeeper.alerting.rules import DURATION_METRICS, PRIORITY, AlertRule, apply_default_pack, list_rules
@@ -159,19 +160,41 @@ def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: dict[str, dict[i
         _judge(ctx, rule, series.subject, series.title, count_value(spec, series, project, first_minute, last_minute))
 
 
-def _judge(ctx: _Context, rule: AlertRule, subject: str, title: str, value: float | None) -> None:
+def _judge(ctx: _Context, rule: AlertRule, subject: str, title: str, value: float | None,
+           breached: bool | None = None, context: dict[str, Any] | None = None) -> None:
     """One subject's value against the rule: activate when breached, note the result for flapping."""
-    spec = rule.threshold
+    spec = rule.windowed
     assert spec is not None
-    breached = spec.breached(value)
+    if breached is None:
+        assert rule.threshold is not None
+        breached = rule.threshold.breached(value)
     if not breached and (ctx.flaps is None or ctx.flaps_read_only):
         return
     extra = _subject_labels(subject, {}) if subject else {}
     labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
     flapping = ctx.record(A.fingerprint(labels), breached)
     if breached:
-        _activate(ctx, rule, labels, {"title": title, "rule": rule.name}, value=value,
+        _activate(ctx, rule, labels, {"title": title, "rule": rule.name, **(context or {})}, value=value,
                   for_seconds=spec.for_seconds, flapping=flapping, refresh=spec.keep_firing_for_seconds > 0)
+
+
+def _evaluate_anomalies(conn: Connection, ctx: _Context, rules: list[AlertRule]) -> None:
+    """Anomaly rules (full rounds only): one score per rule, read with the others of the same spec."""
+    by_spec: dict[str, list[AlertRule]] = defaultdict(list)
+    for rule in rules:
+        assert rule.anomaly is not None
+        by_spec[rule.anomaly.model_dump_json(exclude={"for_seconds", "keep_firing_for_seconds"})].append(rule)
+    for same in by_spec.values():
+        spec = same[0].anomaly
+        assert spec is not None
+        scores = project_scores(conn, spec, {r.project_id for r in same}, ctx.now)
+        for rule in same:
+            found = scores.get(rule.project_id)
+            if found is None:
+                _judge(ctx, rule, "", "", None, breached=False)
+                continue
+            _judge(ctx, rule, "", "", found.value, breached=found.breached,
+                   context={"baseline": found.mean, "z": found.z})
 
 
 def _apply_signal(ctx: _Context, rule: AlertRule, signal: Signal) -> None:
@@ -290,6 +313,7 @@ def read_round(conn: Connection, now: float, *, thresholds: bool = True, thresho
 
     if thresholds:
         _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None])
+        _evaluate_anomalies(conn, ctx, [r for r in rules.values() if r.anomaly is not None])
     else:
         _evaluate_thresholds(conn, ctx, _quick_threshold_rules(rules, moved, existing), project_ids=moved)
     gone = _settle(ctx, rules, thresholds=thresholds)
@@ -377,7 +401,8 @@ def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dic
                 rule_ids.add(rule.id)
             continue
         spec = rule.event
-        assert spec is not None
+        if spec is None:  # anomaly rules wait for the full round
+            continue
         for signal in by_project.get(rule.project_id, ()):
             if signal.kind in spec.resolving_signals:
                 rule_ids.add(rule.id)
@@ -438,7 +463,8 @@ def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> 
             elif alert.ends_at is None:
                 alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
             continue
-        if rule.threshold is None or fp in ctx.seen or not thresholds:
+        spec = rule.windowed
+        if spec is None or fp in ctx.seen or not thresholds:
             continue
         if ctx.record_false(fp) and alert.state == "firing" and alert.ends_at is None:
             # Flapping: stay firing instead of resolving now and firing again next round.
@@ -446,6 +472,6 @@ def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> 
                 alert.annotations = {**alert.annotations, "flapping": FLAPPING_NOTE}
                 alert.updated_at, alert.changed = ctx.now, True
             continue
-        if _deactivate(alert, ctx.now, rule.threshold.keep_firing_for_seconds) == "delete":
+        if _deactivate(alert, ctx.now, spec.keep_firing_for_seconds) == "delete":
             gone.add(fp)
     return gone

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Connection, delete, insert, select, update
 
+from watchkeeper.alerting.anomaly import AnomalySpec
 from watchkeeper.alerting.tables import alert_rule_packs, alert_rules
 from watchkeeper.alerting.templates import compile_template
 from watchkeeper.auth.projects import list_projects
@@ -142,9 +143,10 @@ class RuleIn(_Spec):
     """A rule as the API and the rules file take it."""
 
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["event", "threshold"]
+    kind: Literal["event", "threshold", "anomaly"]
     event: EventSpec | None = None
     threshold: ThresholdSpec | None = None
+    anomaly: AnomalySpec | None = None
     severity: Literal["critical", "high", "medium", "low"] = "medium"
     labels: dict[LabelName, Annotated[str, Field(max_length=500)]] = Field(default_factory=dict, max_length=30)
     annotations: dict[LabelName, Annotated[str, Field(max_length=4000)]] = Field(default_factory=dict,
@@ -153,10 +155,11 @@ class RuleIn(_Spec):
 
     @model_validator(mode="after")
     def _spec_matches_kind(self) -> RuleIn:
-        if self.kind == "event" and (self.event is None or self.threshold is not None):
-            raise ValueError("an event rule needs 'event' (and no 'threshold')")
-        if self.kind == "threshold" and (self.threshold is None or self.event is not None):
-            raise ValueError("a threshold rule needs 'threshold' (and no 'event')")
+        given = [k for k in ("event", "threshold", "anomaly") if getattr(self, k) is not None]
+        if given != [self.kind]:
+            others = " or ".join(repr(k) for k in ("event", "threshold", "anomaly") if k != self.kind)
+            raise ValueError(f"a{'n' if self.kind[0] in 'ae' else ''} {self.kind} rule needs '{self.kind}' "
+                             f"(and no {others})")
         return self
 
     @field_validator("annotations")
@@ -193,12 +196,19 @@ class AlertRule:
     managed_by: str
     created_at: float
     updated_at: float
+    anomaly: AnomalySpec | None = None
+
+    @property
+    def windowed(self) -> ThresholdSpec | AnomalySpec | None:
+        """The spec of a rule judged on a window each round (threshold or anomaly), with its `for`."""
+        return self.threshold or self.anomaly
 
     def to_api(self) -> dict[str, Any]:
         return {
             "id": self.id, "project_id": self.project_id, "name": self.name, "kind": self.kind,
             "event": self.event.model_dump() if self.event else None,
             "threshold": self.threshold.model_dump() if self.threshold else None,
+            "anomaly": self.anomaly.model_dump() if self.anomaly else None,
             "severity": self.severity, "priority": PRIORITY[self.severity], "labels": self.labels,
             "annotations": self.annotations, "enabled": self.enabled, "managed_by": self.managed_by,
             "created_at": self.created_at, "updated_at": self.updated_at,
@@ -206,7 +216,7 @@ class AlertRule:
 
 
 def _spec_json(rule: RuleIn) -> str:
-    spec = rule.event if rule.kind == "event" else rule.threshold
+    spec = {"event": rule.event, "threshold": rule.threshold, "anomaly": rule.anomaly}[rule.kind]
     assert spec is not None
     return orjson.dumps({"severity": rule.severity, **spec.model_dump()}).decode()
 
@@ -219,7 +229,7 @@ def _from_row(row: Any) -> AlertRule:
         EventSpec.model_validate(spec) if row.kind == "event" else None,
         ThresholdSpec.model_validate(spec) if row.kind == "threshold" else None,
         severity, orjson.loads(row.labels), orjson.loads(row.annotations), bool(row.enabled), row.managed_by,
-        row.created_at, row.updated_at,
+        row.created_at, row.updated_at, AnomalySpec.model_validate(spec) if row.kind == "anomaly" else None,
     )
 
 
