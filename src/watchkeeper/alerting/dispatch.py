@@ -84,6 +84,10 @@ class FlushPlan:
     group: AggregationGroup
     firing: list[Alert]
     resolved: list[Alert]
+    # The route's mute/active time intervals hold notifications back now: the group's timer moves on
+    # (as in Alertmanager) but nothing is sent and the notification log is left as it was, so the
+    # first flush after the interval sends what changed.
+    time_muted: bool = False
 
 
 def alert_json(alert: Alert, now: float) -> dict[str, Any]:
@@ -156,7 +160,7 @@ def decide_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
     decisions = []
     for plan in plans:
         receiver = config.receiver(plan.group.route.receiver)
-        if receiver is None:
+        if receiver is None or plan.time_muted:
             continue
         firing = {a.fingerprint for a in plan.firing}
         resolved = {a.fingerprint for a in plan.resolved}
@@ -254,6 +258,7 @@ class Dispatcher:
         self.root = build_routes(config.route)
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.groups: dict[str, AggregationGroup] = {}
+        self.intervals = config.intervals()
         # Firing alerts (resolved ones too, until they are forgotten) by fingerprint.
         self.alerts: dict[str, Alert] = {}
         self._looked_at: float | None = None
@@ -351,6 +356,9 @@ class Dispatcher:
             alerts = [self.alerts[fp] for fp in group.members if fp not in muted]
             if not alerts:  # all muted: looked at again next round, flushed once something is not
                 continue
+            if group.route.muted_at(now, self.intervals):
+                plans.append(FlushPlan(group, [], [], time_muted=True))
+                continue
             firing = [a for a in alerts if not a.resolved(now)]
             resolved = [a for a in alerts if a.resolved(now)
                         and group.flushed_resolved.get(a.fingerprint) != a.ends_at]
@@ -362,6 +370,8 @@ class Dispatcher:
         for plan in plans:
             plan.group.next_flush = now + plan.group.route.group_interval
             plan.group.flushed_once = True
+            if plan.time_muted:
+                continue
             plan.group.flushed_resolved = {a.fingerprint: a.ends_at or 0.0 for a in plan.resolved} | {
                 fp: ends for fp, ends in plan.group.flushed_resolved.items()
                 if fp not in {a.fingerprint for a in plan.firing}}
