@@ -41,7 +41,8 @@ def routing_file(tmp_path: Path, hook: str) -> Path:
                   "routes": [
                       {"matchers": ['severity="critical"'], "receiver": "pager", "continue": True,
                        "repeat_interval": "1h"},
-                      {"matchers": ['alertname=~"Error spike|DiskFull"'], "receiver": "hook", "group_by": ["alertname"]},
+                      {"matchers": ['alertname=~"Error spike|DiskFull"'], "receiver": "hook",
+                       "group_by": ["alertname"]},
                   ]},
         "receivers": [
             {"name": "team", "log_configs": [{}]},
@@ -319,7 +320,9 @@ def test_the_back_test_shows_when_the_rule_would_have_fired(
                         headers={"HX-Request": "true"})
     assert answer.status_code == 200
     assert "It would have fired 2 times" in text_of(answer.text)
-    chart = orjson.loads(re.search(r'id="backtest-data">(.*?)</script>', answer.text, re.S).group(1))  # type: ignore[union-attr]
+    found = re.search(r"data-firing-chart='([^']*)'", answer.text)
+    assert found is not None
+    chart = orjson.loads(html.unescape(found.group(1)))
     assert len(chart["x"]) == 24 * 60 + 1 and max(chart["y"]) == 1 and sum(chart["y"]) == 4
     assert answer.text.count("<tr>") == 1 + 2  # header + two firings
     assert "8" in answer.text.split("backtest-table")[1]  # the peak value
@@ -503,7 +506,7 @@ def test_members_of_other_teams_get_404_and_members_403_on_the_global_pages(
 
     _, email = make_user(alerting_server, role="member")
     member = log_in(alerting_server, email, "password-123")
-    assert 'href="/projects/%d/rules/new"' % shop.id in member.get(f"/projects/{shop.id}/rules").text
+    assert f'href="/projects/{shop.id}/rules/new"' in member.get(f"/projects/{shop.id}/rules").text
     assert member.get("/alerting/routing").status_code == 403
     member.close()
 

@@ -128,7 +128,9 @@ async def routing_page(page: CurrentPage) -> Response:
     if labels is not None:
         for route in alerting.dispatcher.root.match(labels):
             matched.append({"key": route.key, "receiver": route.receiver, "group_key": route.group_key(labels),
-                            "group_labels": label_set(route.group_labels(labels)), "route": route})
+                            "group_labels": label_set(route.group_labels(labels)),
+                            "timers": [format_duration(route.group_wait), format_duration(route.group_interval),
+                                       format_duration(route.repeat_interval)]})
         now = page.now
         silences = await read(page.request, lambda conn: active_silences(conn, now))
         silenced_by = [s.comment or s.id for s in silences if s.mutes(labels, now)]

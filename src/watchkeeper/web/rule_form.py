@@ -331,7 +331,7 @@ def read_rule_form(form: FormData) -> RuleForm:
 
 def errors_by_field(exc: ValidationError, values: Mapping[str, Any]) -> dict[str, str]:
     """Each schema error under the longest form field name its location starts with."""
-    known = set(values) | {"annotations"}
+    known = set(values) | {"annotations", *kinds()}  # a kind: its spec as a whole (e.g. "ratio needs …")
     errors: dict[str, str] = {}
     for error in exc.errors():
         parts = [str(p) for p in error["loc"]]

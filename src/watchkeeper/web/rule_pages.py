@@ -61,7 +61,10 @@ def _summary(rule: R.AlertRule) -> str:
     spec = getattr(rule, rule.kind, None)
     if rule.threshold is not None:
         t = rule.threshold
-        text = f"{t.aggregation} of {t.metric} over {t.window_minutes} min {t.op} {t.threshold:g}"
+        denominator, percentile = getattr(t, "denominator", None), getattr(t, "percentile", None)
+        what = (f"{t.metric} per 100 {denominator}" if denominator else
+                f"p{percentile:g} of {t.metric}" if percentile is not None else f"{t.aggregation} of {t.metric}")
+        text = f"{what} over {t.window_minutes} min {t.op} {t.threshold:g}"
         return text + (f", for {t.for_seconds:g} s" if t.for_seconds else "")
     if spec is not None:
         return ", ".join(f"{k}={v}" for k, v in spec.model_dump().items() if v not in (None, [], {}))

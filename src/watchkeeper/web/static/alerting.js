@@ -19,7 +19,7 @@
     if (root.matches && root.matches("[data-firing-chart]")) found.push(root);
     found.forEach(function (el) {
       if (el.dataset.drawn) return;
-      var data = JSON.parse(document.getElementById(el.dataset.firingChart).textContent);
+      var data = JSON.parse(el.dataset.firingChart);
       var style = getComputedStyle(document.documentElement);
       var colour = style.getPropertyValue("--danger").trim() || "#b91c1c";
       var ink = style.getPropertyValue("--muted").trim() || "#666";
