@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from tests.alerting.conftest import START, in_transaction
 from tests.alerting.receivers import HttpReceiver, SmtpReceiver
@@ -156,7 +156,8 @@ def test_steps_page_in_order_until_acknowledged_and_survive_a_restart(
     fire(world, "Down", "critical")
     assert world.round() == (1, 1)
     assert [m[1] for m in smtp.messages] == [["alice@example.com"]]
-    body = smtp.messages[0][2].get_payload()[0].get_payload(decode=True).decode()
+    text_part = next(part for part in smtp.messages[0][2].walk() if part.get_content_type() == "text/plain")
+    body = bytes(text_part.get_payload(decode=True)).decode()
     assert "Acknowledge: http://wk.test/incident-links/" in body
     world.clock.advance(299)
     assert world.round() == (0, 0)
@@ -218,8 +219,10 @@ def test_states_move_forward_only_each_with_its_time(world: World) -> None:
     incident = in_transaction(world.engine, lambda conn: I.declare(conn, title="Checkout slow", severity="high",
                                                                    now=START, impact_started_at=START - 600))
     for offset, state in ((60, "acknowledged"), (120, "investigating"), (300, "mitigated"), (900, "resolved")):
-        in_transaction(world.engine, lambda conn, s=state, o=offset: I.change_state(
-            conn, incident.id, s, now=START + o, actor_user_id=None))
+        def move(conn: Connection, s: str = state, o: int = offset) -> I.Incident:
+            return I.change_state(conn, incident.id, s, now=START + o, actor_user_id=None)
+
+        in_transaction(world.engine, move)
     done = the_incident(world)
     assert (done.acknowledged_at, done.investigating_at, done.mitigated_at, done.resolved_at) == (
         START + 60, START + 120, START + 300, START + 900)

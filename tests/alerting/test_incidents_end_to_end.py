@@ -129,7 +129,10 @@ def test_a_service_going_down_pages_once_opens_an_incident_and_the_link_stops_es
     for _ in range(4):
         clock.advance(120)
         before = clock.now()
-        advance_until(clock, lambda b=before: (api.get(monitor_url).json().get("last_check_at") or 0) >= b, step=0)
+        def checked(since: float = before) -> bool:
+            return bool((api.get(monitor_url).json().get("last_check_at") or 0) >= since)
+
+        advance_until(clock, checked, step=0)
     assert len(paths(receiver, "/pager")) == 1
     hooks = paths(receiver, "/hook")
     assert len(hooks) == 1 and hooks[0]["alerts"][0]["labels"]["severity"] == "critical"

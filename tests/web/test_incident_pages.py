@@ -61,9 +61,9 @@ def test_an_incident_is_acknowledged_noted_resolved_and_its_postmortem_saved_and
     assert admin_client.post(f"{url}/state", data={"csrf_token": token, "state": "resolved"}).status_code == 303
     again = admin_client.post(f"{url}/state", data={"csrf_token": token, "state": "acknowledged"})
     assert again.status_code == 409
-    page = admin_client.get(url).text
-    assert "Rolled back 1.2.3" in page and ">resolved<" in page and "Acknowledge</button>" not in page
-    draft = re.search(r'<textarea name="markdown"[^>]*>(.*?)</textarea>', page, re.S)
+    html = admin_client.get(url).text
+    assert "Rolled back 1.2.3" in html and ">resolved<" in html and "Acknowledge</button>" not in html
+    draft = re.search(r'<textarea name="markdown"[^>]*>(.*?)</textarea>', html, re.S)
     assert draft and "## Timeline" in draft.group(1) and "note: Rolled back 1.2.3" in draft.group(1)
     saved = admin_client.post(f"{url}/postmortem", data={"csrf_token": token, "markdown": "# PM\r\n\r\nDone."})
     assert saved.status_code == 303
