@@ -518,3 +518,36 @@ def test_alerting_forms_need_the_csrf_token(alerting_server: Server, admin: http
                    f"/projects/{shop.id}/rules/backtest", "/alerting/silences", "/alerting/channels/hook/test"):
         assert admin.post(action, data={"csrf_token": "forged", **rule_fields()}).status_code == 403, action
     assert rules_of(alerting_server, shop.id)[0] == rule
+
+
+def test_the_newer_kinds_and_aggregations_of_the_schema_work_through_the_same_form(
+    alerting_server: Server, admin: httpx.Client, shop: ProjectFixture
+) -> None:
+    new, create = f"/projects/{shop.id}/rules/new", f"/projects/{shop.id}/rules"
+    ratio = post_form(admin, new, create, rule_fields(**{"threshold.aggregation": "ratio"}))
+    assert ratio.status_code == 422
+    found = re.search(r'id="rule-threshold-error"[^>]*>([^<]*)<', ratio.text)  # the spec as a whole
+    assert found is not None and "denominator" in html.unescape(found.group(1))
+
+    p95 = post_form(admin, new, create, rule_fields(name="Slow checkout", **{
+        "threshold.metric": "transaction_duration", "threshold.aggregation": "percentile",
+        "threshold.percentile": "95", "threshold.threshold": "800"}))
+    assert p95.status_code == 303, p95.text
+    assert "p95 of transaction_duration over 5 min &gt; 800" in admin.get(create).text
+
+    anomaly = post_form(admin, new, create, {
+        "name": "Sales drop", "kind": "anomaly", "severity": "high", "enabled": "on", "anomaly.metric": "transactions",
+        "anomaly.baseline": "ewma", "anomaly.direction": "down", "anomaly.window_minutes": "30",
+        "anomaly.history": "12", "anomaly.z_threshold": "2.5"})
+    assert anomaly.status_code == 303, anomaly.text
+    rule = next(r for r in rules_of(alerting_server, shop.id) if r.name == "Sales drop")
+    spec = rule.anomaly
+    assert spec is not None
+    assert (spec.baseline, spec.direction, spec.window_minutes, spec.history, spec.z_threshold, spec.days) == (
+        "ewma", "down", 30, 12, 2.5, 28)
+    edit = admin.get(f"/rules/{rule.id}").text
+    assert 'data-kind="anomaly"' in edit and 'id="rule-anomaly-history" name="anomaly.history" value="12"' in edit
+    token = form_token(edit)
+    backtest = admin.post(f"/projects/{shop.id}/rules/backtest", data={
+        "csrf_token": token, "name": "Sales drop", "kind": "anomaly", "anomaly.metric": "transactions"})
+    assert backtest.status_code == 200 and "would not have fired" in text_of(backtest.text)

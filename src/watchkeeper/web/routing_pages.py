@@ -154,8 +154,8 @@ def delivery_history(conn: Connection, receiver: str, limit: int = HISTORY_PER_R
     out = []
     for row in rows:
         item = dict(row._mapping)
-        # "retrying": still pending after a failed attempt (the outbox says pending either way).
-        item["shown_status"] = "retrying" if row.status == "pending" and row.attempts > 0 else row.status
+        # The outbox says "pending" both before the first try ("queued") and between retries ("retrying").
+        item["shown_status"] = ("retrying" if row.attempts > 0 else "queued") if row.status == "pending" else row.status
         out.append(item)
     return out
 
