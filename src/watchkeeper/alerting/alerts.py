@@ -113,10 +113,11 @@ def versions(conn: Connection, fingerprints: Collection[str]) -> dict[str, float
     return found
 
 
-def changed_since(conn: Connection, since: float) -> list[Alert]:
-    """Firing (and resolved) alerts updated at or after `since` (indexed: what a dispatch round looks at)."""
-    query = select(alerts).where(alerts.c.updated_at >= since, alerts.c.state == "firing")
-    return [_from_row(row) for row in conn.execute(query)]
+def changed_since(conn: Connection, since: float) -> list[tuple[str, float, str]]:
+    """(fingerprint, updated_at, state) of the alerts updated at or after `since` (by the updated_at
+    index; a dispatch round then loads only those it does not know in that version)."""
+    query = select(alerts.c.fingerprint, alerts.c.updated_at, alerts.c.state).where(alerts.c.updated_at >= since)
+    return [(fp, float(at), state) for fp, at, state in conn.execute(query)]
 
 
 def save_alerts(conn: Connection, new: Sequence[Alert], changed: Sequence[Alert]) -> None:

@@ -277,7 +277,14 @@ class Dispatcher:
                 del self.groups[key]
             self._synced_at = now
         else:
-            for alert in changed_since(conn, self._looked_at - OVERLAP_SECONDS):
+            stale = []
+            for fp, updated_at, state in changed_since(conn, self._looked_at - OVERLAP_SECONDS):
+                known = self.alerts.get(fp)
+                if state != "firing":
+                    self._drop(fp)
+                elif known is None or known.updated_at != updated_at:
+                    stale.append(fp)
+            for alert in load_by_fingerprint(conn, stale):
                 self._put(alert, now)
         self._looked_at = now
 
