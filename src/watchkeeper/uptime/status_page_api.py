@@ -60,19 +60,44 @@ def _save_components(conn: Connection, page_id: int, components: list[ComponentS
             for i, c in enumerate(components)])
 
 
-async def _check_spec(request: Request, project_id: int, spec: StatusPageSpec, page_id: int | None) -> None:
-    def problems(conn: Connection) -> str | None:
-        taken = conn.execute(select(status_pages.c.id).where(status_pages.c.slug == spec.slug)).scalar()
-        if taken is not None and taken != page_id:
-            return "slug: another status page has this slug"
-        mine = set(conn.execute(select(monitors.c.id).where(monitors.c.project_id == project_id)).scalars())
-        for index, component in enumerate(spec.components):
-            for monitor_id in component.monitor_ids:
-                if monitor_id not in mine:
-                    return f"components.{index}.monitor_ids: {monitor_id} is not a monitor of this project"
-        return None
+def spec_problem(conn: Connection, project_id: int, spec: StatusPageSpec, page_id: int | None) -> str | None:
+    """What is wrong with the spec beyond its shape (a taken slug, a monitor of another project), or None."""
+    taken = conn.execute(select(status_pages.c.id).where(status_pages.c.slug == spec.slug)).scalar()
+    if taken is not None and taken != page_id:
+        return "slug: another status page has this slug"
+    mine = set(conn.execute(select(monitors.c.id).where(monitors.c.project_id == project_id)).scalars())
+    for index, component in enumerate(spec.components):
+        for monitor_id in component.monitor_ids:
+            if monitor_id not in mine:
+                return f"components.{index}.monitor_ids: {monitor_id} is not a monitor of this project"
+    return None
 
-    problem = await read(request, problems)
+
+def save_page(conn: Connection, project_id: int, spec: StatusPageSpec, page_id: int | None, *, now: float) -> int:
+    """Create the page (page_id None) or replace its settings and components; returns its id."""
+    if page_id is None:
+        page_id = int(conn.execute(status_pages.insert().values(
+            project_id=project_id, slug=spec.slug, title=spec.title, logo_url=spec.logo_url,
+            description=spec.description, created_at=now)).inserted_primary_key[0])  # type: ignore[index]
+    else:
+        conn.execute(update(status_pages).where(status_pages.c.id == page_id).values(
+            slug=spec.slug, title=spec.title, logo_url=spec.logo_url, description=spec.description))
+    _save_components(conn, page_id, spec.components)
+    return page_id
+
+
+def get_page(conn: Connection, page_id: int) -> dict[str, Any] | None:
+    """A status page's settings and components (as the API shows them)."""
+    return _page_json(conn, page_id)
+
+
+def list_page_ids(conn: Connection, project_id: int) -> list[int]:
+    return list(conn.execute(select(status_pages.c.id).where(status_pages.c.project_id == project_id)
+                             .order_by(status_pages.c.id)).scalars())
+
+
+async def _check_spec(request: Request, project_id: int, spec: StatusPageSpec, page_id: int | None) -> None:
+    problem = await read(request, lambda conn: spec_problem(conn, project_id, spec, page_id))
     if problem is not None:
         raise HTTPException(409 if problem.startswith("slug") else 422, problem)
 
@@ -90,8 +115,7 @@ async def list_pages(request: Request, project_id: ProjectId, owner: Reader) -> 
     await _check_project(request, project_id, owner)
 
     def query(conn: Connection) -> list[dict[str, Any]]:
-        ids = conn.execute(select(status_pages.c.id).where(status_pages.c.project_id == project_id)).scalars()
-        return [p for i in ids if (p := _page_json(conn, i)) is not None]
+        return [p for i in list_page_ids(conn, project_id) if (p := _page_json(conn, i)) is not None]
 
     return {"status_pages": await read(request, query)}
 
@@ -104,11 +128,7 @@ async def create_page(request: Request, project_id: ProjectId, body: StatusPageS
     now = runtime_of(request).clock.now()
 
     def create(conn: Connection) -> dict[str, Any] | None:
-        page_id = conn.execute(status_pages.insert().values(
-            project_id=project_id, slug=body.slug, title=body.title, logo_url=body.logo_url,
-            description=body.description, created_at=now)).inserted_primary_key[0]  # type: ignore[index]
-        _save_components(conn, page_id, body.components)
-        return _page_json(conn, page_id)
+        return _page_json(conn, save_page(conn, project_id, body, None, now=now))
 
     return await write(request, create)
 
@@ -118,11 +138,10 @@ async def change_page(request: Request, page_id: PageId, body: StatusPageSpec, o
     page = await _page_or_404(request, page_id, owner, write=True)
     await _check_spec(request, page["project_id"], body, page_id)
 
+    now = runtime_of(request).clock.now()
+
     def change(conn: Connection) -> dict[str, Any] | None:
-        conn.execute(update(status_pages).where(status_pages.c.id == page_id).values(
-            slug=body.slug, title=body.title, logo_url=body.logo_url, description=body.description))
-        _save_components(conn, page_id, body.components)
-        return _page_json(conn, page_id)
+        return _page_json(conn, save_page(conn, page["project_id"], body, page_id, now=now))
 
     return await write(request, change)
 
