@@ -18,7 +18,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine
 
-from tests.alerting.conftest import START, add_errors
+from tests.alerting.conftest import START, add_errors, signal
 from tests.alerting.receivers import Answer, HttpReceiver
 from tests.conftest import ProjectFixture, Server, make_project, make_token, make_user, run_server
 from tests.web.conftest import ADMIN_PASSWORD, ensure_admin, form_token, log_in
@@ -203,6 +203,29 @@ def test_the_all_projects_view_shows_external_silenced_and_resolved_alerts(
     assert "HighLoad" in page.text.split('id="state-resolved"')[1]
     # A project's page shows only that project's alerts.
     assert "DiskFull" not in admin.get(f"/projects/{shop.id}/alerts").text
+
+
+def test_an_inhibited_alert_shows_as_silenced_and_says_why(
+    alerting_server: Server, admin: httpx.Client, shop: ProjectFixture, clock: ManualClock
+) -> None:
+    spike(alerting_server, clock, shop)
+    signal(engine_of(alerting_server), "monitor.down", shop.id, "monitor:9", clock.now(), name="checkout",
+           error="connection refused")
+    wait_until(lambda: any(a.labels["alertname"] == "Monitor down" and a.state == "firing"
+                           for a in alerts_of(alerting_server, project_id=shop.id)))
+    page = admin.get(f"/projects/{shop.id}/alerts").text
+    silenced = page.split('id="state-silenced"')[1]
+    assert "Error spike" in silenced and "inhibited by another firing alert" in silenced
+    firing = page.split('id="state-firing"')[1].split('id="state-silenced"')[0]
+    assert "Monitor down" in firing and "checkout is down" in firing and "connection refused" in firing
+    assert 'hx-trigger="every 30s"' in page  # the list refreshes itself
+
+
+def test_a_big_group_shows_its_newest_alerts_and_the_count(alerting_server: Server, admin: httpx.Client) -> None:
+    post_alerts(alerting_server, [{"labels": {"alertname": "DiskFull", "instance": f"db{i}"}} for i in range(60)])
+    page = admin.get("/alerting/alerts", params={"state": "firing"}).text
+    assert "60 alerts (the newest 50 shown)" in text_of(page)
+    assert page.count("Silence this") == 50
 
 
 # --- rules --------------------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from watchkeeper.alerting.alerts import Alert, load_alerts
-from watchkeeper.alerting.dispatch import take_snapshot
 from watchkeeper.alerting.routing import label_set
 from watchkeeper.alerting.rules import PRIORITY
 from watchkeeper.alerting.service import Alerting
 from watchkeeper.alerting.silences import Silence, active_silences
 from watchkeeper.api import read
+from watchkeeper.uptime.maintenance import in_maintenance, list_windows
 from watchkeeper.web.shell import PageError
 from watchkeeper.web.viewer import CurrentPage, Page, readable_project
 
@@ -32,6 +32,8 @@ STATE_TITLES = {"firing": "Firing", "pending": "Pending", "silenced": "Silenced"
                 "resolved": "Resolved recently"}
 # Labels every rule alert has; the table shows them in columns of their own or not at all.
 QUIET_LABELS = ("alertname", "severity", "priority", "project_id")
+# A group of a thousand alerts is one notification; the page shows its newest alerts and the count.
+MAX_ROWS_PER_GROUP = 50
 
 
 def alerting_of(request: Request) -> Alerting:
@@ -84,20 +86,39 @@ class AlertRow:
 class AlertGroup:
     receiver: str
     labels: dict[str, str]
-    rows: list[AlertRow] = field(default_factory=list)
+    rows: list[AlertRow] = field(default_factory=list)  # the newest MAX_ROWS_PER_GROUP
+    total: int = 0
 
     @property
     def title(self) -> str:
         return label_set(self.labels)
 
 
-def classify(conn: Connection, alerting: Alerting, found: list[Alert], now: float) -> list[AlertRow]:
-    """Each alert with its state as people read it: silenced wins over firing and pending."""
+def _monitor_of(alert: Alert) -> tuple[int, int] | None:
+    """(project id, monitor id) of an alert about a monitor, as the dispatcher reads its labels."""
+    project, monitor = alert.labels.get("project_id", ""), alert.labels.get("monitor", "")
+    return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
+
+
+def in_maintenance_now(conn: Connection, found: list[Alert], now: float) -> set[str]:
+    """Fingerprints of the alerts about monitors an uptime maintenance window covers now."""
+    monitors = {a.fingerprint: m for a in found if (m := _monitor_of(a)) is not None}
+    if not monitors:
+        return set()
+    windows = list_windows(conn, {project for project, _ in monitors.values()})
+    return {fp for fp, (project, monitor) in monitors.items() if in_maintenance(windows, project, monitor, now)}
+
+
+def classify(conn: Connection, alerting: Alerting, found: list[Alert], now: float, *,
+             all_firing: list[Alert] | None = None) -> list[AlertRow]:
+    """Each alert with its state as people read it: silenced wins over firing and pending.
+    `all_firing`: the alerts that may inhibit these (every firing one; default `found`)."""
     silences = active_silences(conn, now)
-    maintained = take_snapshot(conn, now).in_maintenance
-    firing = [(a.fingerprint, a.labels) for a in found if a.state == "firing" and not a.resolved(now)]
+    maintained = in_maintenance_now(conn, found, now)
+    sources = found if all_firing is None else all_firing
+    firing = [(a.fingerprint, a.labels) for a in sources if a.state == "firing" and not a.resolved(now)]
     everyone = [(a.fingerprint, a.labels) for a in found]
-    inhibited = alerting.dispatcher.inhibitor.inhibited(firing, everyone)
+    inhibited = alerting.dispatcher.inhibitor.inhibited(firing, everyone) if firing else set()
     rows = []
     for alert in found:
         status = alert.status(now)
@@ -117,7 +138,9 @@ def group_rows(alerting: Alerting, rows: list[AlertRow]) -> dict[str, list[Alert
         for route in root.match(row.labels):
             key = route.group_key(row.labels)
             group = by_state[row.state].setdefault(key, AlertGroup(route.receiver, route.group_labels(row.labels)))
-            group.rows.append(row)
+            group.total += 1
+            if len(group.rows) < MAX_ROWS_PER_GROUP:
+                group.rows.append(row)
     return {state: sorted(groups.values(), key=lambda g: (g.receiver, g.title)) for state, groups in by_state.items()}
 
 
@@ -125,8 +148,11 @@ async def _alerts_view(page: Page, project_id: int | None) -> dict[str, Any]:
     alerting = alerting_of(page.request)
 
     def load(conn: Connection) -> list[AlertRow]:
-        found = load_alerts(conn, project_id=project_id) if project_id is not None else load_alerts(conn)
-        return classify(conn, alerting, found, page.now)
+        if project_id is None:
+            return classify(conn, alerting, load_alerts(conn), page.now)
+        # Another project's or an external alert may inhibit this project's: every firing one is a source.
+        sources = load_alerts(conn, firing_only=True) if alerting.config.inhibit_rules else []
+        return classify(conn, alerting, load_alerts(conn, project_id=project_id), page.now, all_firing=sources)
 
     rows = await read(page.request, load)
     wanted = page.request.query_params.get("state", "")
