@@ -494,6 +494,7 @@ def test_viewers_see_alerts_and_rules_without_edit_controls_and_cannot_change_th
     alerts = viewer.get(f"/projects/{shop.id}/alerts")
     assert alerts.status_code == 200 and "Error spike" in alerts.text and "Silence this" not in alerts.text
     rules = viewer.get(f"/projects/{shop.id}/rules").text
+    assert re.search(r'class="badge alert-firing">1 firing</a>', rules)  # the rule's alerts now
     assert rule.name in rules and "New rule" not in rules and "Disable" not in rules and "Delete" not in rules
     form = viewer.get(f"/rules/{rule.id}").text
     assert "disabled>" in form and "Save rule" not in form and "Back-test" not in form

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from watchkeeper.alerting import rules as R
+from watchkeeper.alerting.alerts import load_alerts
 from watchkeeper.alerting.backtest import backtest
 from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth.projects import Project
@@ -74,8 +75,18 @@ def _summary(rule: R.AlertRule) -> str:
 @router.get("/projects/{project_id:int}/rules")
 async def rules_page(project_id: int, page: CurrentPage) -> Response:
     project = await readable_project(page, project_id)
-    rules = await read(page.request, lambda conn: R.list_rules(conn, project_id))
-    return await page.render("rule_list.html", project=project, rules=rules,
+    now = page.now
+
+    def load(conn: Connection) -> tuple[list[R.AlertRule], dict[int, dict[str, int]]]:
+        states: dict[int, dict[str, int]] = {}
+        for alert in load_alerts(conn, rules_only=True, project_id=project_id):
+            if alert.rule_id is not None:
+                counts = states.setdefault(alert.rule_id, {})
+                counts[alert.status(now)] = counts.get(alert.status(now), 0) + 1
+        return R.list_rules(conn, project_id), states
+
+    rules, states = await read(page.request, load)
+    return await page.render("rule_list.html", project=project, rules=rules, states=states,
                              summaries={r.id: _summary(r) for r in rules}, priority=R.PRIORITY, managed_by=MANAGED_BY,
                              can_write=page.viewer.principal.can_write(project_id))
 
