@@ -186,7 +186,8 @@ def test_the_all_projects_view_shows_external_silenced_and_resolved_alerts(
     iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
     post_alerts(alerting_server, [
         {"labels": {"alertname": "DiskFull", "instance": "db1", "severity": "medium"},
-         "annotations": {"summary": f"disk 95% full {XSS}"}, "generatorURL": "http://prometheus/graph"},
+         "annotations": {"summary": f"disk 95% full {XSS}", "runbook_url": "javascript:alert(1)"},
+         "generatorURL": "http://prometheus/graph"},
         {"labels": {"alertname": "HighLoad", "instance": "web1"}, "startsAt": iso(now - 600),
          "endsAt": iso(now - 60)},
     ])
@@ -200,6 +201,7 @@ def test_the_all_projects_view_shows_external_silenced_and_resolved_alerts(
     silenced = page.text.split('id="state-silenced"')[1].split('id="state-resolved"')[0]
     assert "DiskFull" in silenced and "silenced by" in silenced and "disk swap" in silenced
     assert XSS not in page.text and html.escape(XSS) in page.text.replace("&#39;", "'")
+    assert 'href="javascript:' not in page.text and 'href="http://prometheus/graph"' in page.text  # only web links
     assert "HighLoad" in page.text.split('id="state-resolved"')[1]
     # A project's page shows only that project's alerts.
     assert "DiskFull" not in admin.get(f"/projects/{shop.id}/alerts").text

@@ -73,8 +73,10 @@ async def _page(page: Page, form: SilenceForm, errors: dict[str, str], status: i
     now = page.now
 
     def load(conn: Connection) -> list[SilenceRow]:
-        current = load_alerts(conn)
-        return [SilenceRow(s, s.state(now), _matching(current, s, now)) for s in list_silences(conn)]
+        current = [a for a in load_alerts(conn) if not a.resolved(now)]
+        # Expired silences match nothing any more: their count would only cost time on a busy server.
+        return [SilenceRow(s, state, _matching(current, s, now) if state != "expired" else 0)
+                for s in list_silences(conn) if (state := s.state(now))]
 
     rows = await read(page.request, load)
     by_state = {state: [r for r in rows if r.state == state] for state in SILENCE_STATES}
