@@ -122,7 +122,7 @@ def _monitor_id(form: FormData) -> int | None:
 
 @router.post("/projects/{project_id:int}/monitors/test")
 async def test_monitor(project_id: int, page: CurrentPage) -> Response:
-    """The form again with the result of one check of what it holds (htmx swaps in only the result)."""
+    """The form again, as filled in, with the result of one check of what it holds."""
     project = await readable_project(page, project_id)
     form = await checked_form(page.request, page.viewer)
     require_write(page.viewer, project_id)
@@ -137,9 +137,8 @@ async def test_monitor(project_id: int, page: CurrentPage) -> Response:
     try:
         values, spec = read_monitor_form(form, monitor_type, stored)
     except FormProblems as problems:
-        # htmx swaps only 2xx answers: the form with its errors is what it should show
-        status = 200 if page.request.headers.get("HX-Request") else 422
-        return await _render(page, project, monitor_type, problems.values, monitor=stored, errors=problems.errors,
-                             status=status)
+        # Nothing is saved here, so a form that cannot be tested is an answer, not a refused change:
+        # the form again with each error next to its field.
+        return await _render(page, project, monitor_type, problems.values, monitor=stored, errors=problems.errors)
     result = await check_once(page, spec)
     return await _render(page, project, monitor_type, values, monitor=stored, result=result)
