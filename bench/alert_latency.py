@@ -150,7 +150,8 @@ def quantile(buckets: dict[float, float], count: float, q: float) -> float:
 
 def report_writer_time(server: BenchServer) -> None:
     text = httpx.get(f"{server.base}/metrics", timeout=30).text
-    for name in ("watchkeeper_alerting_writer_seconds", "watchkeeper_alert_evaluation_seconds"):
+    for name in ("watchkeeper_alerting_writer_seconds", "watchkeeper_alerting_writer_cpu_seconds",
+                 "watchkeeper_alert_evaluation_seconds"):
         for labels, (count, total, buckets) in sorted(histograms(text, name).items()):
             if count:
                 print(f"RESULT {name}{{{labels}}}: {count:.0f} writes/rounds, mean {total / count * 1000:.1f} ms, "

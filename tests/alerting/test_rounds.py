@@ -81,6 +81,22 @@ def test_a_steady_firing_alert_is_not_rewritten(engine: Engine, project_id: int,
     assert report.changed == 0 and again.updated_at == first.updated_at
 
 
+def test_a_moving_value_is_written_at_most_once_a_minute(engine: Engine, project_id: int,
+                                                        clock: ManualClock) -> None:
+    from tests.alerting.test_evaluator import add_rule
+
+    add_rule(engine, project_id, clock, name="Errors", kind="threshold",
+             threshold={"metric": "errors", "window_minutes": 5, "threshold": 3})
+    add_errors(engine, project_id, clock.now(), 20)
+    run_round(engine, clock, default_pack=False)
+    for expected_value, changed in ((20.0, 0), (26.0, 1), (26.0, 0)):
+        clock.advance(30)
+        add_errors(engine, project_id, clock.now(), 3)
+        report = run_round(engine, clock, default_pack=False)
+        (alert,) = [a for a in in_transaction(engine, load_alerts) if a.labels["alertname"] == "Errors"]
+        assert (alert.value, report.changed) == (expected_value, changed)
+
+
 def test_a_quick_round_reads_only_the_alerts_of_its_signals(engine: Engine, project_id: int,
                                                             clock: ManualClock) -> None:
     run_round(engine, clock)
@@ -162,3 +178,4 @@ def test_the_server_rounds_write_little_and_say_how_long(runtime: Runtime, proje
     registry = runtime.metrics.registry
     for kind in ("pack", "evaluate", "dispatch"):
         assert registry.get_sample_value("watchkeeper_alerting_writer_seconds_count", {"round": kind}) == 1
+        assert registry.get_sample_value("watchkeeper_alerting_writer_cpu_seconds_count", {"round": kind}) == 1

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 CURSOR = "evaluator.signals"
 FLAPPING_NOTE = "true: the condition keeps changing; notifications are held until it settles"
 SIGNALS_PER_ROUND = 5000
+# A firing alert whose only change is its value (and annotations showing it) is rewritten at most this
+# often: a busy rate alert's value moves every round, and 10,000 of them would be 10,000 row updates.
+VALUE_REFRESH_SECONDS = 60.0
 
 
 @dataclass
@@ -125,9 +128,11 @@ def _activate(ctx: _Context, rule: AlertRule, labels: dict[str, str], template_c
     # Rewritten only when something a reader sees changed, or when `last_true_at` matters (event alerts
     # and keep_firing_for): a steady firing alert costs the writer nothing.
     promote = alert.state == "pending" and now - alert.active_at >= for_seconds
-    if not (refresh or promote or alert.ends_at is not None or alert.value != value
-            or alert.annotations != annotations):
-        return
+    if not (refresh or promote or alert.ends_at is not None):
+        if alert.value == value and alert.annotations == annotations:
+            return
+        if now - alert.updated_at < VALUE_REFRESH_SECONDS:
+            return  # only the value (and the text showing it) moved: written at most once a minute
     alert.last_true_at, alert.value, alert.updated_at, alert.changed = now, value, now, True
     alert.annotations, alert.ends_at = annotations, None
     if promote:
