@@ -128,7 +128,7 @@ def histograms(text: str, name: str) -> dict[str, tuple[float, float, dict[float
             continue
         kind, labels, value = match[1], match[2] or "", float(match[3])
         bound = re.search(r'le="([^"]+)"', labels)
-        key = re.sub(r',?le="[^"]+"', "", labels)
+        key = ",".join(part for part in labels.split(",") if part and not part.startswith("le="))
         count, total, buckets = found.get(key, (0.0, 0.0, {}))
         if kind == "count":
             count = value
