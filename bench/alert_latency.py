@@ -8,18 +8,26 @@ that sends everything to a local webhook receiver in this process with `group_wa
 2. 11 more errors within the minute, so "Error spike" (> 10 errors/min, a threshold rule) fires,
 and measures from the answer to the request that crossed the line to the notification's arrival.
 
-    .venv/bin/python bench/alert_latency.py --projects 5
+With `--storm N` it then sends N errors that each make a new issue (a "New error type" alert each)
+from 16 threads, waits two evaluation intervals, and reports from the server's /metrics how long
+alerting's writes held the shared writer per round (`watchkeeper_alerting_writer_seconds`, by round
+kind) and how long full evaluation rounds took (`watchkeeper_alert_evaluation_seconds`; before rounds
+were split, a full round ran entirely inside the writer).
+
+    .venv/bin/python bench/alert_latency.py --projects 5 --storm 3000
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -95,9 +103,66 @@ def measure_project(server: BenchServer, client: httpx.Client, receiver: Receive
     return new_issue, spike
 
 
+def storm(server: BenchServer, count: int) -> float:
+    """`count` errors, each a new issue, into a fresh project; returns the events per second achieved."""
+    project = server.cli("project", "create", "storm")
+    key = project["dsn"].split("//", 1)[1].split("@", 1)[0]
+    started = time.monotonic()
+
+    def send(first: int) -> None:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            for index in range(first, count, 16):
+                send_error(client, project["id"], key, f"storm {index} {uuid.uuid4().hex}")
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(send, range(16)))
+    return count / (time.monotonic() - started)
+
+
+def histograms(text: str, name: str) -> dict[str, tuple[float, float, dict[float, float]]]:
+    """Per label set of a histogram: count, sum and the cumulative buckets."""
+    found: dict[str, tuple[float, float, dict[float, float]]] = {}
+    for line in text.splitlines():
+        match = re.match(rf"^{name}_(count|sum|bucket)(?:\{{(.*)\}})? (\S+)$", line)
+        if not match:
+            continue
+        kind, labels, value = match[1], match[2] or "", float(match[3])
+        bound = re.search(r'le="([^"]+)"', labels)
+        key = ",".join(part for part in labels.split(",") if part and not part.startswith("le="))
+        count, total, buckets = found.get(key, (0.0, 0.0, {}))
+        if kind == "count":
+            count = value
+        elif kind == "sum":
+            total = value
+        elif bound:
+            buckets[float(bound[1])] = value
+        found[key] = (count, total, buckets)
+    return found
+
+
+def quantile(buckets: dict[float, float], count: float, q: float) -> float:
+    """The upper bound of the bucket holding the q-quantile."""
+    for bound in sorted(buckets):
+        if buckets[bound] >= q * count:
+            return bound
+    return float("inf")
+
+
+def report_writer_time(server: BenchServer) -> None:
+    text = httpx.get(f"{server.base}/metrics", timeout=30).text
+    for name in ("watchkeeper_alerting_writer_seconds", "watchkeeper_alerting_writer_cpu_seconds",
+                 "watchkeeper_alert_evaluation_seconds"):
+        for labels, (count, total, buckets) in sorted(histograms(text, name).items()):
+            if count:
+                print(f"RESULT {name}{{{labels}}}: {count:.0f} writes/rounds, mean {total / count * 1000:.1f} ms, "
+                      f"p50 <= {quantile(buckets, count, 0.5) * 1000:g} ms, "
+                      f"p99 <= {quantile(buckets, count, 0.99) * 1000:g} ms, total {total:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--projects", type=int, default=5)
+    parser.add_argument("--storm", type=int, default=0, help="then this many new issues, and the writer time")
     args = parser.parse_args()
     receiver = Receiver()
     server = BenchServer()
@@ -124,6 +189,11 @@ def main() -> None:
         print(f"RESULT signal rule (for 0, group_wait 0): median {statistics.median(new_issue):.2f} s, "
               f"max {max(new_issue):.2f} s; threshold rule: median {statistics.median(spike):.2f} s, "
               f"max {max(spike):.2f} s (evaluation interval 15 s)")
+        if args.storm:
+            rate = storm(server, args.storm)
+            print(f"storm: {args.storm} new issues at {rate:.0f} events/s", flush=True)
+            time.sleep(32)  # two full evaluation rounds, and their dispatch rounds
+        report_writer_time(server)
     finally:
         server.stop()
 

@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     tmadd.add_argument("--json", action="store_true")
     tmadd.set_defaults(func=cmd_team_add)
 
+    from watchkeeper.alerting.incident_cli import add_commands as add_incident_commands
+
+    add_incident_commands(commands, common)
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate the settings and print them", parents=[common])
     check.add_argument("--json", action="store_true")

@@ -126,6 +126,17 @@ class AlertingSettings(_Section):
     delivery_max_attempts: int = Field(12, gt=0, le=100)
     # How long one notification may take before it counts as a timeout (retried).
     delivery_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # Incidents (see docs/alerting.md "On-call and incidents"): alerts of these severities declare one
+    # (a project may choose others); the pages people answer are for what needs a human now.
+    incident_severities: list[Literal["critical", "high", "medium", "low"]] = ["critical", "high"]
+    # How often new alerts are turned into incidents and escalation timers are looked at.
+    incident_interval_seconds: float = Field(2.0, gt=0, le=60)
+    # Signs the acknowledge/resolve links in notifications. None = secret_key, else one kept in the database.
+    link_secret: SecretStr | None = None
+    # A link in a page older than a day is more likely forwarded or leaked than wanted.
+    link_expiry_seconds: float = Field(86400.0, gt=0)
+    # The receiver (routing file) whose first e-mail integration mails on-call users; None = no e-mail.
+    oncall_email_receiver: str | None = None
 
 
 class SessionSettings(_Section):

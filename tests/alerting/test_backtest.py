@@ -49,3 +49,16 @@ def test_backtest_over_the_api(api: httpx.Client, project: ProjectFixture) -> No
     assert answer.status_code == 200 and answer.json()["firings"] == []
     assert answer.json()["until"] - answer.json()["from"] == 7200
     assert api.post(url, json=SPIKE.model_dump(), params={"hours": 0}).status_code == 422
+
+
+def test_new_kinds_over_the_api(api: httpx.Client, project: ProjectFixture) -> None:
+    anomaly = {"name": "Drop", "kind": "anomaly", "anomaly": {"metric": "transactions", "direction": "down"}}
+    answer = api.post(f"/api/v1/projects/{project.id}/alert-rules/backtest", json=anomaly, params={"hours": 1})
+    assert answer.status_code == 200 and answer.json()["firings"] == [] and answer.json()["step_seconds"] == 60
+    ratio = {"name": "Rate", "kind": "threshold",
+             "threshold": {"metric": "errors", "aggregation": "ratio", "denominator": "transactions", "threshold": 5}}
+    created = api.post(f"/api/v1/projects/{project.id}/alert-rules", json=ratio)
+    assert created.status_code == 201 and created.json()["threshold"]["denominator"] == "transactions"
+    wrong = api.post(f"/api/v1/projects/{project.id}/alert-rules", json={**ratio, "threshold": {
+        **ratio["threshold"], "denominator": None}})  # type: ignore[dict-item]
+    assert wrong.status_code == 422 and "denominator" in wrong.text

@@ -3,8 +3,10 @@ on the real database with a manual clock."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from tests.alerting.conftest import in_transaction
 from watchkeeper.alerting.alerts import Alert, fingerprint, load_alerts, save_alerts
@@ -39,15 +41,15 @@ def fire(engine: Engine, clock: ManualClock, alertname: str, **labels: str) -> s
 
 
 def resolve(engine: Engine, clock: ManualClock, fp: str) -> None:
-    def change(conn: object) -> None:
-        (alert,) = [a for a in load_alerts(conn) if a.fingerprint == fp]  # type: ignore[arg-type]
+    def change(conn: Connection) -> None:
+        (alert,) = [a for a in load_alerts(conn) if a.fingerprint == fp]
         alert.ends_at = clock.now()
-        save_alerts(conn, [], [alert])  # type: ignore[arg-type]
+        save_alerts(conn, [], [alert])
 
     in_transaction(engine, change)
 
 
-def tick(engine: Engine, dispatcher: Dispatcher, clock: ManualClock) -> list[dict[str, object]]:
+def tick(engine: Engine, dispatcher: Dispatcher, clock: ManualClock) -> list[dict[str, Any]]:
     """One dispatch round; returns the notifications it queued (integration and payload)."""
     now = clock.now()
     before = in_transaction(engine, lambda conn: conn.execute(select(func.max(notification_outbox.c.id))).scalar())
@@ -86,7 +88,7 @@ def test_a_thousand_alerts_in_one_group_make_one_notification(engine: Engine, cl
     sent = [n for n in tick(engine, dispatcher, clock) if n["integration"] == "webhook/0"]
     clock.advance(300)
     sent += [n for n in tick(engine, dispatcher, clock) if n["integration"] == "webhook/0"]
-    assert len(sent) == 1 and len(sent[0]["alerts"]) == 1000  # type: ignore[arg-type]
+    assert len(sent) == 1 and len(sent[0]["alerts"]) == 1000
 
 
 def test_new_alerts_wait_for_group_interval_and_repeat_interval_resends(engine: Engine, clock: ManualClock) -> None:
@@ -100,7 +102,7 @@ def test_new_alerts_wait_for_group_interval_and_repeat_interval_resends(engine: 
     assert tick(engine, dispatcher, clock) == []  # next look is group_interval after the first flush
     clock.advance(240)
     sent = tick(engine, dispatcher, clock)
-    assert len(sent) == 2 and len(sent[0]["alerts"]) == 2  # type: ignore[arg-type]
+    assert len(sent) == 2 and len(sent[0]["alerts"]) == 2
     for _ in range(47):  # nothing changes for 4 h minus one interval
         clock.advance(300)
         assert tick(engine, dispatcher, clock) == []
@@ -144,10 +146,10 @@ def test_silences_and_inhibition_leave_alerts_out(engine: Engine, clock: ManualC
     tick(engine, dispatcher, clock)
     clock.advance(30)
     sent = [n for n in tick(engine, dispatcher, clock) if n["integration"] == "webhook/0"]
-    assert sorted((n["groupLabels"]["alertname"], len(n["alerts"])) for n in sent) == [  # type: ignore[index]
+    assert sorted((n["groupLabels"]["alertname"], len(n["alerts"])) for n in sent) == [
         ("SiteDown", 1), ("Slow", 1)]
-    slow = next(n for n in sent if n["groupLabels"]["alertname"] == "Slow")  # type: ignore[index]
-    assert slow["alerts"][0]["labels"]["site"] == "blog"  # type: ignore[index]
+    slow = next(n for n in sent if n["groupLabels"]["alertname"] == "Slow")
+    assert slow["alerts"][0]["labels"]["site"] == "blog"
     in_transaction(engine, lambda conn: expire_silence(conn, silence.id, now=clock.now()))
     clock.advance(1)
     # The Noisy group forms now; its alert is older than group_wait, so it is flushed at once.
@@ -181,4 +183,4 @@ def test_alerts_of_monitors_in_a_maintenance_window_are_muted(engine: Engine, pr
     tick(engine, dispatcher, clock)
     clock.advance(30)
     (sent,) = [n for n in tick(engine, dispatcher, clock) if n["integration"] == "webhook/0"]
-    assert [a["labels"]["monitor"] for a in sent["alerts"]] == ["6"]  # type: ignore[index]
+    assert [a["labels"]["monitor"] for a in sent["alerts"]] == ["6"]

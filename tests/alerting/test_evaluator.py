@@ -32,11 +32,11 @@ def add_rule(engine: Engine, project_id: int, clock: ManualClock, **spec: object
 def test_new_projects_get_the_default_pack_once(engine: Engine, project_id: int, clock: ManualClock) -> None:
     assert run_round(engine, clock).packs_applied == 1
     rules = in_transaction(engine, lambda conn: list_rules(conn, project_id))
-    assert [r.name for r in rules] == ["Error spike", "New error type", "Monitor down", "Heartbeat missed",
-                                       "Certificate expiring"]
+    assert [r.name for r in rules] == ["Error spike", "Error rate", "New error type", "Monitor down",
+                                       "Heartbeat missed", "Certificate expiring"]
     in_transaction(engine, lambda conn: delete_rule(conn, rules[0].id))
     assert run_round(engine, clock).packs_applied == 0
-    assert len(in_transaction(engine, lambda conn: list_rules(conn, project_id))) == 4
+    assert len(in_transaction(engine, lambda conn: list_rules(conn, project_id))) == 5
 
 
 def test_error_spike_fires_above_ten_per_minute_and_resolves(engine: Engine, project_id: int,

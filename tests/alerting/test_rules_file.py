@@ -71,3 +71,29 @@ def test_file_rules_are_read_only_over_the_api(server: Server, project: ProjectF
                  if r["managed_by"] == "file"]
     answer = api.delete(f"/api/v1/alert-rules/{rule['id']}")
     assert answer.status_code == 409 and "rules file" in answer.json()["detail"]
+
+
+def test_new_rule_kinds_in_yaml(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    text = """
+projects:
+  shop:
+    - name: Failing requests
+      kind: threshold
+      threshold: {metric: errors, aggregation: ratio, denominator: requests, window_minutes: 5, threshold: 5}
+    - name: Slow checkout
+      kind: threshold
+      threshold: {metric: transaction_duration, aggregation: percentile, percentile: 95, threshold: 800}
+    - name: Traffic drop
+      kind: anomaly
+      anomaly: {metric: transactions, baseline: ewma, direction: down, window_minutes: 10, history: 24}
+"""
+    synced = in_transaction(engine, lambda conn: sync_rules(conn, parse_rules_file(yaml.safe_load(text)),
+                                                            now=clock.now()))
+    assert synced["created"] == 3
+    rules = {r.name: r for r in in_transaction(engine, lambda conn: list_rules(conn, project_id))}
+    assert rules["Traffic drop"].anomaly is not None and rules["Traffic drop"].anomaly.direction == "down"
+    assert rules["Traffic drop"].to_api()["anomaly"]["baseline"] == "ewma"
+    assert rules["Slow checkout"].threshold is not None and rules["Slow checkout"].threshold.percentile == 95
+    with pytest.raises(ConfigError, match=r"projects\.shop\.0\.anomaly\.direction"):
+        parse_rules_file({"projects": {"shop": [{"name": "x", "kind": "anomaly",
+                                                 "anomaly": {"metric": "errors", "direction": "sideways"}}]}})

@@ -128,3 +128,42 @@ def test_sentry_check_ins_create_and_drive_a_heartbeat(world: UptimeWorld) -> No
     world.write(lambda conn: consume_check_ins(conn))
     assert world.monitor(monitor.id).status == "down"
     assert len(world.signals("heartbeat.failed")) == 1
+
+
+def test_a_run_that_outlives_its_max_run_time_failed(world: UptimeWorld) -> None:
+    monitor_id = hourly(world, max_run_seconds=300)
+    ping(world, monitor_id)
+    world.clock.advance(60)
+    ping(world, monitor_id, "start")
+    started = world.clock.now()
+    world.clock.advance(300)
+    assert sweep(world) == 0  # exactly at the limit: still running
+    world.clock.advance(1)
+    assert sweep(world) == 1
+    monitor = world.monitor(monitor_id)
+    assert monitor.status == "down" and monitor.run_started_at is None
+    (failed,) = world.signals("heartbeat.failed")
+    assert "did not finish within 300 s" in failed.payload["error"]
+    assert sweep(world) == 0  # signalled once
+    with world.runtime.engine.connect() as conn:
+        (outage,) = list_outages(conn, monitor_id, world.clock.now())
+    assert outage["ongoing"] and outage["started_at"] == started + 300
+    world.clock.advance(30)
+    ping(world, monitor_id)  # the job finally reports: up again, no duration from the abandoned start
+    assert world.monitor(monitor_id).status == "up"
+    assert [s.kind for s in world.signals()] == ["heartbeat.failed", "monitor.up"]
+
+
+def test_a_run_that_finishes_in_time_or_has_no_limit_is_not_failed(world: UptimeWorld) -> None:
+    limited = hourly(world, max_run_seconds=300)
+    unlimited = world.create({"name": "other", "slug": "other", "type": "heartbeat",
+                              "config": {"period_seconds": 86400}}).id
+    for monitor_id in (limited, unlimited):
+        ping(world, monitor_id)
+        ping(world, monitor_id, "start")
+    world.clock.advance(200)
+    ping(world, limited)
+    world.clock.advance(1000)
+    assert sweep(world) == 0
+    assert world.monitor(limited).status == "up" and world.monitor(unlimited).status == "up"
+    assert world.signals("heartbeat.failed") == []

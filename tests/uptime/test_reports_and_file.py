@@ -14,7 +14,7 @@ from watchkeeper.uptime.checkers import CheckResult
 from watchkeeper.uptime.maintenance import MaintenanceSpec, create_window
 from watchkeeper.uptime.monitors import list_monitors
 from watchkeeper.uptime.monitors_file import FileMonitor, load_monitors_file, sync_monitors
-from watchkeeper.uptime.reports import daily_bars, sla_month, uptime_between
+from watchkeeper.uptime.reports import components_sla_month, daily_bars, sla_month, uptime_between
 from watchkeeper.uptime.results import CheckOutcome, record_results
 
 NOV_1 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp()
@@ -119,3 +119,18 @@ def test_maintenance_is_left_out_of_the_sla(world: UptimeWorld) -> None:
     with world.runtime.engine.connect() as conn:
         report = sla_month(conn, monitor.id, 99.9, 2026, 11, now=NOV_1 + 30 * 86400)
     assert report["downtime_minutes"] == 10
+
+
+def test_a_component_is_down_while_any_of_its_monitors_is(world: UptimeWorld) -> None:
+    first, second = (world.create({"name": n, "type": "tcp", "failures_to_down": 1,
+                                   "config": {"host": "127.0.0.1", "port": 1}}).id for n in ("a", "b"))
+    down_at = NOV_1 + 9 * 86400
+    # a: down 20 min; b: down from minute 10 to minute 40 (overlapping): the component 40 minutes.
+    record(world, first, [(down_at, False, None), (down_at + 1200, True, 5.0)])
+    record(world, second, [(down_at + 600, False, None), (down_at + 2400, True, 5.0)])
+    with world.runtime.engine.connect() as conn:
+        report = components_sla_month(conn, [first, second], 99.9, 2026, 11, now=NOV_1 + 30 * 86400)
+        alone = components_sla_month(conn, [first], 99.9, 2026, 11, now=NOV_1 + 30 * 86400)
+    assert report["downtime_minutes"] == 40 and report["budget_remaining_minutes"] == pytest.approx(3.2)
+    assert report["met"] and report["compliance_percent"] == pytest.approx(100 * (1 - 40 / (30 * 1440)), abs=1e-4)
+    assert alone["downtime_minutes"] == 20 and alone["met"]

@@ -133,3 +133,24 @@ def test_computed_page_is_cached(settings: Settings, http_target: HttpTarget) ->
         second = httpx.get(f"{running.url}/status/acme/json")
         assert second.json()["generated_at"] == first["generated_at"]
         assert second.headers["cache-control"] == "public, max-age=60"
+
+
+def test_component_sla_per_calendar_month(server: Server, api: httpx.Client, project: ProjectFixture,
+                                          http_target: HttpTarget) -> None:
+    page, ids = make_page(api, project, http_target)
+    body = {"slug": "acme", "title": "Acme", "components": [
+        {"name": "Website", "monitor_ids": [ids[0]], "sla_target": 99.9},
+        {"name": "Backend", "monitor_ids": [ids[1], ids[2]]}]}
+    changed = api.put(f"/api/v1/status-pages/{page['id']}", json=body)
+    assert changed.status_code == 200 and [c["sla_target"] for c in changed.json()["components"]] == [99.9, None]
+    now = server.runtime.clock.now()
+    record(server, ids[0], False, now - 600, "status 500")
+    record(server, ids[0], True, now - 300)
+    sla = api.get(f"/api/v1/status-pages/{page['id']}/sla").json()
+    (website,) = sla["components"]
+    assert website["name"] == "Website" and website["target_percent"] == 99.9
+    assert website["downtime_minutes"] == pytest.approx(5, abs=0.01)
+    assert website["budget_remaining_minutes"] == pytest.approx(website["budget_minutes"] - 5, abs=0.01)
+    assert api.get(f"/api/v1/status-pages/{page['id']}/sla?month=2026-13").status_code == 422
+    assert api.put(f"/api/v1/status-pages/{page['id']}", json={**body, "components": [
+        {"name": "W", "monitor_ids": [ids[0]], "sla_target": 100}]}).status_code == 422

@@ -93,6 +93,33 @@ def load_alerts(conn: Connection, *, rules_only: bool = False, external_only: bo
     return [_from_row(row) for row in conn.execute(query)]
 
 
+def load_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> list[Alert]:
+    keys = sorted(fingerprints)
+    found: list[Alert] = []
+    for start in range(0, len(keys), 500):
+        query = select(alerts).where(alerts.c.fingerprint.in_(keys[start:start + 500]))
+        found += [_from_row(row) for row in conn.execute(query)]
+    return found
+
+
+def versions(conn: Connection, fingerprints: Collection[str]) -> dict[str, float]:
+    """The stored `updated_at` of each of these alerts that exists (to check a plan read them as they are)."""
+    keys = sorted(set(fingerprints))
+    found: dict[str, float] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        query = select(alerts.c.fingerprint, alerts.c.updated_at).where(alerts.c.fingerprint.in_(chunk))
+        found.update({fp: float(at) for fp, at in conn.execute(query)})
+    return found
+
+
+def changed_since(conn: Connection, since: float) -> list[tuple[str, float, str]]:
+    """(fingerprint, updated_at, state) of the alerts updated at or after `since` (by the updated_at
+    index; a dispatch round then loads only those it does not know in that version)."""
+    query = select(alerts.c.fingerprint, alerts.c.updated_at, alerts.c.state).where(alerts.c.updated_at >= since)
+    return [(fp, float(at), state) for fp, at, state in conn.execute(query)]
+
+
 def save_alerts(conn: Connection, new: Sequence[Alert], changed: Sequence[Alert]) -> None:
     """Insert new alerts and update changed ones (by fingerprint), each as one executemany."""
     if new:

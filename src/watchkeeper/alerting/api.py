@@ -218,3 +218,9 @@ async def receivers(request: Request, owner: AdminReader) -> dict[str, Any]:
     """The receivers of the routing file and their integrations (secrets not shown)."""
     config = request.app.state.alerting.config
     return {"receivers": [{"name": r.name, "integrations": sorted(r.integrations())} for r in config.receivers]}
+
+
+# On-call schedules, escalation policies and incidents: their own module, served under the same prefix.
+from watchkeeper.alerting import incident_api  # noqa: E402
+
+router.include_router(incident_api.router)

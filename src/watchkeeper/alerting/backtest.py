@@ -1,18 +1,22 @@
 """Back-test: when would a rule have fired over the last hours? Replays the per-minute counts (threshold
-rules, one evaluation per minute with the rule's `for` and `keep_firing_for`) or the signal log (event
-rules) without touching any alert.
+rules of every aggregation, one evaluation per minute with the rule's `for` and `keep_firing_for`; the
+transaction durations for `average` and `percentile`, at most MAX_DURATIONS of the newest in the
+period), the count baselines (anomaly rules) or the signal log (event rules) without touching any alert.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
-from watchkeeper.alerting.metrics import Series, read_counts
-from watchkeeper.alerting.rules import EventSpec, PayloadCondition, RuleIn, ThresholdSpec
+from watchkeeper.alerting.anomaly import AnomalySpec, first_minutes, minute_counts, score, windows
+from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_timed_durations
+from watchkeeper.alerting.rules import DURATION_METRICS, EventSpec, PayloadCondition, RuleIn, ThresholdSpec
 from watchkeeper.lib.signals import signals
 
 STEP_SECONDS = 60.0
@@ -32,15 +36,18 @@ class Firing:
 
 @dataclass
 class _Replay:
-    spec: ThresholdSpec
+    spec: ThresholdSpec | AnomalySpec
     subject: str
     active_at: float | None = None
     last_true: float | None = None
     current: Firing | None = None
     done: list[Firing] = field(default_factory=list)
 
-    def step(self, at: float, value: float) -> None:
-        if self.spec.breached(value):
+    def step(self, at: float, value: float | None, breached: bool | None = None) -> None:
+        if breached is None:
+            assert isinstance(self.spec, ThresholdSpec)
+            breached = value is not None and self.spec.breached(value)
+        if breached and value is not None:
             self.last_true = at
             if self.active_at is None:
                 self.active_at = at
@@ -61,19 +68,52 @@ class _Replay:
 def _threshold(conn: Connection, project_id: int, spec: ThresholdSpec, since: float, now: float) -> list[Firing]:
     first_step = int(since // 60)
     last_step = int(now // 60)
-    series = [s for s in read_counts(conn, spec.metric, first_step - spec.window_minutes + 1)
-              if s.project_id == project_id]
+    window = spec.window_minutes
+    steps = range(first_step, last_step + 1)
+    if spec.metric in DURATION_METRICS:
+        rows = read_timed_durations(conn, [project_id], (first_step - window + 1) * 60.0,
+                                    (last_step + 1) * 60.0)[project_id]
+        ends = [at for at, _ in rows]
+        replay = _Replay(spec, f"project:{project_id}")
+        for minute in steps:
+            low, high = bisect_left(ends, (minute - window + 1) * 60.0), bisect_left(ends, (minute + 1) * 60.0)
+            replay.step(min(now, (minute + 1) * STEP_SECONDS), duration_value(spec, [d for _, d in rows[low:high]]))
+        return replay.done + ([replay.current] if replay.current else [])
+    by_metric = {m: read_counts(conn, m, first_step - window + 1, [project_id]) for m in spec.counts}
+    project = {m: found[0] for m, found in by_metric.items() if found}
+    series = by_metric[spec.metric]
     if spec.metric != "issue_events" and not series:
         series = [Series(project_id, "", "", {})]
     firings: list[Firing] = []
     for one in series:
         replay = _Replay(spec, one.subject or f"project:{project_id}")
-        for minute in range(first_step, last_step + 1):
-            total = one.total(minute - spec.window_minutes + 1, minute)
-            value = total / spec.window_minutes if spec.aggregation == "rate" else float(total)
-            replay.step(min(now, (minute + 1) * STEP_SECONDS), value)
+        for minute in steps:
+            replay.step(min(now, (minute + 1) * STEP_SECONDS), count_value(spec, one, project, minute - window + 1,
+                                                                           minute))
         firings += replay.done + ([replay.current] if replay.current else [])
     return firings
+
+
+def _anomaly(conn: Connection, project_id: int, spec: AnomalySpec, since: float, now: float) -> list[Firing]:
+    first_step, last_step = int(since // 60), int(now // 60)
+    low = windows(spec, first_step)[1][0][0]
+    counts = minute_counts(conn, spec.metric, project_id, low, last_step)
+    prefix = list(accumulate((counts.get(m, 0) for m in range(low, last_step + 1)), initial=0))
+
+    def total(first: int, last: int) -> float:
+        return float(prefix[last - low + 1] - prefix[first - low])
+
+    oldest = first_minutes(conn, [project_id])[project_id]
+    replay = _Replay(spec, f"project:{project_id}")
+    for minute in range(first_step, last_step + 1):
+        current, baseline = windows(spec, minute)
+        at = min(now, (minute + 1) * STEP_SECONDS)
+        if oldest is None or oldest > baseline[0][0]:
+            replay.step(at, None, False)
+            continue
+        found = score(spec, total(*current), [total(*w) for w in baseline])
+        replay.step(at, found.value, found.breached)
+    return replay.done + ([replay.current] if replay.current else [])
 
 
 def _event(conn: Connection, project_id: int, spec: EventSpec, since: float, now: float) -> list[Firing]:
@@ -116,9 +156,11 @@ def backtest(conn: Connection, project_id: int, rule: RuleIn, *, now: float, hou
     since = now - hours * 3600
     if rule.threshold is not None:
         firings = _threshold(conn, project_id, rule.threshold, since, now)
+    elif rule.anomaly is not None:
+        firings = _anomaly(conn, project_id, rule.anomaly, since, now)
     else:
         assert rule.event is not None
         firings = _event(conn, project_id, rule.event, since, now)
     firings.sort(key=lambda f: (f.started_at, f.subject))
-    return {"from": since, "until": now, "step_seconds": STEP_SECONDS if rule.threshold else None,
+    return {"from": since, "until": now, "step_seconds": STEP_SECONDS if rule.event is None else None,
             "firings": [f.to_api() for f in firings]}

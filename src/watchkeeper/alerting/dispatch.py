@@ -9,6 +9,15 @@ neither loses a decided notification nor sends it twice.
 
 Groups live in memory (as in Alertmanager); after a restart they form again and the notification
 log keeps them from repeating what was sent.
+
+A round is incremental: the dispatcher keeps an index of the firing (and resolved) alerts, loaded
+whole at start and every `RESYNC_SECONDS`, and otherwise reads only the alerts changed since its last
+look (by the indexed `updated_at`). A new alert joins or forms its groups; a group whose timer is due
+re-reads its own members (so resolved and deleted alerts are seen) and is the only one planned.
+Silences, maintenance windows and inhibition are applied when a group is flushed, as Alertmanager's
+notification pipeline does. All of this reads on a reader connection; the writer only stores the
+outbox rows and notification log entries decided, after checking that the log entries they replace
+did not move (another dispatcher sent meanwhile), so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -21,9 +30,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select
 
-from watchkeeper.alerting.alerts import Alert, fingerprint, load_alerts
+from watchkeeper.alerting.alerts import Alert, changed_since, fingerprint, load_alerts, load_by_fingerprint
 from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, Route, build_routes, label_set
 from watchkeeper.alerting.silences import Silence, active_silences
 from watchkeeper.alerting.tables import notification_log, notification_outbox
@@ -32,6 +41,11 @@ from watchkeeper.uptime.maintenance import in_maintenance, list_windows
 
 log = logging.getLogger(__name__)
 MAX_KEY_CHARS = 500
+# The whole index is read again this often (bounds what a missed change or a deleted alert can cost).
+RESYNC_SECONDS = 300.0
+# Changes are read from a little before the last look: a transaction that committed late, or a clock
+# of another process a little behind, is still seen.
+OVERLAP_SECONDS = 60.0
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert that has not ended
 
 
@@ -59,6 +73,7 @@ class AggregationGroup:
     labels: dict[str, str]
     next_flush: float
     flushed_once: bool = False
+    members: set[str] = field(default_factory=set)
     # Resolved alerts already notified (fingerprint → ends_at): later flushes leave them out, as
     # Alertmanager removes them from the group after a successful flush.
     flushed_resolved: dict[str, float] = field(default_factory=dict)
@@ -69,6 +84,10 @@ class FlushPlan:
     group: AggregationGroup
     firing: list[Alert]
     resolved: list[Alert]
+    # The route's mute/active time intervals hold notifications back now: the group's timer moves on
+    # (as in Alertmanager) but nothing is sent and the notification log is left as it was, so the
+    # first flush after the interval sends what changed.
+    time_muted: bool = False
 
 
 def alert_json(alert: Alert, now: float) -> dict[str, Any]:
@@ -119,14 +138,29 @@ def needs_update(entry: Any, firing: set[str], resolved: set[str], *, send_resol
     return bool(entry.sent_at + repeat <= now)
 
 
-def record_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingConfig, now: float,
-                   external_url: str) -> int:
-    """In one transaction: decide per integration, queue notifications, update the notification log.
-    Returns how many notifications were queued."""
-    queued = 0
+@dataclass
+class LogDecision:
+    """One integration of one group to notify (or to clear): the outbox row and the new log entry."""
+
+    group_key: str
+    receiver: str
+    integration: str
+    # The log entry's sent_at as read (None: no entry); written only if it is still that.
+    seen_sent_at: float | None
+    payload: str | None
+    firing: str
+    resolved: str
+    now: float
+
+
+def decide_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingConfig, now: float,
+                   external_url: str) -> list[LogDecision]:
+    """Alertmanager's DedupStage for every integration of every planned group, reading the notification
+    log (a reader connection will do); `write_decisions` stores the result."""
+    decisions = []
     for plan in plans:
         receiver = config.receiver(plan.group.route.receiver)
-        if receiver is None:
+        if receiver is None or plan.time_muted:
             continue
         firing = {a.fingerprint for a in plan.firing}
         resolved = {a.fingerprint for a in plan.resolved}
@@ -139,19 +173,50 @@ def record_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
                                 repeat=plan.group.route.repeat_interval, now=now):
                 continue
             alerts = plan.firing + (plan.resolved if integration.send_resolved else [])
-            if alerts:
-                payload = webhook_payload(plan.group, receiver.name, alerts, now, external_url)
-                conn.execute(notification_outbox.insert().values(
-                    receiver=receiver.name, integration=name, group_key=key, payload=orjson.dumps(payload).decode(),
-                    status="pending", attempts=0, next_attempt_at=now, created_at=now))
-                queued += 1
-            values = {"firing": orjson.dumps(sorted(firing)).decode(),
-                      "resolved": orjson.dumps(sorted(resolved)).decode(), "sent_at": now}
-            statement = upsert(conn, notification_log).values(group_key=key, receiver=receiver.name,
-                                                               integration=name, **values)
-            conn.execute(statement.on_conflict_do_update(
-                index_elements=["group_key", "receiver", "integration"], set_=values))
-    return queued
+            payload = (orjson.dumps(webhook_payload(plan.group, receiver.name, alerts, now, external_url)).decode()
+                       if alerts else None)
+            decisions.append(LogDecision(key, receiver.name, name, entry.sent_at if entry else None, payload,
+                                         orjson.dumps(sorted(firing)).decode(),
+                                         orjson.dumps(sorted(resolved)).decode(), now))
+    return decisions
+
+
+def write_decisions(conn: Connection, decisions: list[LogDecision]) -> int | None:
+    """In the caller's (writer) transaction: queue the notifications and update the notification log, if
+    every log entry is still as it was read; returns how many notifications were queued, or None (and
+    nothing written) when another dispatcher got there first."""
+    if not decisions:
+        return 0
+    t = notification_log
+    stored: dict[tuple[str, str, str], float] = {}
+    keys = sorted({d.group_key for d in decisions})
+    for start in range(0, len(keys), 500):
+        query = select(t.c.group_key, t.c.receiver, t.c.integration, t.c.sent_at).where(
+            t.c.group_key.in_(keys[start:start + 500]))
+        stored.update({(k, r, i): at for k, r, i, at in conn.execute(query)})
+    for d in decisions:
+        if stored.get((d.group_key, d.receiver, d.integration)) != d.seen_sent_at:
+            log.info("dispatch round not written: the notification log of %s moved", d.group_key)
+            return None
+    outbox = [{"receiver": d.receiver, "integration": d.integration, "group_key": d.group_key, "payload": d.payload,
+               "status": "pending", "attempts": 0, "next_attempt_at": d.now, "created_at": d.now}
+              for d in decisions if d.payload is not None]
+    if outbox:
+        conn.execute(insert(notification_outbox), outbox)
+    statement = upsert(conn, t)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=["group_key", "receiver", "integration"],
+        set_={"firing": statement.excluded.firing, "resolved": statement.excluded.resolved,
+              "sent_at": statement.excluded.sent_at}),
+        [{"group_key": d.group_key, "receiver": d.receiver, "integration": d.integration, "firing": d.firing,
+          "resolved": d.resolved, "sent_at": d.now} for d in decisions])
+    return len(outbox)
+
+
+def record_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingConfig, now: float,
+                   external_url: str) -> int:
+    """Decide and write on one connection: returns how many notifications were queued."""
+    return write_decisions(conn, decide_flushes(conn, plans, config, now, external_url)) or 0
 
 
 @dataclass
@@ -162,12 +227,9 @@ class Snapshot:
     in_maintenance: set[str] = field(default_factory=set)
 
 
-def _monitor_of(alert: Alert) -> tuple[int, int] | None:
-    project, monitor = alert.labels.get("project_id", ""), alert.labels.get("monitor", "")
-    return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
-
-
 def take_snapshot(conn: Connection, now: float) -> Snapshot:
+    """Every firing alert with the silences and maintenance windows now (O(all alerts): dispatch rounds
+    use the dispatcher's index instead)."""
     found = load_alerts(conn, firing_only=True)
     monitors = {a.fingerprint: m for a in found if (m := _monitor_of(a)) is not None}
     maintained: set[str] = set()
@@ -178,10 +240,17 @@ def take_snapshot(conn: Connection, now: float) -> Snapshot:
     return Snapshot(found, active_silences(conn, now), maintained)
 
 
-class Dispatcher:
-    """Keeps the aggregation groups; `plan(snapshot, now)` says which groups to flush now.
+def _monitor_of(alert: Alert) -> tuple[int, int] | None:
+    project, monitor = alert.labels.get("project_id", ""), alert.labels.get("monitor", "")
+    return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
 
-    >>> # plans = dispatcher.plan(take_snapshot(conn, now), now); record_flushes(conn, plans, config, now, url)
+
+class Dispatcher:
+    """Keeps the aggregation groups and the index of firing alerts they are made of; `plan(conn, now)`
+    says which groups to flush now.
+
+    >>> # dispatcher.refresh(conn, now); plans = dispatcher.plan(conn, now)
+    >>> # record_flushes(conn, plans, config, now, url); dispatcher.flushed(plans, now)
     """
 
     def __init__(self, config: AlertingConfig) -> None:
@@ -189,40 +258,113 @@ class Dispatcher:
         self.root = build_routes(config.route)
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.groups: dict[str, AggregationGroup] = {}
+        self.intervals = config.intervals()
+        # Firing alerts (resolved ones too, until they are forgotten) by fingerprint.
+        self.alerts: dict[str, Alert] = {}
+        self._looked_at: float | None = None
+        self._synced_at = 0.0
+
+    def refresh(self, conn: Connection, now: float) -> None:
+        """Bring the index up to date: everything at the first look and every RESYNC_SECONDS, otherwise
+        only the alerts changed since the last look."""
+        if self._looked_at is None or now - self._synced_at >= RESYNC_SECONDS or now < self._looked_at:
+            self.alerts = {}
+            for group in self.groups.values():
+                group.members = set()
+            for alert in load_alerts(conn, firing_only=True):
+                self._put(alert, now)
+            for key in [k for k, g in self.groups.items() if not g.members]:
+                del self.groups[key]
+            self._synced_at = now
+        else:
+            stale = []
+            for fp, updated_at, state in changed_since(conn, self._looked_at - OVERLAP_SECONDS):
+                known = self.alerts.get(fp)
+                if state != "firing":
+                    self._drop(fp)
+                elif known is None or known.updated_at != updated_at:
+                    stale.append(fp)
+            for alert in load_by_fingerprint(conn, stale):
+                self._put(alert, now)
+        self._looked_at = now
+
+    def _put(self, alert: Alert, now: float) -> None:
+        fp = alert.fingerprint
+        if alert.state != "firing":  # back to pending (fired again with a `for`)
+            self._drop(fp)
+            return
+        known = fp in self.alerts
+        self.alerts[fp] = alert
+        if known:  # the labels are the identity: the same groups
+            return
+        for route in self.root.match(alert.labels):
+            key = route.group_key(alert.labels)
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = AggregationGroup(key, route, route.group_labels(alert.labels),
+                                                            now + route.group_wait)
+            group.members.add(fp)
+            # An alert older than group_wait (e.g. after a restart) need not wait again.
+            if not group.flushed_once and (alert.starts_at or now) + route.group_wait <= now:
+                group.next_flush = min(group.next_flush, now)
+
+    def _drop(self, fp: str) -> None:
+        alert = self.alerts.pop(fp, None)
+        if alert is None:
+            return
+        for route in self.root.match(alert.labels):
+            key = route.group_key(alert.labels)
+            group = self.groups.get(key)
+            if group is not None:
+                group.members.discard(fp)
+                if not group.members:
+                    del self.groups[key]
 
     def muted(self, snapshot: Snapshot, now: float) -> set[str]:
-        """Fingerprints left out of notifications: silenced, in a maintenance window, or inhibited."""
+        """Fingerprints of a snapshot's alerts left out of notifications: silenced, in a maintenance
+        window, or inhibited."""
         everyone = [(a.fingerprint, a.labels) for a in snapshot.alerts]
         firing = [(a.fingerprint, a.labels) for a in snapshot.alerts if not a.resolved(now)]
         silenced = {fp for fp, labels in everyone if any(s.mutes(labels, now) for s in snapshot.silences)}
         return silenced | snapshot.in_maintenance | self.inhibitor.inhibited(firing, everyone)
 
-    def route(self, snapshot: Snapshot, now: float) -> dict[str, list[Alert]]:
-        """Alerts by group key, creating groups that are new (flushed after group_wait)."""
-        muted = self.muted(snapshot, now)
-        members: dict[str, list[Alert]] = {}
-        for alert in snapshot.alerts:
-            if alert.fingerprint in muted:
-                continue
-            for route in self.root.match(alert.labels):
-                key = route.group_key(alert.labels)
-                members.setdefault(key, []).append(alert)
-                group = self.groups.get(key)
-                if group is None:
-                    group = self.groups[key] = AggregationGroup(key, route, route.group_labels(alert.labels),
-                                                                now + route.group_wait)
-                # An alert older than group_wait (e.g. after a restart) need not wait again.
-                if not group.flushed_once and (alert.starts_at or now) + route.group_wait <= now:
-                    group.next_flush = min(group.next_flush, now)
-        for key in [k for k in self.groups if k not in members]:
-            del self.groups[key]
-        return members
+    def muted_now(self, conn: Connection, targets: list[Alert], now: float) -> set[str]:
+        """Fingerprints of `targets` left out of notifications: silenced, in a maintenance window, or
+        inhibited by a firing alert of the index."""
+        silences = active_silences(conn, now)
+        muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
+        monitors = {a.fingerprint: m for a in targets if (m := _monitor_of(a)) is not None}
+        if monitors:
+            windows = list_windows(conn, {project for project, _ in monitors.values()})
+            muted |= {fp for fp, (project, monitor) in monitors.items()
+                      if in_maintenance(windows, project, monitor, now)}
+        if self.inhibitor.rules:
+            sources = [(a.fingerprint, a.labels) for a in self.alerts.values() if not a.resolved(now)]
+            muted |= self.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
+        return muted
 
-    def plan(self, snapshot: Snapshot, now: float) -> list[FlushPlan]:
+    def plan(self, conn: Connection, now: float) -> list[FlushPlan]:
+        """The groups whose timer is due, each with its members as stored now (read again)."""
+        due = [g for g in self.groups.values() if g.next_flush <= now]
+        if not due:
+            return []
+        members = set().union(*(g.members for g in due))
+        fresh = {a.fingerprint: a for a in load_by_fingerprint(conn, members)}
+        for fp in members:
+            if fp in fresh:
+                self._put(fresh[fp], now)
+            else:  # deleted (forgotten after resolving, or its rule was deleted)
+                self._drop(fp)
+        due = [g for g in due if self.groups.get(g.key) is g]
+        targets = [self.alerts[fp] for fp in members if fp in self.alerts]
+        muted = self.muted_now(conn, targets, now)
         plans = []
-        for key, alerts in self.route(snapshot, now).items():
-            group = self.groups[key]
-            if group.next_flush > now:
+        for group in due:
+            alerts = [self.alerts[fp] for fp in group.members if fp not in muted]
+            if not alerts:  # all muted: looked at again next round, flushed once something is not
+                continue
+            if group.route.muted_at(now, self.intervals):
+                plans.append(FlushPlan(group, [], [], time_muted=True))
                 continue
             firing = [a for a in alerts if not a.resolved(now)]
             resolved = [a for a in alerts if a.resolved(now)
@@ -235,6 +377,8 @@ class Dispatcher:
         for plan in plans:
             plan.group.next_flush = now + plan.group.route.group_interval
             plan.group.flushed_once = True
+            if plan.time_muted:
+                continue
             plan.group.flushed_resolved = {a.fingerprint: a.ends_at or 0.0 for a in plan.resolved} | {
                 fp: ends for fp, ends in plan.group.flushed_resolved.items()
                 if fp not in {a.fingerprint for a in plan.firing}}
@@ -254,12 +398,15 @@ class DispatchResult:
 
 
 def dispatch_round(conn: Connection, dispatcher: Dispatcher, now: float, external_url: str) -> DispatchResult:
-    """Look at every group once, in the caller's (writer) transaction.
+    """Look at the changed alerts and the due groups, and queue their notifications, all on one connection
+    in the caller's transaction (tests, tools; the server reads on a reader connection and writes only
+    the decisions, see `Alerting.dispatch_once`).
 
     Call `dispatcher.flushed(result.plans, now)` after the commit: the groups' timers move only then,
     so a failed transaction is simply tried again on the next round.
     """
-    plans = dispatcher.plan(take_snapshot(conn, now), now)
+    dispatcher.refresh(conn, now)
+    plans = dispatcher.plan(conn, now)
     return DispatchResult(record_flushes(conn, plans, dispatcher.config, now, external_url), plans)
 
 

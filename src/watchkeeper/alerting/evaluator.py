@@ -1,7 +1,12 @@
 """One evaluation round: rules against the signal log and the per-minute counts, producing alert state.
 
-A round runs in one writer transaction: the signal cursor moves in the same commit as the alerts the
-signals caused, so a crash neither loses nor double-counts a signal. States follow Prometheus:
+A round has two halves. `read_round` reads (rules, signals after the cursor, the alerts concerned,
+counts) on a reader connection, outside the single writer, and works out the changes. `apply_round`
+writes only those changes in a short writer call, after checking that nothing it read moved meanwhile
+(the cursor, and the version — `updated_at` — of every alert it changes): the signal cursor moves in
+the same commit as the alerts the signals caused, so a crash or a concurrent round neither loses nor
+double-counts a signal; a plan that lost the race writes nothing and the next round starts over.
+Alerts whose state did not change are not rewritten. States follow Prometheus:
 inactive → pending (condition true, `for` not yet elapsed) → firing → resolved (condition false for
 `keep_firing_for`). Resolved alerts stay a while so their resolved notification can go out.
 """
@@ -17,9 +22,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting.anomaly import project_scores
 from watchkeeper.alerting.flapping import FlapTracker
-from watchkeeper.alerting.metrics import Series, read_counts
-from watchkeeper.alerting.rules import PRIORITY, AlertRule, apply_default_pack, list_rules
+from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_durations
+from watchkeeper.alerting.rules import DURATION_METRICS, PRIORITY, AlertRule, apply_default_pack, list_rules
 from watchkeeper.alerting.tables import alerting_cursors
 from watchkeeper.alerting.templates import render_all
 from watchkeeper.auth.projects import list_projects
@@ -31,6 +37,9 @@ log = logging.getLogger(__name__)
 CURSOR = "evaluator.signals"
 FLAPPING_NOTE = "true: the condition keeps changing; notifications are held until it settles"
 SIGNALS_PER_ROUND = 5000
+# A firing alert whose only change is its value (and annotations showing it) is rewritten at most this
+# often: a busy rate alert's value moves every round, and 10,000 of them would be 10,000 row updates.
+VALUE_REFRESH_SECONDS = 60.0
 
 
 @dataclass
@@ -57,6 +66,11 @@ class _Context:
     seen: set[str] = field(default_factory=set)
     recorded: set[str] = field(default_factory=set)
     new: list[A.Alert] = field(default_factory=list)
+    # The version (updated_at) of each stored alert as read: apply_round checks it did not move.
+    versions: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.versions = {fp: a.updated_at for fp, a in self.existing.items()}
 
     def record(self, fingerprint: str, condition: bool) -> bool:
         """Note a threshold result for flap detection; returns whether the alert is flapping."""
@@ -92,7 +106,7 @@ def _subject_labels(subject: str, payload: dict[str, Any]) -> dict[str, str]:
 
 
 def _activate(ctx: _Context, rule: AlertRule, labels: dict[str, str], template_context: dict[str, Any],
-              *, value: float | None, for_seconds: float, flapping: bool = False) -> None:
+              *, value: float | None, for_seconds: float, flapping: bool = False, refresh: bool = True) -> None:
     """The condition holds now: create the alert, or move it on (pending → firing, resolved → firing)."""
     fp = A.fingerprint(labels)
     ctx.seen.add(fp)
@@ -111,9 +125,17 @@ def _activate(ctx: _Context, rule: AlertRule, labels: dict[str, str], template_c
             fresh.changed = True
             ctx.existing[fp] = fresh
         return
+    # Rewritten only when something a reader sees changed, or when `last_true_at` matters (event alerts
+    # and keep_firing_for): a steady firing alert costs the writer nothing.
+    promote = alert.state == "pending" and now - alert.active_at >= for_seconds
+    if not (refresh or promote or alert.ends_at is not None):
+        if alert.value == value and alert.annotations == annotations:
+            return
+        if now - alert.updated_at < VALUE_REFRESH_SECONDS:
+            return  # only the value (and the text showing it) moved: written at most once a minute
     alert.last_true_at, alert.value, alert.updated_at, alert.changed = now, value, now, True
     alert.annotations, alert.ends_at = annotations, None
-    if alert.state == "pending" and now - alert.active_at >= for_seconds:
+    if promote:
         alert.state, alert.starts_at = "firing", now
 
 
@@ -130,26 +152,54 @@ def _deactivate(alert: A.Alert, now: float, keep_firing_for: float) -> str | Non
     return None
 
 
-def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: list[Series]) -> None:
+def _evaluate_threshold(ctx: _Context, rule: AlertRule, counts: dict[str, dict[int, list[Series]]]) -> None:
     spec = rule.threshold
     assert spec is not None
     last_minute = int(ctx.now // 60)
     first_minute = last_minute - spec.window_minutes + 1
-    subjects = [s for s in counts if s.project_id == rule.project_id]
+    project = {m: found[0] for m in spec.counts if (found := counts.get(m, {}).get(rule.project_id))}
+    subjects = counts.get(spec.metric, {}).get(rule.project_id, [])
     if spec.metric != "issue_events" and not subjects:
         subjects = [Series(rule.project_id, "", "", {})]  # no traffic is a value too (0), e.g. for "< 1"
     for series in subjects:
-        total = series.total(first_minute, last_minute)
-        value = total / spec.window_minutes if spec.aggregation == "rate" else float(total)
-        breached = spec.breached(value)
-        if not breached and (ctx.flaps is None or ctx.flaps_read_only):
-            continue
-        extra = _subject_labels(series.subject, {}) if series.subject else {}
-        labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
-        flapping = ctx.record(A.fingerprint(labels), breached)
-        if breached:
-            _activate(ctx, rule, labels, {"title": series.title, "rule": rule.name}, value=value,
-                      for_seconds=spec.for_seconds, flapping=flapping)
+        _judge(ctx, rule, series.subject, series.title, count_value(spec, series, project, first_minute, last_minute))
+
+
+def _judge(ctx: _Context, rule: AlertRule, subject: str, title: str, value: float | None,
+           breached: bool | None = None, context: dict[str, Any] | None = None) -> None:
+    """One subject's value against the rule: activate when breached, note the result for flapping."""
+    spec = rule.windowed
+    assert spec is not None
+    if breached is None:
+        assert rule.threshold is not None
+        breached = rule.threshold.breached(value)
+    if not breached and (ctx.flaps is None or ctx.flaps_read_only):
+        return
+    extra = _subject_labels(subject, {}) if subject else {}
+    labels = rule_labels(rule, ctx.project_slugs.get(rule.project_id, str(rule.project_id)), extra)
+    flapping = ctx.record(A.fingerprint(labels), breached)
+    if breached:
+        _activate(ctx, rule, labels, {"title": title, "rule": rule.name, **(context or {})}, value=value,
+                  for_seconds=spec.for_seconds, flapping=flapping, refresh=spec.keep_firing_for_seconds > 0)
+
+
+def _evaluate_anomalies(conn: Connection, ctx: _Context, rules: list[AlertRule]) -> None:
+    """Anomaly rules (full rounds only): one score per rule, read with the others of the same spec."""
+    by_spec: dict[str, list[AlertRule]] = defaultdict(list)
+    for rule in rules:
+        assert rule.anomaly is not None
+        by_spec[rule.anomaly.model_dump_json(exclude={"for_seconds", "keep_firing_for_seconds"})].append(rule)
+    for same in by_spec.values():
+        spec = same[0].anomaly
+        assert spec is not None
+        scores = project_scores(conn, spec, {r.project_id for r in same}, ctx.now)
+        for rule in same:
+            found = scores.get(rule.project_id)
+            if found is None:
+                _judge(ctx, rule, "", "", None, breached=False)
+                continue
+            _judge(ctx, rule, "", "", found.value, breached=found.breached,
+                   context={"baseline": found.mean, "z": found.z})
 
 
 def _apply_signal(ctx: _Context, rule: AlertRule, signal: Signal) -> None:
@@ -207,31 +257,54 @@ def _signals_by_project(signals: Iterable[Signal]) -> dict[int, list[Signal]]:
     return grouped
 
 
-def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
-             threshold_projects: Collection[int] = (), resolved_retention_seconds: float = 900.0,
-             flaps: FlapTracker | None = None) -> RoundReport:
-    """Evaluate every enabled rule once, in the caller's (writer) transaction.
+@dataclass
+class RoundPlan:
+    """What a round decided, to be written by `apply_round` if nothing it read has moved since."""
+
+    now: float
+    thresholds: bool
+    report: RoundReport
+    cursor_from: int
+    cursor_to: int | None
+    new: list[A.Alert]
+    changed: list[A.Alert]
+    gone: set[str]
+    # The stored version (updated_at) of every alert in `changed` and `gone`, as read.
+    versions: dict[str, float]
+    forget_before: float | None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.new or self.changed or self.gone or self.cursor_to is not None
+                    or self.forget_before is not None)
+
+
+def read_round(conn: Connection, now: float, *, thresholds: bool = True, threshold_projects: Collection[int] = (),
+               resolved_retention_seconds: float = 900.0, flaps: FlapTracker | None = None) -> RoundPlan:
+    """Work out one round from a reader connection (writes nothing; see `apply_round`).
 
     With `thresholds` off this is a quick round between full ones: new signals are applied, and the
     threshold rules of `threshold_projects` (whose counts moved) may fire, so neither kind of alert
-    waits for the next full round; resolving waits for it.
+    waits for the next full round; resolving waits for it. A quick round reads only the alerts those
+    signals and rules concern.
 
-    >>> # await writer.run(call_each, lambda conn: evaluate(conn, clock.now()))
+    >>> # with engine.connect() as conn: plan = read_round(conn, clock.now())
     """
     report = RoundReport()
     projects = list_projects(conn)
-    if default_pack:
-        report.packs_applied = apply_default_pack(conn, [p.id for p in projects], now=now)
     rules = {r.id: r for r in list_rules(conn, enabled_only=True)}
     report.rules = len(rules)
-    signals = read_signals(conn, after_id=_read_cursor(conn), limit=SIGNALS_PER_ROUND)
+    cursor = _read_cursor(conn)
+    signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
     report.signals = len(signals)
     by_project = _signals_by_project(signals)
-    # A quick round touches only the rules that the new signals or the moved counts concern.
+    slugs = {p.id: p.slug for p in projects}
     moved = set(threshold_projects)
-    focus = None if thresholds else _quick_rules(rules, moved, set(by_project))
-    existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True, rule_ids=focus)}
-    ctx = _Context(now, {p.id: p.slug for p in projects}, existing, flaps, flaps_read_only=not thresholds)
+    if thresholds:
+        existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True)}
+    else:
+        existing = _quick_alerts(conn, rules, by_project, moved, slugs)
+    ctx = _Context(now, slugs, existing, flaps, flaps_read_only=not thresholds)
 
     event_rules: dict[int, list[AlertRule]] = defaultdict(list)
     for rule in rules.values():
@@ -245,28 +318,106 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
 
     if thresholds:
         _evaluate_thresholds(conn, ctx, [r for r in rules.values() if r.threshold is not None])
+        _evaluate_anomalies(conn, ctx, [r for r in rules.values() if r.anomaly is not None])
     else:
         _evaluate_thresholds(conn, ctx, _quick_threshold_rules(rules, moved, existing), project_ids=moved)
     gone = _settle(ctx, rules, thresholds=thresholds)
-    A.save_alerts(conn, ctx.new, [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone])
-    A.delete_alerts(conn, gone)
-    if thresholds:
-        report.forgotten = A.forget_resolved(conn, before=now - resolved_retention_seconds)
-        if flaps is not None:
-            flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
-    if signals:
-        _write_cursor(conn, signals[-1].id)
-    report.new, report.changed = len(ctx.new), sum(1 for a in ctx.existing.values() if a.changed)
+    if thresholds and flaps is not None:
+        flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
+    changed = [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone]
+    report.new, report.changed = len(ctx.new), len(changed)
     for alert in [*ctx.new, *ctx.existing.values()]:
         status = alert.status(now)
         report.states[status] = report.states.get(status, 0) + 1
+    versions = {a.fingerprint: ctx.versions[a.fingerprint] for a in changed if a.fingerprint in ctx.versions}
+    versions |= {fp: ctx.versions[fp] for fp in gone if fp in ctx.versions}
+    return RoundPlan(now, thresholds, report, cursor, signals[-1].id if signals else None, ctx.new, changed, gone,
+                     versions, now - resolved_retention_seconds if thresholds else None)
+
+
+class RoundConflict(Exception):
+    """What a round read moved before it could write (another round ran): nothing was written."""
+
+
+def conflict(conn: Connection, plan: RoundPlan) -> str | None:
+    """Why `plan` may not be written (the cursor or an alert it changes moved since it was read), or None.
+    On PostgreSQL the cursor row stays locked to the end of the transaction, so rounds of several
+    processes take turns."""
+    query = select(alerting_cursors.c.position).where(alerting_cursors.c.name == CURSOR)
+    position = int(conn.execute(query.with_for_update()).scalar() or 0)
+    if position != plan.cursor_from:
+        return f"the signal cursor moved from {plan.cursor_from} to {position}"
+    touched = [a.fingerprint for a in plan.changed] + [a.fingerprint for a in plan.new] + sorted(plan.gone)
+    stored = A.versions(conn, touched)
+    for fingerprint in touched:
+        if stored.get(fingerprint) != plan.versions.get(fingerprint):
+            return f"alert {fingerprint} changed since it was read"
+    return None
+
+
+def apply_round(conn: Connection, plan: RoundPlan) -> RoundReport | None:
+    """Write a round's changes in the caller's (writer) transaction, after checking that the cursor and
+    every alert it changes are as the round read them; None (and nothing written) when they are not.
+
+    >>> # report = await writer.run(call_each, lambda conn: apply_round(conn, plan))
+    """
+    reason = conflict(conn, plan)
+    if reason is not None:
+        log.info("evaluation round not written: %s", reason)
+        return None
+    A.save_alerts(conn, plan.new, plan.changed)
+    A.delete_alerts(conn, plan.gone)
+    if plan.forget_before is not None:
+        plan.report.forgotten = A.forget_resolved(conn, before=plan.forget_before)
+    if plan.cursor_to is not None:
+        _write_cursor(conn, plan.cursor_to)
+    return plan.report
+
+
+def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
+             threshold_projects: Collection[int] = (), resolved_retention_seconds: float = 900.0,
+             flaps: FlapTracker | None = None) -> RoundReport:
+    """Both halves of a round on one connection, in the caller's transaction (tests, tools); the server
+    reads on a reader connection and writes only the changes (see `Alerting.evaluate_once`).
+
+    >>> # with engine.begin() as conn: evaluate(conn, clock.now())
+    """
+    packs = 0
+    if default_pack:
+        packs = apply_default_pack(conn, [p.id for p in list_projects(conn)], now=now)
+    plan = read_round(conn, now, thresholds=thresholds, threshold_projects=threshold_projects,
+                      resolved_retention_seconds=resolved_retention_seconds, flaps=flaps)
+    report = apply_round(conn, plan)
+    if report is None:  # cannot happen on one connection unless another one wrote in between
+        raise RoundConflict("the round's reads moved before its writes")
+    report.packs_applied = packs
     return report
 
 
-def _quick_rules(rules: dict[int, AlertRule], moved: set[int], signalled: set[int]) -> set[int]:
-    return {r.id for r in rules.values()
-            if (r.event is not None and r.project_id in signalled)
-            or (r.threshold is not None and r.project_id in moved and r.threshold.metric != "issue_events")}
+def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dict[int, list[Signal]],
+                  moved: set[int], slugs: dict[int, str]) -> dict[str, A.Alert]:
+    """The stored alerts a quick round can change: those the new signals would fire (by fingerprint, known
+    before reading), those of rules the signals resolve, and those of the moved projects' threshold rules."""
+    fingerprints: set[str] = set()
+    rule_ids: set[int] = set()
+    for rule in rules.values():
+        if rule.threshold is not None:
+            if rule.project_id in moved and rule.threshold.metric != "issue_events":
+                rule_ids.add(rule.id)
+            continue
+        spec = rule.event
+        if spec is None:  # anomaly rules wait for the full round
+            continue
+        for signal in by_project.get(rule.project_id, ()):
+            if signal.kind in spec.resolving_signals:
+                rule_ids.add(rule.id)
+            elif signal.kind == spec.signal:
+                slug = slugs.get(rule.project_id, str(rule.project_id))
+                fingerprints.add(A.fingerprint(rule_labels(rule, slug, _subject_labels(signal.subject,
+                                                                                        signal.payload))))
+    found = A.load_alerts(conn, rules_only=True, rule_ids=rule_ids) if rule_ids else []
+    found += A.load_by_fingerprint(conn, fingerprints - {a.fingerprint for a in found})
+    return {a.fingerprint: a for a in found}
 
 
 def _quick_threshold_rules(rules: dict[int, AlertRule], moved: set[int],
@@ -280,19 +431,30 @@ def _quick_threshold_rules(rules: dict[int, AlertRule], moved: set[int],
 
 def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule],
                          project_ids: Collection[int] | None = None) -> None:
-    by_metric: dict[str, list[AlertRule]] = defaultdict(list)
+    last_minute = int(ctx.now // 60)
+    widest: dict[str, int] = {}
+    duration_rules = []
     for rule in rules:
         assert rule.threshold is not None
-        by_metric[rule.threshold.metric].append(rule)
-    last_minute = int(ctx.now // 60)
-    for metric, metric_rules in by_metric.items():
-        widest = max(r.threshold.window_minutes for r in metric_rules if r.threshold)
-        counts = read_counts(conn, metric, last_minute - widest + 1, project_ids)
+        if rule.threshold.metric in DURATION_METRICS:
+            duration_rules.append(rule)
+        for metric in rule.threshold.counts:
+            widest[metric] = max(widest.get(metric, 0), rule.threshold.window_minutes)
+    counts: dict[str, dict[int, list[Series]]] = {}
+    for metric, minutes in widest.items():
         by_project: dict[int, list[Series]] = defaultdict(list)
-        for series in counts:
+        for series in read_counts(conn, metric, last_minute - minutes + 1, project_ids):
             by_project[series.project_id].append(series)
-        for rule in metric_rules:
-            _evaluate_threshold(ctx, rule, by_project.get(rule.project_id, []))
+        counts[metric] = by_project
+    for rule in rules:
+        if rule not in duration_rules:
+            _evaluate_threshold(ctx, rule, counts)
+    for rule in duration_rules:  # one bounded read per rule: its own window
+        spec = rule.threshold
+        assert spec is not None
+        since = (last_minute - spec.window_minutes + 1) * 60.0
+        durations = read_durations(conn, [rule.project_id], since, (last_minute + 1) * 60.0)[rule.project_id]
+        _judge(ctx, rule, "", "", duration_value(spec, durations))
 
 
 def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> set[str]:
@@ -306,7 +468,8 @@ def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> 
             elif alert.ends_at is None:
                 alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
             continue
-        if rule.threshold is None or fp in ctx.seen or not thresholds:
+        spec = rule.windowed
+        if spec is None or fp in ctx.seen or not thresholds:
             continue
         if ctx.record_false(fp) and alert.state == "firing" and alert.ends_at is None:
             # Flapping: stay firing instead of resolving now and firing again next round.
@@ -314,6 +477,6 @@ def _settle(ctx: _Context, rules: dict[int, AlertRule], *, thresholds: bool) -> 
                 alert.annotations = {**alert.annotations, "flapping": FLAPPING_NOTE}
                 alert.updated_at, alert.changed = ctx.now, True
             continue
-        if _deactivate(alert, ctx.now, rule.threshold.keep_firing_for_seconds) == "delete":
+        if _deactivate(alert, ctx.now, spec.keep_firing_for_seconds) == "delete":
             gone.add(fp)
     return gone

@@ -139,14 +139,18 @@ class DeliveryWorker:
         batch: list[Claimed] = await self.write(lambda conn: claim_due(conn, now, lease))
         if not batch:
             return 0
-        outcomes = list(await asyncio.gather(*(self._send(item) for item in batch)))
-        if self.on_outcome is not None:
-            for item, outcome in zip(batch, outcomes, strict=True):
-                result = "sent" if outcome.error is None else "retry" if outcome.retry_at is not None else "failed"
-                self.on_outcome(item.integration.partition("/")[0], result)
-        done = self.clock.now()
-        await self.write(lambda conn: record_outcomes(conn, outcomes, done))
+        await asyncio.gather(*(self._deliver(item) for item in batch))
         return len(batch)
+
+    async def _deliver(self, item: Claimed) -> None:
+        """Send one and record its outcome at once (the writer groups the commits of a batch): a kill
+        then repeats only the notifications whose answer had not come back, not the whole batch."""
+        outcome = await self._send(item)
+        if self.on_outcome is not None:
+            result = "sent" if outcome.error is None else "retry" if outcome.retry_at is not None else "failed"
+            self.on_outcome(item.integration.partition("/")[0], result)
+        done = self.clock.now()
+        await self.write(lambda conn: record_outcomes(conn, [outcome], done))
 
     async def _send(self, item: Claimed) -> Outcome:
         kind = item.integration.partition("/")[0]
@@ -154,6 +158,9 @@ class DeliveryWorker:
         integration = receiver.integrations().get(item.integration) if receiver else None
         if integration is None or kind not in SENDERS:
             return Outcome(item.id, f"receiver {item.receiver} has no integration {item.integration} any more", None)
+        if kind == "email" and isinstance(item.payload.get("recipient"), str):
+            # A page to an on-call user goes through the receiver's mail server to that user's address.
+            integration = integration.model_copy(update={"to": item.payload["recipient"]})
         try:
             await SENDERS[kind](integration, item.payload, self.context)
         except DeliveryFailed as exc:

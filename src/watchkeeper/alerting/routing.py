@@ -3,7 +3,10 @@
 The root route matches every alert; a child inherits receiver, `group_by` and timers from its parent;
 the first matching child wins unless it says `continue: true`; an alert no child matches stays at the
 parent. `group_by: ['...']` groups by all labels. Group keys are spelled like Alertmanager's
-(`{}/{severity="critical"}:{alertname="Down"}`), so they can be compared across both.
+(`{}/{severity="critical"}:{alertname="Down"}`), so they can be compared across both. A route's
+`mute_time_intervals` and `active_time_intervals` name entries of `time_intervals`
+(alerting.time_intervals); like Alertmanager's, they are the route's own (not inherited), and the
+root route takes none.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from watchkeeper.alerting.matchers import Matcher, parse_duration, parse_matchers
+from watchkeeper.alerting.time_intervals import NamedTimeInterval
 from watchkeeper.config import ConfigError
 
 DEFAULT_GROUP_WAIT, DEFAULT_GROUP_INTERVAL, DEFAULT_REPEAT_INTERVAL = 30.0, 300.0, 4 * 3600.0
@@ -139,6 +143,8 @@ class RouteConfig(_Model):
     group_wait: float | None = None
     group_interval: float | None = None
     repeat_interval: float | None = None
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
 
     _to_seconds = field_validator("group_wait", "group_interval", "repeat_interval", mode="before")(_durations)
@@ -172,6 +178,9 @@ class AlertingConfig(_Model):
     route: RouteConfig
     receivers: list[Receiver] = Field(min_length=1)
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    time_intervals: list[NamedTimeInterval] = Field(default_factory=list)
+    # Alertmanager's older spelling of the same list (deprecated there, still read).
+    mute_time_intervals: list[NamedTimeInterval] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertingConfig:
@@ -180,18 +189,30 @@ class AlertingConfig(_Model):
             raise ValueError("receivers: names must be unique")
         if self.route.receiver is None:
             raise ValueError("route.receiver: the root route needs a receiver")
-        _check_receivers(self.route, set(names), "route")
+        if self.route.mute_time_intervals or self.route.active_time_intervals:
+            raise ValueError("route: the root route cannot have mute_time_intervals or active_time_intervals")
+        intervals = [i.name for i in self.time_intervals + self.mute_time_intervals]
+        if len(set(intervals)) != len(intervals):
+            raise ValueError("time_intervals: names must be unique (across time_intervals and mute_time_intervals)")
+        _check_references(self.route, set(names), set(intervals), "route")
         return self
 
     def receiver(self, name: str) -> Receiver | None:
         return next((r for r in self.receivers if r.name == name), None)
 
+    def intervals(self) -> dict[str, NamedTimeInterval]:
+        return {i.name: i for i in self.time_intervals + self.mute_time_intervals}
 
-def _check_receivers(route: RouteConfig, names: set[str], where: str) -> None:
+
+def _check_references(route: RouteConfig, names: set[str], intervals: set[str], where: str) -> None:
     if route.receiver is not None and route.receiver not in names:
         raise ValueError(f"{where}.receiver: no receiver named {route.receiver!r}")
+    for key in ("mute_time_intervals", "active_time_intervals"):
+        for name in getattr(route, key):
+            if name not in intervals:
+                raise ValueError(f"{where}.{key}: no time interval named {name!r}")
     for index, child in enumerate(route.routes):
-        _check_receivers(child, names, f"{where}.routes.{index}")
+        _check_references(child, names, intervals, f"{where}.routes.{index}")
 
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -234,6 +255,16 @@ class Route:
     repeat_interval: float
     continue_: bool = False
     routes: list[Route] = field(default_factory=list)
+    mute_time_intervals: list[str] = field(default_factory=list)
+    active_time_intervals: list[str] = field(default_factory=list)
+
+    def muted_at(self, epoch: float, intervals: Mapping[str, NamedTimeInterval]) -> bool:
+        """Whether the route's time intervals hold its notifications back at this instant: inside a mute
+        interval, or outside every active interval (when it has any)."""
+        if any(intervals[name].contains(epoch) for name in self.mute_time_intervals):
+            return True
+        return bool(self.active_time_intervals) and not any(
+            intervals[name].contains(epoch) for name in self.active_time_intervals)
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
         """The routes that take the alert: the deepest matching ones, Alertmanager's way.
@@ -279,6 +310,8 @@ def build_routes(config: RouteConfig, parent: Route | None = None) -> Route:
         repeat_interval=_pick(config.repeat_interval,
                               parent.repeat_interval if parent else DEFAULT_REPEAT_INTERVAL),
         continue_=config.continue_,
+        mute_time_intervals=list(config.mute_time_intervals),
+        active_time_intervals=list(config.active_time_intervals),
     )
     route.routes = [build_routes(child, route) for child in config.routes]
     return route

@@ -2,9 +2,10 @@
 and the default rule pack every new project gets.
 
 An event rule fires on a signal (`issue.new`, `monitor.down`…) and resolves on another
-(`monitor.up`) or after `resolve_after`. A threshold rule compares a per-minute count over a window
-(`count` over the window, or `rate` per minute) with a value, with Prometheus' `for` and
-`keep_firing_for`.
+(`monitor.up`) or after `resolve_after`. A threshold rule compares a value over a window with a
+threshold, with Prometheus' `for` and `keep_firing_for`: `count` over the window or `rate` per minute
+of a per-minute count, `ratio` of two counts (in percent), or `average`/`percentile` of transaction
+durations. An anomaly rule (alerting.anomaly) compares a count with its own baseline.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Connection, delete, insert, select, update
 
+from watchkeeper.alerting.anomaly import AnomalySpec
 from watchkeeper.alerting.tables import alert_rule_packs, alert_rules
 from watchkeeper.alerting.templates import compile_template
+from watchkeeper.auth.projects import list_projects
 
 # The domains whose signals rules can name register them when imported.
 from watchkeeper.errors import storage as _error_signals  # noqa: F401
@@ -33,8 +36,12 @@ PRIORITY = {"critical": "P0", "high": "P1", "medium": "P2", "low": "P3"}
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
 }
-# The per-minute counts a threshold rule can watch (each domain's count tables; see alerting.metrics).
+# The per-minute counts a threshold rule can watch (each domain's count tables; see alerting.metrics),
+# and the value per transaction that `average` and `percentile` read (stored transaction rows).
 METRICS = ("errors", "transactions", "rejected", "issue_events")
+DURATION_METRICS = ("transaction_duration",)
+# A ratio's denominator: a count metric, or "requests" (errors + transactions).
+DENOMINATORS = ("errors", "transactions", "rejected", "requests")
 # Which signal ends an event alert, when the rule does not say.
 DEFAULT_RESOLVE_ON = {
     "monitor.down": ["monitor.up"], "heartbeat.late": ["monitor.up"], "heartbeat.failed": ["monitor.up"],
@@ -88,25 +95,58 @@ class EventSpec(_Spec):
 
 
 class ThresholdSpec(_Spec):
-    metric: Literal["errors", "transactions", "rejected", "issue_events"]
-    aggregation: Literal["count", "rate"] = Field("count", description="count over the window, or per minute")
+    metric: Literal["errors", "transactions", "rejected", "issue_events", "transaction_duration"]
+    aggregation: Literal["count", "rate", "ratio", "average", "percentile"] = Field(
+        "count", description="count over the window; rate per minute; ratio of metric to denominator in "
+                             "percent; average or percentile of transaction_duration (milliseconds)")
     window_minutes: int = Field(5, ge=1, le=1440)
     op: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
     threshold: float = Field(allow_inf_nan=False)
     for_seconds: float = Field(0, ge=0, le=MAX_SECONDS)
     keep_firing_for_seconds: float = Field(0, ge=0, le=MAX_SECONDS)
+    denominator: Literal["errors", "transactions", "rejected", "requests"] | None = Field(
+        None, description="ratio only: what the metric is divided by (requests = errors + transactions)")
+    percentile: float | None = Field(None, gt=0, le=100, description="percentile only, e.g. 95")
+    min_volume: int = Field(0, ge=0, le=1_000_000_000, description=(
+        "ratio, average, percentile: no value (the condition does not hold) until the window holds this "
+        "many items (denominator items, or transactions)"))
 
-    def breached(self, value: float) -> bool:
-        return COMPARISONS[self.op](value, self.threshold)
+    @model_validator(mode="after")
+    def _aggregation_fits(self) -> ThresholdSpec:
+        durations = self.metric in DURATION_METRICS
+        if self.aggregation in ("average", "percentile") and not durations:
+            raise ValueError(f"aggregation {self.aggregation!r} needs metric 'transaction_duration'")
+        if durations and self.aggregation not in ("average", "percentile"):
+            raise ValueError("metric 'transaction_duration' takes aggregation 'average' or 'percentile'")
+        if (self.aggregation == "ratio") != (self.denominator is not None):
+            raise ValueError("aggregation 'ratio' needs 'denominator' (and only a ratio takes one)")
+        if self.aggregation == "ratio" and self.metric == "issue_events":
+            raise ValueError("a ratio divides project counts: metric 'issue_events' cannot be one")
+        if (self.aggregation == "percentile") != (self.percentile is not None):
+            raise ValueError("aggregation 'percentile' needs 'percentile' (and only a percentile takes one)")
+        return self
+
+    @property
+    def counts(self) -> list[str]:
+        """The count metrics this rule reads (none for durations)."""
+        if self.metric in DURATION_METRICS:
+            return []
+        below = {"requests": ["errors", "transactions"], None: []}.get(self.denominator, [self.denominator])
+        return list(dict.fromkeys([self.metric, *(m for m in below if m)]))
+
+    def breached(self, value: float | None) -> bool:
+        """None (no value: a zero denominator, too little volume) never breaches."""
+        return value is not None and COMPARISONS[self.op](value, self.threshold)
 
 
 class RuleIn(_Spec):
     """A rule as the API and the rules file take it."""
 
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["event", "threshold"]
+    kind: Literal["event", "threshold", "anomaly"]
     event: EventSpec | None = None
     threshold: ThresholdSpec | None = None
+    anomaly: AnomalySpec | None = None
     severity: Literal["critical", "high", "medium", "low"] = "medium"
     labels: dict[LabelName, Annotated[str, Field(max_length=500)]] = Field(default_factory=dict, max_length=30)
     annotations: dict[LabelName, Annotated[str, Field(max_length=4000)]] = Field(default_factory=dict,
@@ -115,10 +155,11 @@ class RuleIn(_Spec):
 
     @model_validator(mode="after")
     def _spec_matches_kind(self) -> RuleIn:
-        if self.kind == "event" and (self.event is None or self.threshold is not None):
-            raise ValueError("an event rule needs 'event' (and no 'threshold')")
-        if self.kind == "threshold" and (self.threshold is None or self.event is not None):
-            raise ValueError("a threshold rule needs 'threshold' (and no 'event')")
+        given = [k for k in ("event", "threshold", "anomaly") if getattr(self, k) is not None]
+        if given != [self.kind]:
+            others = " or ".join(repr(k) for k in ("event", "threshold", "anomaly") if k != self.kind)
+            raise ValueError(f"a{'n' if self.kind[0] in 'ae' else ''} {self.kind} rule needs '{self.kind}' "
+                             f"(and no {others})")
         return self
 
     @field_validator("annotations")
@@ -155,12 +196,19 @@ class AlertRule:
     managed_by: str
     created_at: float
     updated_at: float
+    anomaly: AnomalySpec | None = None
+
+    @property
+    def windowed(self) -> ThresholdSpec | AnomalySpec | None:
+        """The spec of a rule judged on a window each round (threshold or anomaly), with its `for`."""
+        return self.threshold or self.anomaly
 
     def to_api(self) -> dict[str, Any]:
         return {
             "id": self.id, "project_id": self.project_id, "name": self.name, "kind": self.kind,
             "event": self.event.model_dump() if self.event else None,
             "threshold": self.threshold.model_dump() if self.threshold else None,
+            "anomaly": self.anomaly.model_dump() if self.anomaly else None,
             "severity": self.severity, "priority": PRIORITY[self.severity], "labels": self.labels,
             "annotations": self.annotations, "enabled": self.enabled, "managed_by": self.managed_by,
             "created_at": self.created_at, "updated_at": self.updated_at,
@@ -168,7 +216,7 @@ class AlertRule:
 
 
 def _spec_json(rule: RuleIn) -> str:
-    spec = rule.event if rule.kind == "event" else rule.threshold
+    spec = {"event": rule.event, "threshold": rule.threshold, "anomaly": rule.anomaly}[rule.kind]
     assert spec is not None
     return orjson.dumps({"severity": rule.severity, **spec.model_dump()}).decode()
 
@@ -181,7 +229,7 @@ def _from_row(row: Any) -> AlertRule:
         EventSpec.model_validate(spec) if row.kind == "event" else None,
         ThresholdSpec.model_validate(spec) if row.kind == "threshold" else None,
         severity, orjson.loads(row.labels), orjson.loads(row.annotations), bool(row.enabled), row.managed_by,
-        row.created_at, row.updated_at,
+        row.created_at, row.updated_at, AnomalySpec.model_validate(spec) if row.kind == "anomaly" else None,
     )
 
 
@@ -230,6 +278,11 @@ DEFAULT_PACK: Sequence[dict[str, Any]] = (
     {"name": "Error spike", "kind": "threshold", "severity": "high",
      "threshold": {"metric": "errors", "aggregation": "rate", "window_minutes": 1, "op": ">", "threshold": 10},
      "annotations": {"summary": "{{ labels.project }}: {{ value | round(1) }} errors per minute (more than 10)"}},
+    {"name": "Error rate", "kind": "threshold", "severity": "high",
+     "threshold": {"metric": "errors", "aggregation": "ratio", "denominator": "transactions", "window_minutes": 5,
+                   "op": ">", "threshold": 5, "min_volume": 20},
+     "annotations": {"summary": "{{ labels.project }}: {{ value | round(1) }} errors per 100 requests over 5 minutes "
+                                "(more than 5 %)"}},
     {"name": "New error type", "kind": "event", "severity": "medium", "event": {"signal": "issue.new"},
      "annotations": {"summary": "New issue in {{ labels.project }}: {{ signal.title }}"}},
     {"name": "Monitor down", "kind": "event", "severity": "critical", "event": {"signal": "monitor.down"},
@@ -242,6 +295,12 @@ DEFAULT_PACK: Sequence[dict[str, Any]] = (
      "annotations": {"summary": "The certificate of {{ signal.name }} expires in "
                                 "{{ signal.days_left | round(1) }} days"}},
 )
+
+
+def projects_without_pack(conn: Connection) -> list[int]:
+    """Projects that never had the default rule pack (a cheap read, to skip the writer when none)."""
+    done = set(conn.execute(select(alert_rule_packs.c.project_id)).scalars())
+    return [p.id for p in list_projects(conn) if p.id not in done]
 
 
 def apply_default_pack(conn: Connection, project_ids: Sequence[int], *, now: float) -> int:

@@ -52,8 +52,10 @@ alerts = Table(
     Column("last_true_at", Double, nullable=True),
     Column("value", Double, nullable=True),
     Column("generator_url", Text, nullable=True),
-    Column("updated_at", Double, nullable=False),
+    # Indexed: a dispatch round reads the alerts changed since its last look (migration 0006).
+    Column("updated_at", Double, nullable=False, index=True),
 )
+Index("ix_alerts_ends_at", alerts.c.ends_at)
 
 silences = Table(
     "silences",
@@ -109,3 +111,6 @@ alerting_cursors = Table(
     Column("name", String(64), primary_key=True),
     Column("position", RowId, nullable=False),
 )
+
+# On-call, escalation and incident tables (their own module), so load_all_tables() sees them.
+from watchkeeper.alerting import incident_tables as _incident_tables  # noqa: E402, F401

@@ -14,8 +14,10 @@ import functools
 import ipaddress
 import socket
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
+import httpcore
 import httpx
 
 from watchkeeper.config import OutboundSettings
@@ -58,19 +60,38 @@ async def resolve_target(host: str, port: int, *, allow_private: bool) -> str:
     return addresses[0]
 
 
-class _GuardedTransport(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport, allow_private: bool) -> None:
-        self._inner = inner
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Opens each connection to the address `resolve_target` checked, not to a second resolution."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = httpcore.AnyIOBackend()
         self._allow_private = allow_private
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        await resolve_target(url.host, url.port or (443 if url.scheme == "https" else 80),
-                             allow_private=self._allow_private)
-        return await self._inner.handle_async_request(request)
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        address = await resolve_target(host, port, allow_private=self._allow_private)
+        return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                             socket_options=socket_options)
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        raise TargetBlocked("outbound requests may not use Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport whose connection pool connects through `_PinnedBackend`."""
+
+    def __init__(self, verify: ssl.SSLContext, limits: httpx.Limits, allow_private: bool) -> None:
+        super().__init__(verify=verify, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=verify, max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_PinnedBackend(allow_private),
+        )
 
 
 # httpcore scans every connection of a pool for each request, so one pool of hundreds of connections
@@ -99,10 +120,7 @@ class Outbound:
         self._clients = {
             verify: [
                 httpx.AsyncClient(
-                    transport=_GuardedTransport(
-                        httpx.AsyncHTTPTransport(verify=_tls_context(verify), limits=limits),
-                        settings.allow_private_targets,
-                    ),
+                    transport=_GuardedTransport(_tls_context(verify), limits, settings.allow_private_targets),
                     timeout=settings.timeout_seconds,
                     max_redirects=settings.max_redirects,
                     headers={"User-Agent": "Watchkeeper"},

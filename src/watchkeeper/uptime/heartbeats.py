@@ -3,7 +3,8 @@
 A heartbeat expects a ping every `period_seconds`, or at each time of a cron expression in a time zone,
 plus `grace_seconds`. `heartbeat_deadline` on the monitor is when the next ping is due at the latest;
 `sweep_heartbeats` marks the ones past it down. `/start` opens a run: the next success measures its
-duration. States as healthchecks: new (no ping yet), up, down, paused.
+duration, and a run still open after the config's `max_run_seconds` has failed (`heartbeat.failed`).
+States as healthchecks: new (no ping yet), up, down, paused.
 """
 
 from __future__ import annotations
@@ -106,22 +107,44 @@ def record_ping(conn: Connection, monitor: Monitor, kind: PingKind, *, now: floa
 
 
 def sweep_heartbeats(conn: Connection, now: float) -> int:
-    """Mark heartbeats whose deadline passed as down (not during maintenance); returns how many."""
+    """Mark heartbeats whose deadline passed, or whose run outlived `max_run_seconds`, as down (not
+    during maintenance); returns how many went down."""
     rows = conn.execute(select(monitors).where(
         monitors.c.type == "heartbeat", monitors.c.status == "up", monitors.c.paused.is_(False),
         monitors.c.heartbeat_deadline < now)).all()
     late = [monitor_from_row(row) for row in rows]
-    windows = list_windows(conn, {m.project_id for m in late}) if late else []
+    overrun = _overrun_runs(conn, now)
+    windows = list_windows(conn, {m.project_id for m in late + overrun}) if late or overrun else []
     count = 0
     for monitor in late:
-        if in_maintenance(windows, monitor.project_id, monitor.id, now):
+        if in_maintenance(windows, monitor.project_id, monitor.id, now) or monitor.id in {m.id for m in overrun}:
             continue
         assert monitor.heartbeat_deadline is not None
         _go_down(conn, monitor, now, monitor.heartbeat_deadline,
                  f"no ping since {_iso(monitor.last_check_at)}; it was due by {_iso(monitor.heartbeat_deadline)}",
                  HEARTBEAT_LATE)
         count += 1
+    for monitor in overrun:
+        # The run is over either way: a late success must not be timed from this start.
+        conn.execute(update(monitors).where(monitors.c.id == monitor.id).values(run_started_at=None))
+        if monitor.status == "down" or in_maintenance(windows, monitor.project_id, monitor.id, now):
+            continue
+        assert monitor.run_started_at is not None
+        limit = int(monitor.config["max_run_seconds"])
+        _go_down(conn, monitor, now, monitor.run_started_at + limit,
+                 f"the run started at {_iso(monitor.run_started_at)} did not finish within {limit} s",
+                 HEARTBEAT_FAILED)
+        count += 1
     return count
+
+
+def _overrun_runs(conn: Connection, now: float) -> list[Monitor]:
+    """Heartbeats with an open run older than their `max_run_seconds` (few: only runs in progress)."""
+    rows = conn.execute(select(monitors).where(
+        monitors.c.type == "heartbeat", monitors.c.paused.is_(False), monitors.c.run_started_at.is_not(None))).all()
+    found = [monitor_from_row(row) for row in rows]
+    return [m for m in found if m.config.get("max_run_seconds") and m.run_started_at is not None
+            and now > m.run_started_at + float(m.config["max_run_seconds"])]
 
 
 def _iso(epoch: float | None) -> str:

@@ -100,10 +100,6 @@ def list_outages(conn: Connection, monitor_id: int, now: float, *, limit: int = 
     ]
 
 
-def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
-    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-
-
 def maintenance_between(conn: Connection, monitor_id: int, start: float, end: float) -> list[tuple[float, float]]:
     """The monitor's maintenance periods within [start, end), merged."""
     project_id = conn.execute(select(monitors.c.project_id).where(monitors.c.id == monitor_id)).scalar()
@@ -114,14 +110,33 @@ def maintenance_between(conn: Connection, monitor_id: int, start: float, end: fl
     return merged_periods(periods)
 
 
-def downtime_between(conn: Connection, monitor_id: int, start: float, end: float) -> float:
-    """Seconds of confirmed outage within [start, end), not counting maintenance."""
+def _without(span: tuple[float, float], holes: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """`span` less the (merged, ordered) `holes`."""
+    pieces, begin = [], span[0]
+    for hole_begin, hole_end in holes:
+        if hole_end <= begin or hole_begin >= span[1]:
+            continue
+        if hole_begin > begin:
+            pieces.append((begin, hole_begin))
+        begin = max(begin, hole_end)
+    if begin < span[1]:
+        pieces.append((begin, span[1]))
+    return pieces
+
+
+def down_periods(conn: Connection, monitor_id: int, start: float, end: float) -> list[tuple[float, float]]:
+    """The monitor's confirmed outages within [start, end), less its maintenance, merged."""
     rows = conn.execute(select(outages.c.started_at, outages.c.ended_at).where(
         outages.c.monitor_id == monitor_id, outages.c.started_at < end,
         (outages.c.ended_at.is_(None)) | (outages.c.ended_at > start)))
     spans = merged_periods((max(started, start), min(ended or end, end)) for started, ended in rows)
     maintenance = maintenance_between(conn, monitor_id, start, end) if spans else []
-    return sum(_overlap(s, (start, end)) - sum(_overlap(s, m) for m in maintenance) for s in spans)
+    return [piece for span in spans for piece in _without(span, maintenance)]
+
+
+def downtime_between(conn: Connection, monitor_id: int, start: float, end: float) -> float:
+    """Seconds of confirmed outage within [start, end), not counting maintenance."""
+    return sum(e - b for b, e in down_periods(conn, monitor_id, start, end))
 
 
 def month_bounds(year: int, month: int) -> tuple[float, float]:
@@ -135,9 +150,20 @@ def sla_month(conn: Connection, monitor_id: int, target: float, year: int, month
 
     >>> # sla_month(conn, 7, 99.9, 2026, 11, now) → {"compliance_percent": 99.95, "budget_remaining_minutes": 21.6, ...}
     """
+    return components_sla_month(conn, [monitor_id], target, year, month, now)
+
+
+def components_sla_month(conn: Connection, monitor_ids: list[int], target: float, year: int, month: int,
+                         now: float) -> dict[str, Any]:
+    """`sla_month` for a status-page component: it is down while any of its monitors is down, so its
+    downtime is the union of their outages (each less its own maintenance).
+
+    >>> # components_sla_month(conn, [7, 8], 99.9, 2026, 11, now) → {"compliance_percent": 99.9, ...}
+    """
     start, end = month_bounds(year, month)
     elapsed = max(0.0, min(now, end) - start)
-    down = downtime_between(conn, monitor_id, start, min(now, end))
+    periods = [p for monitor_id in monitor_ids for p in down_periods(conn, monitor_id, start, min(now, end))]
+    down = sum(e - b for b, e in merged_periods(periods))
     budget = (1 - target / 100.0) * (end - start) / 60.0
     compliance = 100.0 * (1 - down / elapsed) if elapsed else None
     return {

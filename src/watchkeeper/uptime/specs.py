@@ -122,6 +122,8 @@ class HeartbeatConfig(_Config):
     timezone: str = "UTC"
     # How late a ping may be before the heartbeat is down (healthchecks' default: an hour).
     grace_seconds: int = Field(3600, ge=0, le=366 * 86400)
+    # A run that pinged /start and sent neither success nor failure within this many seconds failed.
+    max_run_seconds: int | None = Field(None, ge=1, le=366 * 86400)
 
     @field_validator("cron")
     @classmethod

@@ -60,6 +60,9 @@ monitors = Table(
     UniqueConstraint("project_id", "slug"),
 )
 Index("ix_monitors_type_status_deadline", monitors.c.type, monitors.c.status, monitors.c.heartbeat_deadline)
+# The monitors list page: counts by status and filters by status or type within a project.
+Index("ix_monitors_project_status", monitors.c.project_id, monitors.c.status)
+Index("ix_monitors_project_type", monitors.c.project_id, monitors.c.type)
 
 check_results = Table(
     "check_results",
@@ -173,6 +176,8 @@ status_components = Table(
     Column("position", Integer, nullable=False, server_default="0"),
     # JSON list of monitor ids: the component is as bad as its worst monitor.
     Column("monitor_ids", Text, nullable=False),
+    # Percent, e.g. 99.9: compliance per calendar month and error budget (None: no SLA).
+    Column("sla_target", Double, nullable=True),
 )
 
 incidents = Table(

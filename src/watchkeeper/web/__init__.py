@@ -12,12 +12,29 @@ from fastapi.staticfiles import StaticFiles
 
 
 def mount(app: FastAPI) -> None:
-    from watchkeeper.web import account_pages, admin_pages, issue_pages, login_pages, project_pages
+    from watchkeeper.web import (
+        account_pages,
+        admin_pages,
+        alert_pages,
+        incident_pages,
+        issue_pages,
+        login_pages,
+        monitor_form_pages,
+        monitor_pages,
+        oncall_pages,
+        project_pages,
+        routing_pages,
+        rule_pages,
+        silence_pages,
+        status_page_editor,
+    )
     from watchkeeper.web.queries import FilterChoices
     from watchkeeper.web.shell import STATIC_DIR, install_page_errors
 
     app.state.filter_choices = FilterChoices()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (login_pages, project_pages, issue_pages, account_pages, admin_pages):
+    for module in (login_pages, project_pages, issue_pages, account_pages, admin_pages,
+                   alert_pages, rule_pages, silence_pages, routing_pages, incident_pages, oncall_pages,
+                   monitor_pages, monitor_form_pages, status_page_editor):
         app.include_router(module.router)
     install_page_errors(app)

@@ -1,0 +1,199 @@
+"""The incident loop: turns firing alerts into incidents and runs escalation steps when they are due.
+
+Each round, in one writer transaction: every firing alert not seen before is recorded as an occurrence
+(all severities: the alert volume of the metrics); one of an incident severity for its project (and not
+silenced) joins the open incident of its alert group or opens one; occurrences whose alert resolved or
+went away are closed on their incident's timeline; then due escalation steps run. Everything it knows
+is in the database, so a restart carries on where the last round stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from watchkeeper.alerting import links
+from watchkeeper.alerting.alerts import Alert
+from watchkeeper.alerting.dispatch import Dispatcher, stored_key, take_snapshot
+from watchkeeper.alerting.escalation import Pager, escalate_due, policy_for
+from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incident_settings, incidents
+from watchkeeper.alerting.incidents import declare
+from watchkeeper.alerting.tables import alerts
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from watchkeeper.alerting.service import Alerting
+
+log = logging.getLogger(__name__)
+
+
+def _project_of(alert: Alert) -> int | None:
+    if alert.project_id is not None:
+        return alert.project_id
+    value = alert.labels.get("project_id", "")
+    return int(value) if value.isdigit() and len(value) < 10 else None
+
+
+def _name(alert: Alert) -> str:
+    return (alert.annotations.get("summary") or alert.labels.get("alertname") or alert.fingerprint)[:500]
+
+
+def severities_for(conn: Connection, project_id: int | None, default: Collection[str],
+                   cache: dict[int | None, Collection[str]]) -> Collection[str]:
+    if project_id not in cache:
+        chosen = None
+        if project_id is not None:
+            chosen = conn.scalar(select(incident_settings.c.severities)
+                                 .where(incident_settings.c.project_id == project_id))
+        cache[project_id] = orjson.loads(chosen) if chosen is not None else default
+    return cache[project_id]
+
+
+def _open_occurrences(conn: Connection) -> list[Any]:
+    o = alert_occurrences
+    return list(conn.execute(select(o.c.fingerprint, o.c.starts_at, o.c.incident_id, o.c.name)
+                             .where(o.c.resolved_at.is_(None))))
+
+
+def _firing(alerts: list[Alert], now: float) -> list[Alert]:
+    return [a for a in alerts if a.state == "firing" and not a.resolved(now)]
+
+
+def anything_to_do(conn: Connection, now: float) -> bool:
+    """Whether a round would change anything: an alert fired or ended since the last one, or an
+    escalation step is due. Asked on a read connection, so quiet rounds never wait for the writer."""
+    rows = conn.execute(select(alerts.c.fingerprint, alerts.c.starts_at, alerts.c.active_at, alerts.c.ends_at)
+                        .where(alerts.c.state == "firing"))
+    firing = {(r.fingerprint, r.starts_at or r.active_at) for r in rows if r.ends_at is None or r.ends_at > now}
+    known = {(r.fingerprint, r.starts_at) for r in _open_occurrences(conn)}
+    if firing != known:
+        return True
+    due = select(incidents.c.id).where(incidents.c.state == "triggered", incidents.c.next_escalation_at <= now)
+    return conn.execute(due.limit(1)).first() is not None
+
+
+def declare_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str]) -> int:
+    """One look at the alerts; returns how many incidents it opened. Rows are written in a few
+    executemany calls, so an alert storm (thousands of new alerts) holds the writer briefly."""
+    snapshot = take_snapshot(conn, now)
+    firing = _firing(snapshot.alerts, now)
+    o, events = alert_occurrences, incident_events
+    open_rows = _open_occurrences(conn)
+    known = {(r.fingerprint, r.starts_at) for r in open_rows}
+    # Silences, maintenance and inhibition only matter for alerts not seen before.
+    muted = dispatcher.muted(snapshot, now) if any(
+        (a.fingerprint, a.starts_at or a.active_at) not in known for a in firing) else set()
+    open_incidents: dict[str | None, int] = {
+        key: incident_id for incident_id, key in conn.execute(
+            select(incidents.c.id, incidents.c.group_key).where(incidents.c.state != "resolved")
+            .order_by(incidents.c.id))}
+    seen: set[tuple[str, float]] = set()
+    cache: dict[int | None, Collection[str]] = {}
+    occurrences: list[dict[str, Any]] = []
+    timeline: list[dict[str, Any]] = []
+    opened = 0
+    for alert in sorted(firing, key=lambda a: (a.starts_at or a.active_at, a.fingerprint)):
+        start = alert.starts_at or alert.active_at
+        seen.add((alert.fingerprint, start))
+        if (alert.fingerprint, start) in known:
+            continue
+        project_id, severity = _project_of(alert), alert.labels.get("severity", "")
+        incident_id = None
+        if alert.fingerprint not in muted and severity in severities_for(conn, project_id, severities, cache):
+            routes = dispatcher.root.match(alert.labels)
+            key = stored_key(routes[0].group_key(alert.labels)) if routes else None
+            incident_id = open_incidents.get(key)
+            if incident_id is None:
+                incident = declare(conn, title=_name(alert), severity=severity, now=now, project_id=project_id,
+                                   impact_started_at=start, group_key=key,
+                                   escalation_policy_id=policy_for(conn, project_id), source="an alert")
+                incident_id = open_incidents[key] = incident.id
+                opened += 1
+            timeline.append({"incident_id": incident_id, "at": min(start, now), "kind": "alert.fired",
+                             "text": f"{_name(alert)} ({severity})", "actor_user_id": None})
+        occurrences.append({"fingerprint": alert.fingerprint, "starts_at": start, "project_id": project_id,
+                            "severity": severity[:16] or "none", "name": _name(alert), "incident_id": incident_id,
+                            "resolved_at": None})
+    ended = [row for row in open_rows if (row.fingerprint, row.starts_at) not in seen]
+    if occurrences:
+        conn.execute(insert(o), occurrences)
+    if ended:
+        conn.execute(update(o).where(o.c.fingerprint == bindparam("b_fingerprint"),
+                                     o.c.starts_at == bindparam("b_starts_at")).values(resolved_at=now),
+                     [{"b_fingerprint": r.fingerprint, "b_starts_at": r.starts_at} for r in ended])
+        timeline += [{"incident_id": r.incident_id, "at": now, "kind": "alert.resolved", "text": r.name,
+                      "actor_user_id": None} for r in ended if r.incident_id is not None]
+    if timeline:
+        conn.execute(insert(events), timeline)
+    return opened
+
+
+class Responder:
+    """The loop of one server process; `round()` is one pass (the tests call it with a manual clock)."""
+
+    def __init__(self, alerting: Alerting) -> None:
+        self.alerting = alerting
+        self.settings = alerting.settings
+        self.dispatcher = Dispatcher(alerting.config)  # for routes and mutes only: groups are the dispatcher's
+        self._secret: bytes | None = None
+
+    async def pager(self) -> Pager:
+        if self._secret is None:
+            configured = self.settings.link_secret or self.alerting.runtime.settings.secret_key
+            if configured is not None:
+                self._secret = configured.get_secret_value().encode()
+            else:
+                self._secret = await self.alerting.write(links.stored_secret)
+        return Pager(self.alerting.config, self.alerting.runtime.settings.base_url, self._secret,
+                     self.settings.link_expiry_seconds, self.settings.oncall_email_receiver)
+
+    async def round(self) -> tuple[int, int]:
+        """Declare incidents from new alerts, then run due escalation steps: (opened, steps run)."""
+        now = self.alerting.runtime.clock.now()
+        engine = self.alerting.runtime.engine
+
+        def look() -> bool:
+            with engine.connect() as conn:
+                return anything_to_do(conn, now)
+
+        if not await asyncio.to_thread(look):
+            return 0, 0
+        pager = await self.pager()
+        severities = list(self.settings.incident_severities)
+
+        def work(conn: Connection) -> tuple[int, int]:
+            return declare_from_alerts(conn, self.dispatcher, now, severities), escalate_due(conn, pager, now)
+
+        opened, steps = await self.alerting.write(work)
+        if steps:
+            self.alerting.wake()  # deliver the pages now, not at the next dispatch interval
+        return opened, steps
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.round()
+            except Exception:
+                log.exception("incident round failed; will retry")
+            await asyncio.sleep(self.settings.incident_interval_seconds)
+
+
+def responder_of(app: FastAPI) -> Responder:
+    """The app's Responder (made on first use)."""
+    found: Responder | None = getattr(app.state, "responder", None)
+    if found is None:
+        found = app.state.responder = Responder(app.state.alerting)
+    return found
+
+
+def start(app: FastAPI) -> None:
+    """Run the incident loop for the life of the app (called from alerting.service.start)."""
+    runtime: Any = app.state.runtime
+    runtime.tasks.append(asyncio.create_task(responder_of(app).run()))
+

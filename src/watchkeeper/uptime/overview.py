@@ -1,0 +1,78 @@
+"""What the app's monitor pages read beyond single reports: a page of the list with each monitor's 24-hour
+uptime and hourly response times (from the hour rollups, one query for the whole page), status counts,
+and a monitor's response-time series for its chart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from watchkeeper.uptime.results import HOUR, MINUTE
+from watchkeeper.uptime.tables import check_results, monitor_rollups, monitors
+
+SPARK_HOURS = 24
+
+
+def status_counts(conn: Connection, project_id: int) -> dict[str, int]:
+    """How many of the project's monitors are in each status (index ix_monitors_project_status)."""
+    rows = conn.execute(select(monitors.c.status, func.count()).where(monitors.c.project_id == project_id)
+                        .group_by(monitors.c.status))
+    return {str(status): int(count) for status, count in rows}
+
+
+def last_day(conn: Connection, monitor_ids: list[int], now: float) -> dict[int, dict[str, Any]]:
+    """Per monitor: uptime % over the last 24 hours and the average response time of each hour (None
+    where there were no timed checks), oldest first, for the list's sparklines.
+
+    >>> # last_day(conn, [1, 2], now)[1] → {"uptime_percent": 99.3, "hourly_ms": [12.0, None, ...]}
+    """
+    first = (int(now // HOUR) - SPARK_HOURS + 1) * HOUR
+    found: dict[int, dict[str, Any]] = {
+        i: {"checks": 0, "failures": 0, "hourly_ms": [None] * SPARK_HOURS} for i in monitor_ids}
+    if not monitor_ids:
+        return found
+    rows = conn.execute(
+        select(monitor_rollups.c.monitor_id, monitor_rollups.c.bucket, monitor_rollups.c.checks,
+               monitor_rollups.c.failures, monitor_rollups.c.response_ms_sum, monitor_rollups.c.response_count)
+        .where(monitor_rollups.c.monitor_id.in_(monitor_ids), monitor_rollups.c.resolution == HOUR,
+               monitor_rollups.c.bucket >= first))
+    for monitor_id, bucket, checks, failures, total_ms, count in rows:
+        entry = found[monitor_id]
+        entry["checks"] += checks
+        entry["failures"] += failures
+        slot = (int(bucket) - first) // HOUR
+        if 0 <= slot < SPARK_HOURS and count:
+            entry["hourly_ms"][slot] = round(total_ms / count, 1)
+    for entry in found.values():
+        checks = entry.pop("checks")
+        failures = entry.pop("failures")
+        entry["uptime_percent"] = round(100.0 * (checks - failures) / checks, 2) if checks else None
+    return found
+
+
+def response_series(conn: Connection, monitor_id: int, start: float, end: float) -> dict[str, list[Any]]:
+    """Average response time and failed checks per bucket over [start, end): per minute up to two days,
+    else per hour. `x` are bucket starts (epoch seconds)."""
+    resolution = MINUTE if end - start <= 2 * 86400 else HOUR
+    rows = conn.execute(
+        select(monitor_rollups.c.bucket, monitor_rollups.c.failures, monitor_rollups.c.response_ms_sum,
+               monitor_rollups.c.response_count)
+        .where(monitor_rollups.c.monitor_id == monitor_id, monitor_rollups.c.resolution == resolution,
+               monitor_rollups.c.bucket >= int(start // resolution) * resolution, monitor_rollups.c.bucket < end)
+        .order_by(monitor_rollups.c.bucket))
+    series: dict[str, list[Any]] = {"x": [], "ms": [], "failures": []}
+    for bucket, failures, total_ms, count in rows:
+        series["x"].append(int(bucket))
+        series["ms"].append(round(total_ms / count, 2) if count else None)
+        series["failures"].append(int(failures))
+    return series
+
+
+def failed_checks(conn: Connection, monitor_id: int, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The most recent failed checks (raw results, kept `uptime.raw_retention_days`)."""
+    rows = conn.execute(select(check_results).where(check_results.c.monitor_id == monitor_id,
+                                                    check_results.c.ok.is_(False))
+                        .order_by(check_results.c.at.desc()).limit(limit))
+    return [{"at": r.at, "ok": r.ok, "response_ms": r.response_ms, "status_code": r.status_code,
+             "error": r.error, "in_maintenance": r.in_maintenance} for r in rows]

@@ -1,0 +1,195 @@
+"""Pages for on-call schedules: the list (who is on call now, next hand-off), a schedule's page (next
+shifts, overrides), and the schedule editor. Everyone logged in reads them; admins change them, as in
+the REST API (`watchkeeper.alerting.incident_api`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy import Connection
+from starlette.datastructures import FormData
+
+from watchkeeper.alerting import oncall as O
+from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth.users import User, list_users
+from watchkeeper.web.project_pages import _text, see_other
+from watchkeeper.web.shell import PageError
+from watchkeeper.web.viewer import CurrentPage, Page, checked_form
+
+router = APIRouter(include_in_schema=False)
+LAYER_SLOTS = 3
+SHIFT_DAYS = 14
+
+
+def _require_admin(page: Page) -> None:
+    if not page.viewer.principal.is_admin:
+        raise PageError(403, "Only administrators may change on-call schedules.")
+
+
+def _users(conn: Connection) -> dict[int, User]:
+    return {u.id: u for u in list_users(conn) if u.is_active}
+
+
+@router.get("/oncall")
+async def schedules_page(page: CurrentPage) -> Response:
+    def load(conn: Connection) -> dict[str, Any]:
+        return {"schedules": O.list_schedules(conn), "users": _users(conn)}
+
+    data = await read(page.request, load)
+    rows = []
+    for schedule in data["schedules"]:
+        shifts = schedule.shifts(page.now, page.now + SHIFT_DAYS * 86400)
+        rows.append({"schedule": schedule, "now": schedule.on_call_at(page.now), "shifts": shifts[:4]})
+    return await page.render("oncall.html", rows=rows, users=data["users"], is_admin=page.viewer.principal.is_admin)
+
+
+async def _schedule(page: Page, schedule_id: int) -> O.Schedule:
+    schedule = await read(page.request, lambda conn: O.get_schedule(conn, schedule_id)) \
+        if schedule_id <= MAX_INT else None
+    if schedule is None:
+        raise PageError(404, "No such schedule.")
+    return schedule
+
+
+def _layer_rows(schedule: O.Schedule | None, users: dict[int, User]) -> list[dict[str, Any]]:
+    layers = list(schedule.layers) if schedule else []
+    rows = []
+    for index in range(max(LAYER_SLOTS, len(layers))):
+        layer = layers[index] if index < len(layers) else None
+        rows.append({"rotation": layer["rotation"] if layer else "weekly",
+                     "length_days": layer["length_days"] if layer else 7,
+                     "handoff": layer["handoff"] if layer else "09:00",
+                     "start_date": layer["start_date"] if layer else "",
+                     "users": ", ".join(users[u].email if u in users else str(u) for u in layer["users"])
+                     if layer else ""})
+    return rows
+
+
+@router.get("/oncall/{schedule_id:int}")
+async def schedule_page(schedule_id: int, page: CurrentPage) -> Response:
+    schedule = await _schedule(page, schedule_id)
+    users = await read(page.request, _users)
+    return await page.render(
+        "oncall_schedule.html", schedule=schedule, users=users, now_user=schedule.on_call_at(page.now),
+        shifts=schedule.shifts(page.now, page.now + SHIFT_DAYS * 86400), days=SHIFT_DAYS,
+        is_admin=page.viewer.principal.is_admin)
+
+
+@router.get("/oncall/new")
+async def new_schedule_page(page: CurrentPage) -> Response:
+    _require_admin(page)
+    users = await read(page.request, _users)
+    return await page.render("oncall_edit.html", schedule=None, layers=_layer_rows(None, users), error=None,
+                             name="", time_zone=page.viewer.zone.key)
+
+
+@router.get("/oncall/{schedule_id:int}/edit")
+async def edit_schedule_page(schedule_id: int, page: CurrentPage) -> Response:
+    _require_admin(page)
+    schedule = await _schedule(page, schedule_id)
+    users = await read(page.request, _users)
+    return await page.render("oncall_edit.html", schedule=schedule, layers=_layer_rows(schedule, users), error=None,
+                             name=schedule.name, time_zone=schedule.time_zone)
+
+
+def _schedule_from(form: FormData, users: dict[int, User]) -> O.ScheduleIn:
+    """The editor's fields as a ScheduleIn; ValueError naming the field when one is wrong."""
+    by_email = {u.email: u.id for u in users.values()}
+    layers = []
+    for index in range(LAYER_SLOTS * 2):
+        emails = [e.strip().lower() for e in _text(form, f"users_{index}", 5000).split(",") if e.strip()]
+        if not emails:
+            continue
+        unknown = [e for e in emails if e not in by_email]
+        if unknown:
+            raise ValueError(f"layer {index + 1}: no active user {', '.join(unknown)}")
+        layers.append({"rotation": _text(form, f"rotation_{index}"), "handoff": _text(form, f"handoff_{index}"),
+                       "length_days": _text(form, f"length_days_{index}") or None,
+                       "start_date": _text(form, f"start_date_{index}"), "users": [by_email[e] for e in emails]})
+    if not layers:
+        raise ValueError("a schedule needs at least one layer with users")
+    try:
+        return O.ScheduleIn.model_validate({"name": _text(form, "name"), "time_zone": _text(form, "time_zone"),
+                                            "layers": layers})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise ValueError(f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
+
+
+async def _save(page: Page, schedule_id: int | None) -> Response:
+    form = await checked_form(page.request, page.viewer)
+    _require_admin(page)
+    users = await read(page.request, _users)
+    now = runtime_of(page.request).clock.now()
+    try:
+        body = _schedule_from(form, users)
+        if schedule_id is None:
+            saved = await write(page.request, lambda conn: O.create_schedule(conn, body, now=now))
+        else:
+            saved = await write(page.request, lambda conn: O.replace_schedule(conn, schedule_id, body, now=now))
+    except ValueError as exc:  # ScheduleError too
+        layers = [{"rotation": _text(form, f"rotation_{i}"), "length_days": _text(form, f"length_days_{i}"),
+                   "handoff": _text(form, f"handoff_{i}"), "start_date": _text(form, f"start_date_{i}"),
+                   "users": _text(form, f"users_{i}", 5000)} for i in range(LAYER_SLOTS)]
+        schedule = await _schedule(page, schedule_id) if schedule_id is not None else None
+        return await page.render("oncall_edit.html", status=422, schedule=schedule, layers=layers, error=str(exc),
+                                 name=_text(form, "name"), time_zone=_text(form, "time_zone"))
+    if saved is None:
+        raise PageError(404, "No such schedule.")
+    return see_other(f"/oncall/{saved.id}")
+
+
+@router.post("/oncall")
+async def create_schedule(page: CurrentPage) -> Response:
+    return await _save(page, None)
+
+
+@router.post("/oncall/{schedule_id:int}")
+async def update_schedule(schedule_id: int, page: CurrentPage) -> Response:
+    return await _save(page, schedule_id)
+
+
+@router.post("/oncall/{schedule_id:int}/delete")
+async def delete_schedule(schedule_id: int, page: CurrentPage) -> Response:
+    await checked_form(page.request, page.viewer)
+    _require_admin(page)
+    await write(page.request, lambda conn: O.delete_schedule(conn, schedule_id))
+    return see_other("/oncall")
+
+
+def _local(value: str, schedule: O.Schedule, name: str) -> float:
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M").replace(tzinfo=schedule.zone).timestamp()
+    except ValueError:
+        raise PageError(422, f"{name}: expected a date and time") from None
+
+
+@router.post("/oncall/{schedule_id:int}/overrides")
+async def add_override(schedule_id: int, page: CurrentPage) -> Response:
+    form = await checked_form(page.request, page.viewer)
+    _require_admin(page)
+    schedule = await _schedule(page, schedule_id)
+    user = _text(form, "user_id")
+    if not user.isdigit() or int(user) > MAX_INT:
+        raise PageError(422, "user: choose a user")
+    starts, ends = _local(_text(form, "starts_at"), schedule, "from"), _local(_text(form, "ends_at"), schedule, "to")
+    now = runtime_of(page.request).clock.now()
+    try:
+        await write(page.request, lambda conn: O.add_override(conn, schedule_id, int(user), starts, ends, now=now))
+    except O.ScheduleError as exc:
+        raise PageError(422, str(exc)) from None
+    return see_other(f"/oncall/{schedule_id}#overrides")
+
+
+@router.post("/oncall/{schedule_id:int}/overrides/{override_id:int}/delete")
+async def delete_override(schedule_id: int, override_id: int, page: CurrentPage) -> Response:
+    await checked_form(page.request, page.viewer)
+    _require_admin(page)
+    if override_id <= MAX_INT and schedule_id <= MAX_INT:
+        await write(page.request, lambda conn: O.delete_override(conn, schedule_id, override_id))
+    return see_other(f"/oncall/{schedule_id}#overrides")
+
