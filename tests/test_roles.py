@@ -141,7 +141,7 @@ def test_a_holder_that_stops_renewing_loses_the_lease_after_its_term(runtime: Ru
 
 def test_the_role_comes_from_the_command_line_or_the_settings(settings: Settings) -> None:
     args = build_parser().parse_args(["serve", "--role", "worker"])
-    assert args.role == "worker"
+    assert args.server_role == "worker"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--role", "everything"])
     assert load_settings(environ={"WATCHKEEPER_ROLE": "ingest"}).role == "ingest"

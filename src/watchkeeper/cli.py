@@ -16,10 +16,12 @@ from watchkeeper.lib.clock import SystemClock
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir", "role"):
+    for name in ("host", "port", "data_dir"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
+    if getattr(args, "server_role", None) is not None:  # `serve --role` (`user create --role` is a user's)
+        overrides["role"] = args.server_role
     return load_settings(config_file=args.config, overrides=overrides)
 
 
@@ -235,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", parents=[common])
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--role", choices=["all", "web", "ingest", "worker"],
+    serve.add_argument("--role", dest="server_role", choices=["all", "web", "ingest", "worker"],
                        help="what this process does (default all; see docs/deployment.md)")
     serve.set_defaults(func=cmd_serve)
 

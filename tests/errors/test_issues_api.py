@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ProjectFixture, Server, make_project, make_token
+from tests.conftest import ProjectFixture, Server, make_project, make_token, make_user
 from tests.errors.test_issue_lifecycle import send_event
 
 
@@ -157,6 +157,34 @@ def test_issue_assignee_can_be_set_and_cleared(server: Server, project: ProjectF
         user_id = list_users(conn)[0].id
     assert api.patch(f"/api/v1/issues/{issue_id}", json={"assignee_id": user_id}).json()["assignee_id"] == user_id
     assert api.patch(f"/api/v1/issues/{issue_id}", json={"assignee_id": None}).json()["assignee_id"] is None
+
+
+def test_only_people_of_the_owning_teams_or_admins_can_be_assigned_and_changes_are_audited(
+    server: Server, project: ProjectFixture, api: httpx.Client
+) -> None:
+    error(server, project, "AError")
+    issue_id = by_title(api, project)["AError"]
+    colleague, _ = make_user(server)  # in the team that owns the project
+    stranger, _ = make_user(server, team="Another team")
+    refused = api.patch(f"/api/v1/issues/{issue_id}", json={"assignee_id": stranger})
+    assert refused.status_code == 422 and "cannot be assigned" in refused.text
+    nobody = api.patch(f"/api/v1/issues/{issue_id}", json={"assignee_id": 999_999})
+    # The same words whether the user does not exist or is someone else's: the answer tells nothing.
+    assert nobody.status_code == 422
+    assert nobody.json()["detail"].replace("999999", str(stranger)) == refused.json()["detail"]
+    bulk = api.patch(f"/api/v1/projects/{project.id}/issues", json={"ids": [issue_id], "assignee_id": stranger})
+    assert bulk.status_code == 422
+    assert api.patch(f"/api/v1/issues/{issue_id}", json={"assignee_id": colleague}).status_code == 200
+    assert api.patch(f"/api/v1/issues/{issue_id}", json={"status": "resolved"}).status_code == 200
+    with server.runtime.engine.connect() as conn:
+        from watchkeeper.auth.audit import list_entries
+
+        entries, _ = list_entries(conn, limit=10)
+    changes = [e for e in entries if e.action == "issue.change"]
+    assert [(e.details.get("assignee_id"), e.details.get("status")) for e in changes] == [
+        (None, "resolved"), (colleague, None)]
+    assert all(e.target_id == str(project.id) and e.details["issues"] == [issue_id] for e in changes)
+    assert all(e.actor_user_id is not None for e in changes)
 
 
 def test_deleting_an_issue_removes_it_and_its_events(

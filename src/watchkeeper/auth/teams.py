@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from watchkeeper.auth.tables import project_teams, team_members, teams
+from watchkeeper.auth.tables import project_teams, team_members, teams, users
 
 
 class TeamError(ValueError):
@@ -148,3 +148,15 @@ def visible_project_ids(conn: Connection, user_id: int) -> frozenset[int]:
         .where(team_members.c.user_id == user_id)
     )
     return frozenset(r.project_id for r in rows)
+
+
+def assignable_user_ids(conn: Connection, project_id: int) -> frozenset[int]:
+    """Who may be assigned a project's issues: active members of the teams owning it, and active admins.
+    Offering (or accepting) anyone else would show one team the people of another."""
+    members = select(team_members.c.user_id).join(
+        project_teams, project_teams.c.team_id == team_members.c.team_id
+    ).where(project_teams.c.project_id == project_id)
+    rows = conn.execute(
+        select(users.c.id).where(users.c.is_active.is_(True), (users.c.role == "admin") | users.c.id.in_(members))
+    )
+    return frozenset(int(row.id) for row in rows)

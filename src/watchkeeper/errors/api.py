@@ -114,7 +114,8 @@ async def bulk_change(request: Request, project_id: ProjectId, body: BulkChange,
     change = body.model_dump(exclude_unset=True, exclude={"ids"})
     try:
         changed = await write(
-            request, lambda conn: I.change_issues(conn, project_id, body.ids, change, runtime.clock.now())
+            request, lambda conn: I.change_issues(conn, project_id, body.ids, change, runtime.clock.now(),
+                                                  actor_user_id=owner.user_id)
         )
     except I.IssueChangeError as exc:
         raise HTTPException(422, str(exc)) from None
@@ -142,7 +143,8 @@ async def change_issue(request: Request, issue_id: IssueId, body: IssueChange, o
     change = body.model_dump(exclude_unset=True)
     try:
         await write(
-            request, lambda conn: I.change_issues(conn, issue["project_id"], [issue_id], change, runtime.clock.now())
+            request, lambda conn: I.change_issues(conn, issue["project_id"], [issue_id], change, runtime.clock.now(),
+                                                  actor_user_id=owner.user_id)
         )
     except I.IssueChangeError as exc:
         raise HTTPException(422, str(exc)) from None

@@ -8,7 +8,8 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 
-from watchkeeper.auth.tables import users
+from watchkeeper.auth.audit import record
+from watchkeeper.auth.teams import assignable_user_ids
 from watchkeeper.errors.tables import events, issue_hour_counts, issue_minute_counts, issue_tags, issues
 from watchkeeper.lib.blobs import unpack_document
 
@@ -183,11 +184,14 @@ def get_event(conn: Connection, project_id: int, event_id: str) -> dict[str, Any
     return {**_event_summary(row), "data": unpack_document(row.data)}
 
 
-def change_issues(conn: Connection, project_id: int, issue_ids: list[int], change: dict[str, Any], now: float) -> int:
-    """Apply a status/assignee change to issues of one project; returns how many changed.
+def change_issues(conn: Connection, project_id: int, issue_ids: list[int], change: dict[str, Any], now: float,
+                  *, actor_user_id: int | None = None) -> int:
+    """Apply a status/assignee change to issues of one project; returns how many changed. The change
+    goes into the audit log, by ``actor_user_id`` (None: the system or the command line).
 
     `change`: status (unresolved|resolved|ignored), in_next_release (bool, with resolved),
-    ignore_until (epoch), ignore_count (events), assignee_id (int or None).
+    ignore_until (epoch), ignore_count (events), assignee_id (int or None; an active member of a team
+    owning the project, or an admin).
     """
     values: dict[str, Any] = {}
     status = change.get("status")
@@ -213,8 +217,12 @@ def change_issues(conn: Connection, project_id: int, issue_ids: list[int], chang
             raise IssueChangeError("in_next_release: only with status 'resolved'")
     if "assignee_id" in change:
         assignee = change["assignee_id"]
-        if assignee is not None and conn.execute(select(users.c.id).where(users.c.id == assignee)).first() is None:
-            raise IssueChangeError(f"assignee_id: no user with id {assignee}")
+        # One message whether the user does not exist or belongs elsewhere: it must not tell which.
+        if assignee is not None and assignee not in assignable_user_ids(conn, project_id):
+            raise IssueChangeError(
+                f"assignee_id: user {assignee} cannot be assigned: not an active member of a team owning this "
+                "project, nor an admin"
+            )
         values["assignee_id"] = assignee
     if not values:
         raise IssueChangeError("nothing to change: give status and/or assignee_id")
@@ -244,6 +252,9 @@ def change_issues(conn: Connection, project_id: int, issue_ids: list[int], chang
                 details = {"in_release": row.last_release}
             row_values["status_details"] = orjson.dumps(details).decode()
         changed += conn.execute(update(issues).where(issues.c.id == row.id).values(**row_values)).rowcount
+    if changed:
+        record(conn, actor_user_id=actor_user_id, action="issue.change", target_type="project", target_id=project_id,
+               details={"issues": [row.id for row in rows][:100], "changed": changed, **change}, now=now)
     return changed
 
 

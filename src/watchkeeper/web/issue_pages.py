@@ -9,11 +9,11 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_BIGINT, decode_cursor, encode_cursor, read, runtime_of, write
-from watchkeeper.auth.tables import project_teams, team_members
+from watchkeeper.auth.teams import assignable_user_ids
 from watchkeeper.auth.users import User, list_users
 from watchkeeper.errors import issues as I
 from watchkeeper.web.event_view import event_view
@@ -75,14 +75,9 @@ def _issue_query(page: Page) -> IssueQuery:
 
 
 def _assignable(conn: Connection, project_id: int) -> list[User]:
-    """Who may be assigned a project's issues: active members of the teams owning it, and admins.
-    Offering every user would show one team the e-mail addresses of another."""
-    members = set(conn.scalars(
-        select(team_members.c.user_id)
-        .join(project_teams, project_teams.c.team_id == team_members.c.team_id)
-        .where(project_teams.c.project_id == project_id)
-    ))
-    return [u for u in list_users(conn) if u.is_active and (u.id in members or u.role == "admin")]
+    """The users the assign menu offers (see `auth.teams.assignable_user_ids`)."""
+    allowed = assignable_user_ids(conn, project_id)
+    return [u for u in list_users(conn) if u.id in allowed]
 
 
 def _choices(page: Page) -> FilterChoices:
@@ -200,13 +195,9 @@ def _change_from(form: FormData, viewer: Viewer, now: float) -> dict[str, Any]:
 async def _apply(page: Page, project_id: int, ids: list[int], form: FormData) -> None:
     now = runtime_of(page.request).clock.now()
     change = _change_from(form, page.viewer, now)
-    assignee = change.get("assignee_id")
-    if assignee is not None:
-        allowed = await read(page.request, lambda conn: {u.id for u in _assignable(conn, project_id)})
-        if assignee not in allowed:
-            raise PageError(422, "assignee: not a member of a team of this project")
+    actor = page.viewer.principal.user_id
     try:
-        await write(page.request, lambda conn: I.change_issues(conn, project_id, ids, change, now))
+        await write(page.request, lambda conn: I.change_issues(conn, project_id, ids, change, now, actor_user_id=actor))
     except I.IssueChangeError as exc:
         raise PageError(422, str(exc)) from None
 
