@@ -10,6 +10,7 @@ import httpx
 from tests.conftest import Server, make_project, make_user
 from tests.web.conftest import ADMIN_PASSWORD, form_token, log_in
 from tests.web.test_pages import XSS, post_form
+from watchkeeper.auth import projects as P
 from watchkeeper.auth import teams as T
 from watchkeeper.auth import tokens as K
 from watchkeeper.auth import users as U
@@ -281,6 +282,22 @@ def test_teams_members_and_projects(server: Server, admin: httpx.Client) -> None
     assert nul.status_code == 422 and "NUL" in nul.text
     assert post_form(admin, "/admin/teams", f"/admin/teams/{team.id}/owners/add", {}).status_code == 404
     assert audit_actions(server) == ["team.member_remove", "team.project_add", "team.member_add", "team.create"]
+
+    taken = post_form(admin, "/admin/teams", "/admin/teams", {"name": "Taken"})
+    assert taken.status_code == 303
+    clash = post_form(admin, "/admin/teams", f"/admin/teams/{team.id}/rename", {"name": "Taken"})
+    assert clash.status_code == 422 and "already exists" in clash.text
+    renamed = post_form(admin, "/admin/teams", f"/admin/teams/{team.id}/rename", {"name": "Payments"})
+    assert renamed.status_code == 303
+    with server.runtime.engine.connect() as conn:
+        assert T.get_team(conn, team.id).name == "Payments"  # type: ignore[union-attr]
+    assert post_form(admin, "/admin/teams", f"/admin/teams/{2**40}/rename", {"name": "X"}).status_code == 404
+    assert post_form(admin, "/admin/teams", f"/admin/teams/{team.id}/delete", {}).status_code == 303
+    with server.runtime.engine.connect() as conn:
+        assert T.get_team(conn, team.id) is None
+        assert P.get_project(conn, project.id) is not None  # a team's projects outlive it
+    assert post_form(admin, "/admin/teams", f"/admin/teams/{team.id}/delete", {}).status_code == 404
+    assert audit_actions(server)[:3] == ["team.delete", "team.rename", "team.create"]
     member.close()
 
 

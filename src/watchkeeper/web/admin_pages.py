@@ -188,6 +188,47 @@ async def create_team(page: CurrentPage) -> Response:
     return see_other("/admin/teams?saved=1")
 
 
+@router.post("/admin/teams/{team_id:int}/rename")
+async def rename_team(team_id: int, page: CurrentPage) -> Response:
+    form = await _admin_form(page)
+    name = _text(form, "name", 1000)
+    principal = page.viewer.principal
+    now = runtime_of(page.request).clock.now()
+
+    def rename(conn: Connection) -> bool:
+        team = T.rename_team(conn, team_id, name) if team_id <= MAX_INT else None
+        if team is not None:
+            record(conn, principal, "team.rename", ("team", team_id), now, name=team.name)
+        return team is not None
+
+    try:
+        if not await write(page.request, rename):
+            raise PageError(404, "No such team.")
+    except T.TeamError as exc:
+        return await render_teams(page, status=422, error=str(exc))
+    return see_other(f"/admin/teams?saved=1#team-{team_id}")
+
+
+@router.post("/admin/teams/{team_id:int}/delete")
+async def delete_team(team_id: int, page: CurrentPage) -> Response:
+    """Delete a team; its projects stay, seen by admins and by their other teams (as DELETE /api/v1/teams/{id})."""
+    await _admin_form(page)
+    principal = page.viewer.principal
+    now = runtime_of(page.request).clock.now()
+
+    def delete(conn: Connection) -> bool:
+        team = T.get_team(conn, team_id) if team_id <= MAX_INT else None
+        if team is None:
+            return False
+        T.delete_team(conn, team_id)
+        record(conn, principal, "team.delete", ("team", team_id), now, name=team.name)
+        return True
+
+    if not await write(page.request, delete):
+        raise PageError(404, "No such team.")
+    return see_other("/admin/teams?saved=1")
+
+
 LINKS = {
     ("members", "add"): ("team.member_add", "user", T.add_member),
     ("members", "remove"): ("team.member_remove", "user", T.remove_member),
