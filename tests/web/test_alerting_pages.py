@@ -169,11 +169,16 @@ def test_the_project_alerts_page_shows_firing_and_pending_alerts_in_their_routin
     assert "receiver</span> team" in pending and "Slow burn" in pending
     assert 'href="https://wiki.example.com/slow-burn"' in pending
     # "Silence this" carries the alert's labels to the silence form.
-    link = re.search(r'href="(/alerting/silences\?[^"]+)"', firing)
+    link = re.search(r'class="button" href="(/alerting/silences\?[^"]+)">Silence this', firing)
     assert link is not None
     form = admin.get(html.unescape(link.group(1)))
     assert form.status_code == 200
     assert 'value="alertname"' in form.text and 'value="Error spike"' in form.text and 'value="shop"' in form.text
+
+    group = re.search(r'class="group-silence" href="([^"]+)"', firing)
+    assert group is not None
+    prefilled = admin.get(html.unescape(group.group(1))).text
+    assert prefilled.count('name="matcher_name" value="alertname"') == 1 and 'value="project"' not in prefilled
 
     only = admin.get(f"/projects/{shop.id}/alerts", params={"state": "pending"}).text
     assert "Slow burn" in only and 'id="state-firing"' not in only
