@@ -234,3 +234,12 @@ def test_states_move_forward_only_each_with_its_time(world: World) -> None:
         assert heading in markdown
     assert "| 2026-01-01 00:15:00 UTC | status: Resolved |" in markdown
     assert "(after 10 min 0 s)" in markdown
+
+
+def test_an_email_receiver_without_email_stops_the_start(world: World) -> None:
+    from watchkeeper.config import ConfigError
+
+    settings = world.settings.model_copy(update={"alerting": AlertingSettings(oncall_email_receiver="pager")})
+    runtime = dataclasses.replace(world.runtime, settings=settings, metrics=Metrics())
+    with pytest.raises(ConfigError, match=r"oncall_email_receiver.*'pager'"):
+        Responder(Alerting(runtime, world.config))

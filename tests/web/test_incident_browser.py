@@ -11,8 +11,10 @@ from playwright.sync_api import Page, expect
 from tests.conftest import Server, make_user
 from tests.web.conftest import ensure_admin
 from tests.web.test_browser import browser, console, log_in, page, playwright, shot  # noqa: F401 (fixtures)
+from watchkeeper.alerting.escalation import PolicyIn, create_policy
 from watchkeeper.alerting.incidents import add_event, declare
 from watchkeeper.alerting.oncall import LayerIn, ScheduleIn, create_schedule
+from watchkeeper.alerting.routing import load_config
 from watchkeeper.store.engine import for_writing
 
 
@@ -67,13 +69,18 @@ def test_the_oncall_pages_show_who_is_on_call(page: Page, server: Server) -> Non
     alice, alice_email = make_user(server)
     bob, _ = make_user(server)
     with for_writing(server.runtime.engine).begin() as conn:
-        create_schedule(conn, ScheduleIn(name="Platform", time_zone="Europe/Berlin", layers=[
+        schedule = create_schedule(conn, ScheduleIn(name="Platform", time_zone="Europe/Berlin", layers=[
             LayerIn(rotation="daily", handoff="09:00", start_date="2026-01-01", users=[alice, bob])]),
             now=server.runtime.clock.now())
+        create_policy(conn, PolicyIn.model_validate({"name": "Ops", "repeat": 1, "steps": [
+            {"targets": [{"kind": "schedule", "id": schedule.id}], "minutes": 5},
+            {"targets": [{"kind": "user", "id": bob}, {"kind": "receiver", "name": "log"}], "minutes": 10}]}),
+            load_config(None), now=server.runtime.clock.now())
     log_in(page, server)
     page.get_by_role("link", name="On-call", exact=True).click()
     on_call = page.locator(".oncall-now").inner_text()
     expect(page.locator(".shifts li")).to_have_count(3)  # the next three hand-offs
+    expect(page.locator(".policy-steps li").first).to_contain_text("on call in Platform")
     shot(page, "oncall-01-list")
     page.get_by_role("link", name="Platform").click()
     expect(page.locator("#on-call-now")).to_have_text(on_call)
