@@ -485,6 +485,12 @@ def test_channels_show_integrations_masked_delivery_history_and_send_test_notifi
     failed = wait_until(lambda: (t := admin.get("/alerting/channels").text) and "badge delivery failed" in t and t)
     pager = failed.split('id="receiver-2"')[1].split('id="receiver-3"')[0]
     assert "slack/0" in pager and "400" in pager and "1 failed" in text_of(pager)
+    receiver.default = Answer(503, body=b"busy")  # retried with backoff (the manual clock holds it there)
+    post_form(admin, "/alerting/channels", "/alerting/channels/hook/test", {})
+    receiver.wait_for(3)
+    retrying = wait_until(lambda: (t := admin.get("/alerting/channels").text) and "badge delivery retrying" in t and t)
+    row = retrying.split('class="delivery-retrying"')[1].split("</tr>")[0]
+    assert "webhook/0" in row and "503" in row and '<td class="num">1</td>' in row and "next " in row
     assert post_form(admin, "/alerting/channels", "/alerting/channels/nobody/test", {}).status_code == 404
 
 
