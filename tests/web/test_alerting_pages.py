@@ -588,3 +588,18 @@ def test_the_newer_kinds_and_aggregations_of_the_schema_work_through_the_same_fo
     backtest = admin.post(f"/projects/{shop.id}/rules/backtest", data={
         "csrf_token": token, "name": "Sales drop", "kind": "anomaly", "anomaly.metric": "transactions"})
     assert backtest.status_code == 200 and "would not have fired" in text_of(backtest.text)
+
+
+def test_settings_the_routing_page_has_no_place_for_are_listed_masked() -> None:
+    from watchkeeper.alerting.routing import RouteConfig, WebhookConfig
+    from watchkeeper.web.routing_pages import ROUTE_FIELDS_SHOWN, extra_settings, masked
+
+    route = RouteConfig.model_validate({"receiver": "x", "group_wait": "45s", "match": {"team": "web"}})
+    assert extra_settings(route, ROUTE_FIELDS_SHOWN) == []
+    assert extra_settings(route, ROUTE_FIELDS_SHOWN - {"group_wait", "match"}) == [
+        ("match", "{'team': 'web'}"), ("group_wait", "45.0")]
+    hook = WebhookConfig.model_validate({"url": "https://hooks.example.com/T0/secret?sig=1", "hmac_secret": "k"})
+    assert extra_settings(hook, {"send_resolved", "max_alerts"}) == [
+        ("url", "https://hooks.example.com/••••••"), ("hmac_secret", "••••••")]
+    assert masked("https://api.opsgenie.com/", "api_url") == "https://api.opsgenie.com/"
+    assert masked("not a url", "webhook_url") == "••••••"
