@@ -196,7 +196,7 @@ def ping_snippets(base_url: str, monitor: Monitor, ping_key: str | None) -> dict
             f"curl -fsS -m 10 --retry 5 {url}/fail         # it failed",
             f"curl -fsS -m 10 --retry 5 --data-binary @job.log {url}/$?   # exit status (0 = success)",
         ] + ([f"curl -fsS -m 10 --retry 5 {by_slug}    # by slug"] if by_slug else [])),
-        "crontab": (f"{cron} curl -fsS -m 10 --retry 5 -o /dev/null {url}/start && /usr/local/bin/job.sh; "
+        "crontab": (f"{cron} curl -fsS -m 10 --retry 5 -o /dev/null {url}/start; /usr/local/bin/job.sh; "
                     f"curl -fsS -m 10 --retry 5 -o /dev/null {url}/$?"),
         "crontab_slug": (f"{cron} /usr/local/bin/job.sh && curl -fsS -m 10 --retry 5 -o /dev/null {by_slug}"
                          if by_slug else None),
@@ -240,7 +240,8 @@ async def monitor_page(monitor_id: int, page: CurrentPage) -> Response:
         type_label=TYPE_LABELS[monitor.type], only_failed=only_failed, duration=_duration,
         can_write=page.viewer.principal.can_write(project.id), read_only=monitor.managed_by == "config",
         snippets=ping_snippets(base_url, monitor, data["ping_key"]) if monitor.type == "heartbeat" else None,
-        show_filter=True, keep={"checks": "failed"} if only_failed else {}, environments=[], **data,
+        show_filter=monitor.type != "heartbeat", keep={"checks": "failed"} if only_failed else {}, environments=[],
+        **data,
     )
 
 
