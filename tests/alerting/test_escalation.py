@@ -6,6 +6,7 @@ timers survive a restart (a new Alerting on the same database)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
@@ -74,7 +75,10 @@ class World:
             await self.alerting.outbound.aclose()
             return result
         self.start_process()  # a fresh client per event loop
-        return asyncio.run(go())
+        # In a thread of its own: Playwright's sync API leaves a loop running in the main thread when
+        # browser tests ran first in the session.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, go()).result()
 
     def close(self) -> None:
         self.runtime.writer.stop()
