@@ -247,3 +247,14 @@ def test_an_email_receiver_without_email_stops_the_start(world: World) -> None:
     runtime = dataclasses.replace(world.runtime, settings=settings, metrics=Metrics())
     with pytest.raises(ConfigError, match=r"oncall_email_receiver.*'pager'"):
         Responder(Alerting(runtime, world.config))
+
+
+def test_impact_starts_when_the_alert_became_active_before_its_for(world: World) -> None:
+    labels = {"alertname": "Errors", "severity": "high", "project": "shop"}
+    now = world.clock.now()
+    pending_since, firing_since = now - 300, now - 60  # a rule with `for: 4m`
+    alert = Alert(fingerprint(labels), labels, {}, "firing", pending_since, firing_since, None, updated_at=now)
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [alert], []))
+    assert world.round() == (1, 0)
+    incident = the_incident(world)
+    assert (incident.impact_started_at, incident.created_at) == (pending_since, now)

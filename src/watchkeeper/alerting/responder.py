@@ -112,7 +112,7 @@ def declare_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, se
             incident_id = open_incidents.get(key)
             if incident_id is None:
                 incident = declare(conn, title=_name(alert), severity=severity, now=now, project_id=project_id,
-                                   impact_started_at=start, group_key=key,
+                                   impact_started_at=min(start, alert.active_at), group_key=key,
                                    escalation_policy_id=policy_for(conn, project_id), source="an alert")
                 incident_id = open_incidents[key] = incident.id
                 opened += 1
