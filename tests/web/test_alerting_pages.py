@@ -302,7 +302,8 @@ def test_bad_rule_input_gives_the_form_back_with_the_error_next_to_the_field(
         ({"name": ""}, "name", "at least 1 character"),
         ({"labels": "team payments"}, "labels", "name=value"),
         ({"labels": "severity=x"}, "labels", "labels set by Watchkeeper"),
-        ({"annotations.summary": "{% if %}"}, "annotations.other", "summary"),
+        ({"annotations.summary": "{% if %}"}, "annotations.summary", "template error"),
+        ({"annotations.other": "note={{ x"}, "annotations.other", "note: template error"),
         ({"kind": "event", "event.signal": "no.such"}, "event.signal", "unknown signal"),
         ({"kind": "event", "event.signal": "issue.new", "event.where": "just words"}, "event.where", "line 1"),
         ({"kind": "nonsense"}, "kind", "Input should be"),
@@ -313,8 +314,8 @@ def test_bad_rule_input_gives_the_form_back_with_the_error_next_to_the_field(
         answer = post_form(admin, f"/projects/{shop.id}/rules/new", f"/projects/{shop.id}/rules", rule_fields(**fields))
         assert answer.status_code == 422, (fields, answer.status_code)
         error_id = "rule-" + name.replace(".", "-").replace("_", "-") + "-error"
-        if name == "annotations.other":
-            error_id = "rule-ann-other-error"
+        if name.startswith("annotations."):
+            error_id = "rule-ann-" + name.removeprefix("annotations.") + "-error"
         found = re.search(rf'id="{error_id}">([^<]*)<', answer.text)
         assert found is not None, (fields, name, answer.text[:3000])
         assert message in html.unescape(found.group(1)), (fields, found.group(1))
