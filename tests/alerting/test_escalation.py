@@ -163,6 +163,7 @@ def test_steps_page_in_order_until_acknowledged_and_survive_a_restart(
     text_part = next(part for part in smtp.messages[0][2].walk() if part.get_content_type() == "text/plain")
     body = bytes(text_part.get_payload(decode=True)).decode()
     assert "Acknowledge: http://wk.test/incident-links/" in body
+    assert smtp.messages[0][2]["Subject"] == f"[FIRING:1] #{the_incident(world).id} Down in shop"
     world.clock.advance(299)
     assert world.round() == (0, 0)
     # A restart: a new process (new Alerting and Responder) on the same database carries on.

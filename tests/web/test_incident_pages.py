@@ -97,6 +97,10 @@ def test_a_signed_link_acknowledges_once_and_is_refused_when_used_expired_or_for
         assert done.status_code == 200 and "is now <strong>acknowledged</strong>" in done.text
         used = anonymous.post(f"/incident-links/{token}")
         assert used.status_code == 410 and "used already" in used.text
+        resolve = link_for(server, incident_id, "resolve", clock.now() + 3600)
+        late_ack = link_for(server, incident_id, "acknowledge", clock.now() + 3600)
+        assert "is now <strong>resolved</strong>" in anonymous.post(f"/incident-links/{resolve}").text
+        assert "was resolved already" in anonymous.post(f"/incident-links/{late_ack}").text
         expired = link_for(server, incident_id, "resolve", clock.now() + 60)
         clock.advance(61)
         answer = anonymous.get(f"/incident-links/{expired}")
