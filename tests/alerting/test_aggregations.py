@@ -144,3 +144,15 @@ def test_mistakes_name_the_field() -> None:
         RuleIn.model_validate({"name": "x", "kind": "threshold", "threshold": {**P95, "percentile": None}})
     with pytest.raises(ValidationError, match="percentile"):
         RuleIn.model_validate({"name": "x", "kind": "threshold", "threshold": {**P95, "percentile": 120}})
+
+
+def test_durations_wait_for_the_full_round(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    from watchkeeper.alerting.evaluator import evaluate
+
+    add_rule(engine, project_id, clock, "Slow p95", P95)
+    store_transactions(engine, project_id, clock.now(), [2000.0] * 20)
+    in_transaction(engine, lambda conn: evaluate(conn, clock.now(), default_pack=False, thresholds=False,
+                                                 threshold_projects={project_id}))
+    assert alerts_named(engine, "Slow p95") == []  # quick rounds leave durations to the full round
+    run_round(engine, clock, default_pack=False)
+    assert len(alerts_named(engine, "Slow p95")) == 1

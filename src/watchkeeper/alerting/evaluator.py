@@ -309,7 +309,7 @@ def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dic
     rule_ids: set[int] = set()
     for rule in rules.values():
         if rule.threshold is not None:
-            if rule.project_id in moved and rule.threshold.metric != "issue_events":
+            if rule.project_id in moved and _quick_metric(rule.threshold.metric):
                 rule_ids.add(rule.id)
             continue
         spec = rule.event
@@ -329,11 +329,18 @@ def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dic
 
 def _quick_threshold_rules(rules: dict[int, AlertRule], moved: set[int],
                            existing: dict[str, A.Alert]) -> list[AlertRule]:
-    """Threshold rules worth a look between full rounds: per-project metrics of projects whose counts
-    moved, not already firing (a quick round only fires; per-issue rules wait for the full round)."""
+    """Threshold rules worth a look between full rounds: per-project count metrics of projects whose
+    counts moved, not already firing (a quick round only fires; per-issue rules wait for the full round)."""
     firing = {a.rule_id for a in existing.values() if a.state == "firing" and a.ends_at is None}
     return [r for r in rules.values() if r.threshold is not None and r.project_id in moved
-            and r.threshold.metric != "issue_events" and r.id not in firing]
+            and _quick_metric(r.threshold.metric) and r.id not in firing]
+
+
+def _quick_metric(metric: str) -> bool:
+    """Per-issue counts (one series per issue) and transaction durations (a read of the window's
+    transactions, up to MAX_DURATIONS rows) are judged in full rounds only: quick rounds run up to
+    twice a second while traffic flows, and must stay cheap."""
+    return metric != "issue_events" and metric not in DURATION_METRICS
 
 
 def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule],
