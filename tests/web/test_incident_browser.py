@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Server, make_user
 from tests.web.conftest import ensure_admin
-from tests.web.test_browser import browser, console, log_in, page, playwright, shot  # noqa: F401 (fixtures)
+from tests.web.test_browser import log_in, shot
 from watchkeeper.alerting.escalation import PolicyIn, create_policy
 from watchkeeper.alerting.incidents import add_event, declare
 from watchkeeper.alerting.oncall import LayerIn, ScheduleIn, create_schedule
@@ -18,7 +18,7 @@ from watchkeeper.alerting.routing import load_config
 from watchkeeper.store.engine import for_writing
 
 
-def test_acknowledge_note_resolve_and_postmortem_in_the_browser(page: Page, server: Server) -> None:  # noqa: F811
+def test_acknowledge_note_resolve_and_postmortem_in_the_browser(page: Page, server: Server) -> None:
     now = server.runtime.clock.now()
     with for_writing(server.runtime.engine).begin() as conn:
         incident = declare(conn, title="Checkout API is down", severity="critical", now=now - 300,
@@ -64,7 +64,7 @@ def test_acknowledge_note_resolve_and_postmortem_in_the_browser(page: Page, serv
     expect(page.get_by_role("link", name="Checkout API is down")).to_be_visible()
 
 
-def test_the_oncall_pages_show_who_is_on_call(page: Page, server: Server) -> None:  # noqa: F811
+def test_the_oncall_pages_show_who_is_on_call(page: Page, server: Server) -> None:
     ensure_admin(server)  # before any other user: the admin is made on an empty database only
     alice, alice_email = make_user(server)
     bob, _ = make_user(server)

@@ -17,7 +17,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.conftest import Server, make_project
 from tests.uptime.conftest import HttpTarget, http_target  # noqa: F401  (the local HTTP target fixture)
-from tests.web.test_browser import Console, log_in, shot
+from tests.web.conftest import Console
+from tests.web.test_browser import log_in, shot
 from tests.web.test_uptime_pages import record
 
 
