@@ -1,62 +1,21 @@
-"""The uptime pages in Debian's Chromium (Playwright, launched as in test_browser): create an HTTP monitor
-through the form, "Test now" against a local HTTP server, open its page with the chart; a heartbeat's
-snippets; the status-page editor; the list at phone width. Screenshots in test-artifacts/web/.
-
-Each test drives its own Playwright in a thread of its own: the session-scoped Playwright fixtures that
-other browser test files import are one instance per importing module, and a second sync Playwright
-cannot start on a thread where another one runs (`pytest tests/web` would error here otherwise)."""
+"""The uptime pages in Debian's Chromium (the session's Playwright, see tests/conftest.py): create an HTTP
+monitor through the form, "Test now" against a local HTTP server, open its page with the chart; a
+heartbeat's snippets; the status-page editor; the list at phone width. Screenshots in test-artifacts/web/."""
 
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.conftest import Server, make_project
 from tests.uptime.conftest import HttpTarget, http_target  # noqa: F401  (the local HTTP target fixture)
-from tests.web.conftest import Console
 from tests.web.test_browser import log_in, shot
 from tests.web.test_uptime_pages import record
 
 
-def in_browser(body: Callable[[Page], None]) -> None:
-    """Run `body` with a fresh page (1280x900, Europe/Paris); fail on any console error or dialog."""
-
-    def run() -> None:
-        executable = shutil.which("chromium")
-        assert executable, "Debian's chromium is needed: apt-get install chromium"
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=executable,
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            try:
-                context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Paris")
-                page = context.new_page()
-                console = Console()
-                console.watch(page)
-                body(page)
-                context.close()
-                assert console.errors == [] and console.dialogs == []
-            finally:
-                browser.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(run).result()
-
-
-def test_create_a_monitor_test_it_now_and_open_its_page(server: Server,
+def test_create_a_monitor_test_it_now_and_open_its_page(page: Page, server: Server,
                                                         http_target: HttpTarget) -> None:  # noqa: F811
-    in_browser(lambda page: create_test_and_open(page, server, http_target))
-
-
-def test_heartbeat_snippets_and_status_page_editor(server: Server) -> None:
-    in_browser(lambda page: heartbeat_and_status_editor(page, server))
-
-
-def create_test_and_open(page: Page, server: Server, http_target: HttpTarget) -> None:  # noqa: F811
     project = make_project(server, "Shop")
     log_in(page, server)
     page.goto(f"{server.url}/projects/{project.id}/issues")
@@ -106,7 +65,7 @@ def create_test_and_open(page: Page, server: Server, http_target: HttpTarget) ->
     shot(page, "uptime-05-monitors-list-phone")
 
 
-def heartbeat_and_status_editor(page: Page, server: Server) -> None:
+def test_heartbeat_snippets_and_status_page_editor(page: Page, server: Server) -> None:
     project = make_project(server, "Jobs")
     log_in(page, server)
     page.goto(f"{server.url}/projects/{project.id}/monitors/new?type=heartbeat")
