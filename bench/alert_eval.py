@@ -30,8 +30,9 @@ from sqlalchemy import Engine, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from watchkeeper.alerting.dispatch import Dispatcher, decide_flushes, write_decisions
-from watchkeeper.alerting.evaluator import RoundPlan, RoundReport, apply_round, read_round
+from watchkeeper.alerting.evaluator import read_round
 from watchkeeper.alerting.flapping import FlapTracker
+from watchkeeper.alerting.rounds import RoundPlan, RoundReport, apply_round
 from watchkeeper.alerting.routing import parse_config
 from watchkeeper.alerting.rules import RuleIn, create_rule
 from watchkeeper.auth.projects import create_project

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, Playwright, sync_playwright
 from sqlalchemy import Connection, create_engine, text
 
 from watchkeeper.app import Runtime, build_runtime, create_app
@@ -163,3 +165,23 @@ def api(server: Server) -> Iterator[httpx.Client]:
         base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
     ) as client:
         yield client
+
+
+# One Playwright and one Chromium (Debian's) for the whole session, shared by every module's browser
+# tests: a second sync Playwright cannot start in the same thread while the first runs.
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is needed: apt-get install chromium"
+    browser = playwright.chromium.launch(
+        executable_path=executable,
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+    yield browser
+    browser.close()

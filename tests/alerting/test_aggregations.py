@@ -144,3 +144,28 @@ def test_mistakes_name_the_field() -> None:
         RuleIn.model_validate({"name": "x", "kind": "threshold", "threshold": {**P95, "percentile": None}})
     with pytest.raises(ValidationError, match="percentile"):
         RuleIn.model_validate({"name": "x", "kind": "threshold", "threshold": {**P95, "percentile": 120}})
+
+
+def test_durations_wait_for_the_full_round(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    from watchkeeper.alerting.evaluator import evaluate
+
+    add_rule(engine, project_id, clock, "Slow p95", P95)
+    store_transactions(engine, project_id, clock.now(), [2000.0] * 20)
+    in_transaction(engine, lambda conn: evaluate(conn, clock.now(), default_pack=False, thresholds=False,
+                                                 threshold_projects={project_id}))
+    assert alerts_named(engine, "Slow p95") == []  # quick rounds leave durations to the full round
+    run_round(engine, clock, default_pack=False)
+    assert len(alerts_named(engine, "Slow p95")) == 1
+
+
+def test_backtest_of_an_average(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    start = clock.now() - 7200
+    store_transactions(engine, project_id, start + 10, [100.0] * 10)
+    store_transactions(engine, project_id, start + 3610, [100.0] * 5 + [700.0] * 5)  # average 400 ms
+    rule = RuleIn.model_validate({"name": "avg", "kind": "threshold", "threshold": {
+        **P95, "aggregation": "average", "percentile": None, "threshold": 300, "window_minutes": 2,
+        "for_seconds": 60}})
+    firings = in_transaction(engine, lambda conn: backtest(conn, project_id, rule, now=clock.now(), hours=3))
+    # True at the ends of the minute holding them and the next (2-minute window): pending, then firing.
+    assert firings["firings"] == [{"subject": f"project:{project_id}", "started_at": start + 3720,
+                                   "ended_at": start + 3780, "peak_value": pytest.approx(400.0)}]

@@ -157,3 +157,21 @@ def test_anomaly_mistakes_name_the_field() -> None:
         RuleIn.model_validate({"name": "x", "kind": "anomaly",
                                "anomaly": {"metric": "errors", "baseline": "ewma", "window_minutes": 1440,
                                            "history": 100}})
+
+
+def test_backtest_of_an_hour_of_week_rule(engine: Engine, project_id: int, clock: ManualClock) -> None:
+    now_minute = int(clock.now() // 60)
+    spike_at = now_minute - 180  # three hours ago: 200 errors in one minute
+    for weeks_ago in range(1, 5):  # the usual: one error a minute, every week, around that time
+        add_counts(engine, project_id, {m: 1 for m in range(spike_at - weeks_ago * WEEK_MINUTES - 120,
+                                                            spike_at - weeks_ago * WEEK_MINUTES + 120)})
+    add_counts(engine, project_id, {m: 1 for m in range(spike_at - 120, spike_at + 120)})
+    add_counts(engine, project_id, {spike_at: 199})
+    spec = {**HOUR_OF_WEEK, "window_minutes": 30}
+    rule = RuleIn.model_validate({"name": "w", "kind": "anomaly", "anomaly": spec})
+    result = in_transaction(engine, lambda conn: backtest(conn, project_id, rule, now=clock.now(), hours=6))
+    (firing,) = result["firings"]
+    # Judged from the minute after the spike (the minute in progress is left out) for the 30 minutes
+    # the spike stays in the window.
+    assert (firing["started_at"], firing["ended_at"]) == ((spike_at + 2) * 60, (spike_at + 32) * 60)
+    assert firing["peak_value"] == 229  # 199 + 30 ones

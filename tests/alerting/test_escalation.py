@@ -6,6 +6,7 @@ timers survive a restart (a new Alerting on the same database)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
@@ -74,7 +75,10 @@ class World:
             await self.alerting.outbound.aclose()
             return result
         self.start_process()  # a fresh client per event loop
-        return asyncio.run(go())
+        # In a thread of its own: Playwright's sync API leaves a loop running in the main thread when
+        # browser tests ran first in the session.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, go()).result()
 
     def close(self) -> None:
         self.runtime.writer.stop()
@@ -159,6 +163,7 @@ def test_steps_page_in_order_until_acknowledged_and_survive_a_restart(
     text_part = next(part for part in smtp.messages[0][2].walk() if part.get_content_type() == "text/plain")
     body = bytes(text_part.get_payload(decode=True)).decode()
     assert "Acknowledge: http://wk.test/incident-links/" in body
+    assert smtp.messages[0][2]["Subject"] == f"[FIRING:1] #{the_incident(world).id} Down in shop"
     world.clock.advance(299)
     assert world.round() == (0, 0)
     # A restart: a new process (new Alerting and Responder) on the same database carries on.
@@ -234,3 +239,23 @@ def test_states_move_forward_only_each_with_its_time(world: World) -> None:
         assert heading in markdown
     assert "| 2026-01-01 00:15:00 UTC | status: Resolved |" in markdown
     assert "(after 10 min 0 s)" in markdown
+
+
+def test_an_email_receiver_without_email_stops_the_start(world: World) -> None:
+    from watchkeeper.config import ConfigError
+
+    settings = world.settings.model_copy(update={"alerting": AlertingSettings(oncall_email_receiver="pager")})
+    runtime = dataclasses.replace(world.runtime, settings=settings, metrics=Metrics())
+    with pytest.raises(ConfigError, match=r"oncall_email_receiver.*'pager'"):
+        Responder(Alerting(runtime, world.config))
+
+
+def test_impact_starts_when_the_alert_became_active_before_its_for(world: World) -> None:
+    labels = {"alertname": "Errors", "severity": "high", "project": "shop"}
+    now = world.clock.now()
+    pending_since, firing_since = now - 300, now - 60  # a rule with `for: 4m`
+    alert = Alert(fingerprint(labels), labels, {}, "firing", pending_since, firing_since, None, updated_at=now)
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [alert], []))
+    assert world.round() == (1, 0)
+    incident = the_incident(world)
+    assert (incident.impact_started_at, incident.created_at) == (pending_since, now)

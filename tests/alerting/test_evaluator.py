@@ -8,8 +8,9 @@ from sqlalchemy import Engine
 
 from tests.alerting.conftest import add_errors, in_transaction, run_round, signal
 from watchkeeper.alerting.alerts import Alert, load_alerts
-from watchkeeper.alerting.evaluator import evaluate, has_new_signals
+from watchkeeper.alerting.evaluator import evaluate
 from watchkeeper.alerting.flapping import FlapTracker
+from watchkeeper.alerting.rounds import has_new_signals
 from watchkeeper.alerting.rules import RuleIn, create_rule, delete_rule, list_rules
 from watchkeeper.lib.clock import ManualClock
 

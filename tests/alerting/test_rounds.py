@@ -12,7 +12,8 @@ from sqlalchemy import Engine, func, select
 from tests.alerting.conftest import add_errors, in_transaction, run_round, signal
 from watchkeeper.alerting.alerts import Alert, fingerprint, load_alerts, save_alerts
 from watchkeeper.alerting.dispatch import Dispatcher, decide_flushes, write_decisions
-from watchkeeper.alerting.evaluator import CURSOR, apply_round, read_round
+from watchkeeper.alerting.evaluator import read_round
+from watchkeeper.alerting.rounds import CURSOR, apply_round
 from watchkeeper.alerting.routing import parse_config
 from watchkeeper.alerting.service import Alerting
 from watchkeeper.alerting.tables import alerting_cursors, notification_outbox

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -41,7 +42,9 @@ def fetch(url: str, *, private: bool, timeout: float = 2.0) -> httpx.Response:
         async with Outbound(OutboundSettings(allow_private_targets=private, timeout_seconds=timeout)) as outbound:
             return await outbound.client().get(url)
 
-    return asyncio.run(run())
+    # In a thread of its own: Playwright's sync API (other test files) keeps a loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 def test_the_connection_goes_to_the_address_that_was_resolved(monkeypatch: pytest.MonkeyPatch,

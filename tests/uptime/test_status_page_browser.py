@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ProjectFixture, Server, run_server
 from tests.uptime.conftest import HttpTarget
@@ -23,14 +22,10 @@ def server(settings: Settings) -> Iterator[Server]:
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is needed: apt-get install chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable,
-                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
-        yield browser.new_page()
-        browser.close()
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
 
 
 def test_status_page_in_a_browser(server: Server, api: httpx.Client, project: ProjectFixture,

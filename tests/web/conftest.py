@@ -1,19 +1,24 @@
-"""Helpers for the page tests: a logged-in httpx client per user, form tokens read from the pages."""
+"""Helpers for the page tests: a logged-in httpx client per user, form tokens read from the pages; a
+fresh page of the session's browser (tests/conftest.py) that fails the test on any console error."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 import sentry_sdk
+from playwright.sync_api import Browser, Dialog, Page
 
 from tests.conftest import Server
 from watchkeeper.app import bootstrap_admin
 
 ADMIN_PASSWORD = "admin-password-1"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -57,3 +62,36 @@ def sentry(dsn: str) -> Iterator[sentry_sdk.Scope]:
         yield scope
     client.flush(timeout=10)
     client.close(timeout=10)
+
+
+@dataclass
+class Console:
+    """Everything the page complained about."""
+
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Paris")
+    page = context.new_page()
+    console.watch(page)
+    yield page
+    context.close()
+    assert console.errors == []
+    assert console.dialogs == []

@@ -169,11 +169,16 @@ def test_the_project_alerts_page_shows_firing_and_pending_alerts_in_their_routin
     assert "receiver</span> team" in pending and "Slow burn" in pending
     assert 'href="https://wiki.example.com/slow-burn"' in pending
     # "Silence this" carries the alert's labels to the silence form.
-    link = re.search(r'href="(/alerting/silences\?[^"]+)"', firing)
+    link = re.search(r'class="button" href="(/alerting/silences\?[^"]+)">Silence this', firing)
     assert link is not None
     form = admin.get(html.unescape(link.group(1)))
     assert form.status_code == 200
     assert 'value="alertname"' in form.text and 'value="Error spike"' in form.text and 'value="shop"' in form.text
+
+    group = re.search(r'class="group-silence" href="([^"]+)"', firing)
+    assert group is not None
+    prefilled = admin.get(html.unescape(group.group(1))).text
+    assert prefilled.count('name="matcher_name" value="alertname"') == 1 and 'value="project"' not in prefilled
 
     only = admin.get(f"/projects/{shop.id}/alerts", params={"state": "pending"}).text
     assert "Slow burn" in only and 'id="state-firing"' not in only
@@ -297,7 +302,8 @@ def test_bad_rule_input_gives_the_form_back_with_the_error_next_to_the_field(
         ({"name": ""}, "name", "at least 1 character"),
         ({"labels": "team payments"}, "labels", "name=value"),
         ({"labels": "severity=x"}, "labels", "labels set by Watchkeeper"),
-        ({"annotations.summary": "{% if %}"}, "annotations.other", "summary"),
+        ({"annotations.summary": "{% if %}"}, "annotations.summary", "template error"),
+        ({"annotations.other": "note={{ x"}, "annotations.other", "note: template error"),
         ({"kind": "event", "event.signal": "no.such"}, "event.signal", "unknown signal"),
         ({"kind": "event", "event.signal": "issue.new", "event.where": "just words"}, "event.where", "line 1"),
         ({"kind": "nonsense"}, "kind", "Input should be"),
@@ -308,8 +314,8 @@ def test_bad_rule_input_gives_the_form_back_with_the_error_next_to_the_field(
         answer = post_form(admin, f"/projects/{shop.id}/rules/new", f"/projects/{shop.id}/rules", rule_fields(**fields))
         assert answer.status_code == 422, (fields, answer.status_code)
         error_id = "rule-" + name.replace(".", "-").replace("_", "-") + "-error"
-        if name == "annotations.other":
-            error_id = "rule-ann-other-error"
+        if name.startswith("annotations."):
+            error_id = "rule-ann-" + name.removeprefix("annotations.") + "-error"
         found = re.search(rf'id="{error_id}">([^<]*)<', answer.text)
         assert found is not None, (fields, name, answer.text[:3000])
         assert message in html.unescape(found.group(1)), (fields, found.group(1))
@@ -480,6 +486,12 @@ def test_channels_show_integrations_masked_delivery_history_and_send_test_notifi
     failed = wait_until(lambda: (t := admin.get("/alerting/channels").text) and "badge delivery failed" in t and t)
     pager = failed.split('id="receiver-2"')[1].split('id="receiver-3"')[0]
     assert "slack/0" in pager and "400" in pager and "1 failed" in text_of(pager)
+    receiver.default = Answer(503, body=b"busy")  # retried with backoff (the manual clock holds it there)
+    post_form(admin, "/alerting/channels", "/alerting/channels/hook/test", {})
+    receiver.wait_for(3)
+    retrying = wait_until(lambda: (t := admin.get("/alerting/channels").text) and "badge delivery retrying" in t and t)
+    row = retrying.split('class="delivery-retrying"')[1].split("</tr>")[0]
+    assert "webhook/0" in row and "503" in row and '<td class="num">1</td>' in row and "next " in row
     assert post_form(admin, "/alerting/channels", "/alerting/channels/nobody/test", {}).status_code == 404
 
 
@@ -577,3 +589,18 @@ def test_the_newer_kinds_and_aggregations_of_the_schema_work_through_the_same_fo
     backtest = admin.post(f"/projects/{shop.id}/rules/backtest", data={
         "csrf_token": token, "name": "Sales drop", "kind": "anomaly", "anomaly.metric": "transactions"})
     assert backtest.status_code == 200 and "would not have fired" in text_of(backtest.text)
+
+
+def test_settings_the_routing_page_has_no_place_for_are_listed_masked() -> None:
+    from watchkeeper.alerting.routing import RouteConfig, WebhookConfig
+    from watchkeeper.web.routing_pages import ROUTE_FIELDS_SHOWN, extra_settings, masked
+
+    route = RouteConfig.model_validate({"receiver": "x", "group_wait": "45s", "match": {"team": "web"}})
+    assert extra_settings(route, ROUTE_FIELDS_SHOWN) == []
+    assert extra_settings(route, ROUTE_FIELDS_SHOWN - {"group_wait", "match"}) == [
+        ("match", "{'team': 'web'}"), ("group_wait", "45.0")]
+    hook = WebhookConfig.model_validate({"url": "https://hooks.example.com/T0/secret?sig=1", "hmac_secret": "k"})
+    assert extra_settings(hook, {"send_resolved", "max_alerts"}) == [
+        ("url", "https://hooks.example.com/••••••"), ("hmac_secret", "••••••")]
+    assert masked("https://api.opsgenie.com/", "api_url") == "https://api.opsgenie.com/"
+    assert masked("not a url", "webhook_url") == "••••••"

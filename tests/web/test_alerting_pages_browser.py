@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Server, make_project
-from tests.web.conftest import ADMIN_PASSWORD, ensure_admin
+from tests.web.conftest import ADMIN_PASSWORD, ARTIFACTS, Console, ensure_admin
 from tests.web.test_alerting_pages import (  # noqa: F401 - fixtures
     add_errors,
     alerting_server,
@@ -25,7 +25,6 @@ from tests.web.test_alerting_pages import (  # noqa: F401 - fixtures
     spike,
     wait_until,
 )
-from tests.web.test_browser import ARTIFACTS, Console, browser, console, playwright  # noqa: F401 - fixtures
 from watchkeeper.alerting.silences import list_silences
 from watchkeeper.lib.clock import ManualClock
 
@@ -35,7 +34,7 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"alerting-{name}.png"), full_page=True)
 
 
-def new_page(browser: Browser, console: Console, *, width: int = 1280,  # noqa: F811
+def new_page(browser: Browser, console: Console, *, width: int = 1280,
              scheme: Literal["dark", "light"] = "light") -> Page:
     context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id="Europe/Paris",
                                   color_scheme=scheme)
@@ -45,7 +44,7 @@ def new_page(browser: Browser, console: Console, *, width: int = 1280,  # noqa: 
 
 
 @pytest.fixture
-def pages(browser: Browser, console: Console) -> Iterator[list[Page]]:  # noqa: F811
+def pages(browser: Browser, console: Console) -> Iterator[list[Page]]:
     opened: list[Page] = []
     yield opened
     for page in opened:

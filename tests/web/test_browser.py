@@ -7,73 +7,15 @@ uncaught page error. Screenshots go to test-artifacts/web/ (printed at the end o
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import pytest
 import sentry_sdk
-from playwright.sync_api import Browser, Dialog, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Server, make_project
-from tests.web.conftest import ADMIN_PASSWORD, ensure_admin, sentry
+from tests.web.conftest import ADMIN_PASSWORD, ARTIFACTS, Console, ensure_admin, sentry
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_ATTRIBUTE = '" onmouseover="alert(1)'
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is needed: apt-get install chromium"
-    browser = playwright.chromium.launch(
-        executable_path=executable,
-        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    )
-    yield browser
-    browser.close()
-    print(f"\nscreenshots in {ARTIFACTS}")
-
-
-@dataclass
-class Console:
-    """Everything the page complained about."""
-
-    errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-    def watch(self, page: Page) -> None:
-        page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        page.on("dialog", self._dialog)
-
-    def _dialog(self, dialog: Dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-
-@pytest.fixture
-def console() -> Console:
-    return Console()
-
-
-@pytest.fixture
-def page(browser: Browser, console: Console) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Paris")
-    page = context.new_page()
-    console.watch(page)
-    yield page
-    context.close()
-    assert console.errors == []
-    assert console.dialogs == []
 
 
 def shot(page: Page, name: str) -> None:

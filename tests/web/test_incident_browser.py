@@ -10,13 +10,15 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Server, make_user
 from tests.web.conftest import ensure_admin
-from tests.web.test_browser import browser, console, log_in, page, playwright, shot  # noqa: F401 (fixtures)
+from tests.web.test_browser import log_in, shot
+from watchkeeper.alerting.escalation import PolicyIn, create_policy
 from watchkeeper.alerting.incidents import add_event, declare
 from watchkeeper.alerting.oncall import LayerIn, ScheduleIn, create_schedule
+from watchkeeper.alerting.routing import load_config
 from watchkeeper.store.engine import for_writing
 
 
-def test_acknowledge_note_resolve_and_postmortem_in_the_browser(page: Page, server: Server) -> None:  # noqa: F811
+def test_acknowledge_note_resolve_and_postmortem_in_the_browser(page: Page, server: Server) -> None:
     now = server.runtime.clock.now()
     with for_writing(server.runtime.engine).begin() as conn:
         incident = declare(conn, title="Checkout API is down", severity="critical", now=now - 300,
@@ -62,18 +64,23 @@ def test_acknowledge_note_resolve_and_postmortem_in_the_browser(page: Page, serv
     expect(page.get_by_role("link", name="Checkout API is down")).to_be_visible()
 
 
-def test_the_oncall_pages_show_who_is_on_call(page: Page, server: Server) -> None:  # noqa: F811
+def test_the_oncall_pages_show_who_is_on_call(page: Page, server: Server) -> None:
     ensure_admin(server)  # before any other user: the admin is made on an empty database only
     alice, alice_email = make_user(server)
     bob, _ = make_user(server)
     with for_writing(server.runtime.engine).begin() as conn:
-        create_schedule(conn, ScheduleIn(name="Platform", time_zone="Europe/Berlin", layers=[
+        schedule = create_schedule(conn, ScheduleIn(name="Platform", time_zone="Europe/Berlin", layers=[
             LayerIn(rotation="daily", handoff="09:00", start_date="2026-01-01", users=[alice, bob])]),
             now=server.runtime.clock.now())
+        create_policy(conn, PolicyIn.model_validate({"name": "Ops", "repeat": 1, "steps": [
+            {"targets": [{"kind": "schedule", "id": schedule.id}], "minutes": 5},
+            {"targets": [{"kind": "user", "id": bob}, {"kind": "receiver", "name": "log"}], "minutes": 10}]}),
+            load_config(None), now=server.runtime.clock.now())
     log_in(page, server)
     page.get_by_role("link", name="On-call", exact=True).click()
     on_call = page.locator(".oncall-now").inner_text()
     expect(page.locator(".shifts li")).to_have_count(3)  # the next three hand-offs
+    expect(page.locator(".policy-steps li").first).to_contain_text("on call in Platform")
     shot(page, "oncall-01-list")
     page.get_by_role("link", name="Platform").click()
     expect(page.locator("#on-call-now")).to_have_text(on_call)

@@ -71,6 +71,10 @@ def test_an_incident_is_acknowledged_noted_resolved_and_its_postmortem_saved_and
     assert export.headers["content-type"].startswith("text/markdown") and export.text == "# PM\n\nDone."
     assert "attachment" in export.headers["content-disposition"]
     assert admin_client.post(f"{url}/state", data={"state": "resolved"}).status_code == 403  # no CSRF token
+    metrics = admin_client.get("/incidents").text
+    # One high incident: detected 0 s after its declared impact, acknowledged after 1 min, resolved after 11.
+    assert re.search(r"sev-high\">high</span></td><td class=\"num\">1</td><td class=\"num\">0 s</td>"
+                     r"<td class=\"num\">1 min</td><td class=\"num\">11 min</td>", metrics), metrics
     open_only = admin_client.get("/incidents", params={"state": "open"}).text
     assert "Payments" not in open_only
     assert "Payments" in admin_client.get("/incidents", params={"severity": "high"}).text
@@ -93,6 +97,10 @@ def test_a_signed_link_acknowledges_once_and_is_refused_when_used_expired_or_for
         assert done.status_code == 200 and "is now <strong>acknowledged</strong>" in done.text
         used = anonymous.post(f"/incident-links/{token}")
         assert used.status_code == 410 and "used already" in used.text
+        resolve = link_for(server, incident_id, "resolve", clock.now() + 3600)
+        late_ack = link_for(server, incident_id, "acknowledge", clock.now() + 3600)
+        assert "is now <strong>resolved</strong>" in anonymous.post(f"/incident-links/{resolve}").text
+        assert "was resolved already" in anonymous.post(f"/incident-links/{late_ack}").text
         expired = link_for(server, incident_id, "resolve", clock.now() + 60)
         clock.advance(61)
         answer = anonymous.get(f"/incident-links/{expired}")

@@ -1,6 +1,6 @@
-"""The uptime pages in Debian's Chromium (Playwright, launched as in test_browser): create an HTTP monitor
-through the form, "Test now" against a local HTTP server, open its page with the chart; a heartbeat's
-snippets; the status-page editor; the list at phone width. Screenshots in test-artifacts/web/."""
+"""The uptime pages in Debian's Chromium (the session's Playwright, see tests/conftest.py): create an HTTP
+monitor through the form, "Test now" against a local HTTP server, open its page with the chart; a
+heartbeat's snippets; the status-page editor; the list at phone width. Screenshots in test-artifacts/web/."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Server, make_project
 from tests.uptime.conftest import HttpTarget, http_target  # noqa: F401  (the local HTTP target fixture)
-from tests.web.test_browser import browser, console, log_in, page, playwright, shot  # noqa: F401
+from tests.web.test_browser import log_in, shot
 from tests.web.test_uptime_pages import record
 
 
-def test_create_a_monitor_test_it_now_and_open_its_page(page: Page, server: Server,  # noqa: F811
+def test_create_a_monitor_test_it_now_and_open_its_page(page: Page, server: Server,
                                                         http_target: HttpTarget) -> None:  # noqa: F811
     project = make_project(server, "Shop")
     log_in(page, server)
@@ -65,7 +65,7 @@ def test_create_a_monitor_test_it_now_and_open_its_page(page: Page, server: Serv
     shot(page, "uptime-05-monitors-list-phone")
 
 
-def test_heartbeat_snippets_and_status_page_editor(page: Page, server: Server) -> None:  # noqa: F811
+def test_heartbeat_snippets_and_status_page_editor(page: Page, server: Server) -> None:
     project = make_project(server, "Jobs")
     log_in(page, server)
     page.goto(f"{server.url}/projects/{project.id}/monitors/new?type=heartbeat")

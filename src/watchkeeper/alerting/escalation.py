@@ -163,7 +163,9 @@ class Pager:
                  "startsAt": rfc3339(incident.created_at), "endsAt": rfc3339(None), "generatorURL": page,
                  "fingerprint": f"incident-{incident.id}"}
         return {"version": "4", "groupKey": group_key, "truncatedAlerts": 0, "status": "firing",
-                "receiver": receiver, "groupLabels": {"incident": str(incident.id)}, "commonLabels": labels,
+                "receiver": receiver,
+                # Channels title a message with the group labels: "[FIRING:1] #3 Checkout is down".
+                "groupLabels": {"incident": f"#{incident.id} {incident.title}"}, "commonLabels": labels,
                 "commonAnnotations": annotations, "externalURL": page, "alerts": [alert],
                 "incident": {"id": incident.id, "title": incident.title, "severity": incident.severity,
                              "url": page, "acknowledge_url": urls["acknowledge"], "resolve_url": urls["resolve"]}}

@@ -1,12 +1,10 @@
 """One evaluation round: rules against the signal log and the per-minute counts, producing alert state.
 
 A round has two halves. `read_round` reads (rules, signals after the cursor, the alerts concerned,
-counts) on a reader connection, outside the single writer, and works out the changes. `apply_round`
-writes only those changes in a short writer call, after checking that nothing it read moved meanwhile
-(the cursor, and the version — `updated_at` — of every alert it changes): the signal cursor moves in
-the same commit as the alerts the signals caused, so a crash or a concurrent round neither loses nor
-double-counts a signal; a plan that lost the race writes nothing and the next round starts over.
-Alerts whose state did not change are not rewritten. States follow Prometheus:
+counts) on a reader connection, outside the single writer, and works out the changes;
+`rounds.apply_round` writes only those changes in a short writer call, after checking that nothing it
+read moved meanwhile, with the signal cursor in the same commit (see alerting.rounds). Alerts whose
+state did not change are not rewritten. States follow Prometheus:
 inactive → pending (condition true, `for` not yet elapsed) → firing → resolved (condition false for
 `keep_firing_for`). Resolved alerts stay a while so their resolved notification can go out.
 """
@@ -19,38 +17,24 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from watchkeeper.alerting import alerts as A
 from watchkeeper.alerting.anomaly import project_scores
 from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_durations
+from watchkeeper.alerting.rounds import RoundConflict, RoundPlan, RoundReport, apply_round, read_cursor
 from watchkeeper.alerting.rules import DURATION_METRICS, PRIORITY, AlertRule, apply_default_pack, list_rules
-from watchkeeper.alerting.tables import alerting_cursors
 from watchkeeper.alerting.templates import render_all
 from watchkeeper.auth.projects import list_projects
 from watchkeeper.lib.signals import Signal, read_signals
-from watchkeeper.lib.signals import signals as signals_table
-from watchkeeper.store.dialect import upsert
 
 log = logging.getLogger(__name__)
-CURSOR = "evaluator.signals"
 FLAPPING_NOTE = "true: the condition keeps changing; notifications are held until it settles"
 SIGNALS_PER_ROUND = 5000
 # A firing alert whose only change is its value (and annotations showing it) is rewritten at most this
 # often: a busy rate alert's value moves every round, and 10,000 of them would be 10,000 row updates.
 VALUE_REFRESH_SECONDS = 60.0
-
-
-@dataclass
-class RoundReport:
-    rules: int = 0
-    signals: int = 0
-    new: int = 0
-    changed: int = 0
-    forgotten: int = 0
-    packs_applied: int = 0
-    states: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -233,50 +217,12 @@ def _expire_event_alerts(ctx: _Context, rules: dict[int, AlertRule]) -> None:
             alert.ends_at, alert.updated_at, alert.changed = ctx.now, ctx.now, True
 
 
-def has_new_signals(conn: Connection) -> bool:
-    """Whether signals arrived since the last round (one indexed lookup: cheap to ask every second)."""
-    newest = conn.execute(select(func.max(signals_table.c.id))).scalar()
-    return newest is not None and int(newest) > _read_cursor(conn)
-
-
-def _read_cursor(conn: Connection) -> int:
-    found = conn.execute(select(alerting_cursors.c.position).where(alerting_cursors.c.name == CURSOR)).scalar()
-    return int(found or 0)
-
-
-def _write_cursor(conn: Connection, position: int) -> None:
-    statement = upsert(conn, alerting_cursors).values(name=CURSOR, position=position)
-    conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"position": position}))
-
-
 def _signals_by_project(signals: Iterable[Signal]) -> dict[int, list[Signal]]:
     grouped: dict[int, list[Signal]] = defaultdict(list)
     for signal in signals:
         if signal.project_id is not None:
             grouped[signal.project_id].append(signal)
     return grouped
-
-
-@dataclass
-class RoundPlan:
-    """What a round decided, to be written by `apply_round` if nothing it read has moved since."""
-
-    now: float
-    thresholds: bool
-    report: RoundReport
-    cursor_from: int
-    cursor_to: int | None
-    new: list[A.Alert]
-    changed: list[A.Alert]
-    gone: set[str]
-    # The stored version (updated_at) of every alert in `changed` and `gone`, as read.
-    versions: dict[str, float]
-    forget_before: float | None
-
-    @property
-    def writes(self) -> bool:
-        return bool(self.new or self.changed or self.gone or self.cursor_to is not None
-                    or self.forget_before is not None)
 
 
 def read_round(conn: Connection, now: float, *, thresholds: bool = True, threshold_projects: Collection[int] = (),
@@ -294,7 +240,7 @@ def read_round(conn: Connection, now: float, *, thresholds: bool = True, thresho
     projects = list_projects(conn)
     rules = {r.id: r for r in list_rules(conn, enabled_only=True)}
     report.rules = len(rules)
-    cursor = _read_cursor(conn)
+    cursor = read_cursor(conn)
     signals = read_signals(conn, after_id=cursor, limit=SIGNALS_PER_ROUND)
     report.signals = len(signals)
     by_project = _signals_by_project(signals)
@@ -335,45 +281,6 @@ def read_round(conn: Connection, now: float, *, thresholds: bool = True, thresho
                      versions, now - resolved_retention_seconds if thresholds else None)
 
 
-class RoundConflict(Exception):
-    """What a round read moved before it could write (another round ran): nothing was written."""
-
-
-def conflict(conn: Connection, plan: RoundPlan) -> str | None:
-    """Why `plan` may not be written (the cursor or an alert it changes moved since it was read), or None.
-    On PostgreSQL the cursor row stays locked to the end of the transaction, so rounds of several
-    processes take turns."""
-    query = select(alerting_cursors.c.position).where(alerting_cursors.c.name == CURSOR)
-    position = int(conn.execute(query.with_for_update()).scalar() or 0)
-    if position != plan.cursor_from:
-        return f"the signal cursor moved from {plan.cursor_from} to {position}"
-    touched = [a.fingerprint for a in plan.changed] + [a.fingerprint for a in plan.new] + sorted(plan.gone)
-    stored = A.versions(conn, touched)
-    for fingerprint in touched:
-        if stored.get(fingerprint) != plan.versions.get(fingerprint):
-            return f"alert {fingerprint} changed since it was read"
-    return None
-
-
-def apply_round(conn: Connection, plan: RoundPlan) -> RoundReport | None:
-    """Write a round's changes in the caller's (writer) transaction, after checking that the cursor and
-    every alert it changes are as the round read them; None (and nothing written) when they are not.
-
-    >>> # report = await writer.run(call_each, lambda conn: apply_round(conn, plan))
-    """
-    reason = conflict(conn, plan)
-    if reason is not None:
-        log.info("evaluation round not written: %s", reason)
-        return None
-    A.save_alerts(conn, plan.new, plan.changed)
-    A.delete_alerts(conn, plan.gone)
-    if plan.forget_before is not None:
-        plan.report.forgotten = A.forget_resolved(conn, before=plan.forget_before)
-    if plan.cursor_to is not None:
-        _write_cursor(conn, plan.cursor_to)
-    return plan.report
-
-
 def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresholds: bool = True,
              threshold_projects: Collection[int] = (), resolved_retention_seconds: float = 900.0,
              flaps: FlapTracker | None = None) -> RoundReport:
@@ -402,7 +309,7 @@ def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dic
     rule_ids: set[int] = set()
     for rule in rules.values():
         if rule.threshold is not None:
-            if rule.project_id in moved and rule.threshold.metric != "issue_events":
+            if rule.project_id in moved and _quick_metric(rule.threshold.metric):
                 rule_ids.add(rule.id)
             continue
         spec = rule.event
@@ -422,11 +329,18 @@ def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dic
 
 def _quick_threshold_rules(rules: dict[int, AlertRule], moved: set[int],
                            existing: dict[str, A.Alert]) -> list[AlertRule]:
-    """Threshold rules worth a look between full rounds: per-project metrics of projects whose counts
-    moved, not already firing (a quick round only fires; per-issue rules wait for the full round)."""
+    """Threshold rules worth a look between full rounds: per-project count metrics of projects whose
+    counts moved, not already firing (a quick round only fires; per-issue rules wait for the full round)."""
     firing = {a.rule_id for a in existing.values() if a.state == "firing" and a.ends_at is None}
     return [r for r in rules.values() if r.threshold is not None and r.project_id in moved
-            and r.threshold.metric != "issue_events" and r.id not in firing]
+            and _quick_metric(r.threshold.metric) and r.id not in firing]
+
+
+def _quick_metric(metric: str) -> bool:
+    """Per-issue counts (one series per issue) and transaction durations (a read of the window's
+    transactions, up to MAX_DURATIONS rows) are judged in full rounds only: quick rounds run up to
+    twice a second while traffic flows, and must stay cheap."""
+    return metric != "issue_events" and metric not in DURATION_METRICS
 
 
 def _evaluate_thresholds(conn: Connection, ctx: _Context, rules: list[AlertRule],

@@ -24,6 +24,7 @@ from watchkeeper.alerting.escalation import Pager, escalate_due, policy_for
 from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incident_settings, incidents
 from watchkeeper.alerting.incidents import declare
 from watchkeeper.alerting.tables import alerts
+from watchkeeper.config import ConfigError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -111,7 +112,7 @@ def declare_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, se
             incident_id = open_incidents.get(key)
             if incident_id is None:
                 incident = declare(conn, title=_name(alert), severity=severity, now=now, project_id=project_id,
-                                   impact_started_at=start, group_key=key,
+                                   impact_started_at=min(start, alert.active_at), group_key=key,
                                    escalation_policy_id=policy_for(conn, project_id), source="an alert")
                 incident_id = open_incidents[key] = incident.id
                 opened += 1
@@ -142,6 +143,12 @@ class Responder:
         self.settings = alerting.settings
         self.dispatcher = Dispatcher(alerting.config)  # for routes and mutes only: groups are the dispatcher's
         self._secret: bytes | None = None
+        name = self.settings.oncall_email_receiver
+        if name is not None:
+            receiver = alerting.config.receiver(name)
+            if receiver is None or not receiver.email_configs:
+                raise ConfigError(f"setting 'alerting.oncall_email_receiver': the routing file has no receiver "
+                                  f"{name!r} with an e-mail integration")
 
     async def pager(self) -> Pager:
         if self._secret is None:

@@ -18,10 +18,11 @@ from sqlalchemy import Connection
 
 from watchkeeper.alerting import responder
 from watchkeeper.alerting.dispatch import Dispatcher, decide_flushes, write_decisions
-from watchkeeper.alerting.evaluator import RoundPlan, RoundReport, apply_round, has_new_signals, read_round
+from watchkeeper.alerting.evaluator import read_round
 from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.metrics import recent_totals
 from watchkeeper.alerting.outbox import DeliveryWorker
+from watchkeeper.alerting.rounds import RoundPlan, RoundReport, apply_round, has_new_signals
 from watchkeeper.alerting.routing import AlertingConfig, load_config
 from watchkeeper.alerting.rules import apply_default_pack, projects_without_pack
 from watchkeeper.alerting.rules_file import load_rules_file, sync_rules

@@ -93,6 +93,12 @@ class AlertGroup:
     def title(self) -> str:
         return label_set(self.labels)
 
+    @property
+    def silence_query(self) -> str:
+        """The silence form prefilled with the group's labels (every alert of the group, now and later)."""
+        pairs = [("matcher", f'{k}="{v}"') for k, v in sorted(self.labels.items())]
+        return urlencode([*pairs, ("comment", f"Silenced group {self.title}")])
+
 
 def _monitor_of(alert: Alert) -> tuple[int, int] | None:
     """(project id, monitor id) of an alert about a monitor, as the dispatcher reads its labels."""

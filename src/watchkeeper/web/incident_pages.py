@@ -18,6 +18,7 @@ from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting import links
 from watchkeeper.alerting.incident_api import may_change, may_see, visible_projects
+from watchkeeper.alerting.incident_metrics import incident_metrics
 from watchkeeper.alerting.responder import responder_of
 from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.web.project_pages import _text, see_other
@@ -28,6 +29,7 @@ router = APIRouter(include_in_schema=False)
 NEXT_STATES = {"triggered": ["acknowledged", "investigating", "mitigated", "resolved"],
                "acknowledged": ["investigating", "mitigated", "resolved"], "investigating": ["mitigated", "resolved"],
                "mitigated": ["resolved"], "resolved": []}
+METRIC_MONTHS = 3
 BUTTONS = {"acknowledged": "Acknowledge", "investigating": "Investigating", "mitigated": "Mitigated",
            "resolved": "Resolve"}
 
@@ -43,10 +45,31 @@ async def incidents_page(page: CurrentPage) -> Response:
     severity = _choice(page, "severity", I.SEVERITIES)
     states = [s for s in I.STATES if s != "resolved"] if state == "open" else [state] if state else None
     visible = visible_projects(page.viewer.principal)
-    found = await read(page.request, lambda conn: I.list_incidents(conn, states=states, severity=severity or None,
-                                                                    project_ids=visible, limit=200))
-    return await page.render("incidents.html", incidents=found, state=state, severity=severity, states=I.STATES,
-                             severities=I.SEVERITIES, can_declare=page.viewer.principal.may_write)
+
+    def load(conn: Connection) -> dict[str, Any]:
+        return {"incidents": I.list_incidents(conn, states=states, severity=severity or None, project_ids=visible,
+                                              limit=200),
+                "metrics": incident_metrics(conn, page.now, METRIC_MONTHS, visible)}
+
+    data = await read(page.request, load)
+    return await page.render("incidents.html", state=state, severity=severity, states=I.STATES,
+                             severities=I.SEVERITIES, can_declare=page.viewer.principal.may_write,
+                             months=METRIC_MONTHS, duration=duration, **data)
+
+
+def duration(seconds: float | None) -> str:
+    """`42 s`, `7 min`, `3.5 h` for the metrics table.
+
+    >>> duration(90), duration(None)
+    ('2 min', '—')
+    """
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @router.post("/incidents")

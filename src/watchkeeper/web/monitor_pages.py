@@ -10,6 +10,7 @@ with 10,000 monitors as with 100 (bench/monitors_page.py).
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,11 @@ from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth.projects import Project
+from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime import heartbeats, overview, reports
 from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.monitors import Monitor
+from watchkeeper.uptime.secrets import masked_config
 from watchkeeper.uptime.tables import ping_keys
 from watchkeeper.web.monitor_form import TYPE_LABELS
 from watchkeeper.web.project_pages import see_other
@@ -89,8 +92,6 @@ def target_of(monitor: Monitor) -> str:
     if monitor.type == "heartbeat":
         return f"cron {config['cron']} ({config['timezone']})" if config.get("cron") \
             else f"every {_duration(config['period_seconds'])}"
-    from watchkeeper.uptime.secrets import masked_config
-
     return str(masked_config(config).get("url", ""))
 
 
@@ -196,7 +197,7 @@ def ping_snippets(base_url: str, monitor: Monitor, ping_key: str | None) -> dict
             f"curl -fsS -m 10 --retry 5 {url}/fail         # it failed",
             f"curl -fsS -m 10 --retry 5 --data-binary @job.log {url}/$?   # exit status (0 = success)",
         ] + ([f"curl -fsS -m 10 --retry 5 {by_slug}    # by slug"] if by_slug else [])),
-        "crontab": (f"{cron} curl -fsS -m 10 --retry 5 -o /dev/null {url}/start && /usr/local/bin/job.sh; "
+        "crontab": (f"{cron} curl -fsS -m 10 --retry 5 -o /dev/null {url}/start; /usr/local/bin/job.sh; "
                     f"curl -fsS -m 10 --retry 5 -o /dev/null {url}/$?"),
         "crontab_slug": (f"{cron} /usr/local/bin/job.sh && curl -fsS -m 10 --retry 5 -o /dev/null {by_slug}"
                          if by_slug else None),
@@ -240,7 +241,8 @@ async def monitor_page(monitor_id: int, page: CurrentPage) -> Response:
         type_label=TYPE_LABELS[monitor.type], only_failed=only_failed, duration=_duration,
         can_write=page.viewer.principal.can_write(project.id), read_only=monitor.managed_by == "config",
         snippets=ping_snippets(base_url, monitor, data["ping_key"]) if monitor.type == "heartbeat" else None,
-        show_filter=True, keep={"checks": "failed"} if only_failed else {}, environments=[], **data,
+        show_filter=monitor.type != "heartbeat", keep={"checks": "failed"} if only_failed else {}, environments=[],
+        **data,
     )
 
 
@@ -268,10 +270,6 @@ async def change_state(monitor_id: int, page: CurrentPage) -> Response:
 @router.post("/projects/{project_id:int}/ping-key")
 async def make_ping_key(project_id: int, page: CurrentPage) -> Response:
     """Make (or replace) the key of the slug ping URLs; back to the heartbeat it was asked from."""
-    import secrets
-
-    from watchkeeper.store.dialect import upsert
-
     await readable_project(page, project_id)
     form = await checked_form(page.request, page.viewer)
     require_write(page.viewer, project_id)

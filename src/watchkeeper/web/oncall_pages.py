@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
+from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import oncall as O
 from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth.users import User, list_users
@@ -37,14 +38,28 @@ def _users(conn: Connection) -> dict[int, User]:
 @router.get("/oncall")
 async def schedules_page(page: CurrentPage) -> Response:
     def load(conn: Connection) -> dict[str, Any]:
-        return {"schedules": O.list_schedules(conn), "users": _users(conn)}
+        return {"schedules": O.list_schedules(conn), "users": _users(conn), "policies": E.list_policies(conn)}
 
     data = await read(page.request, load)
     rows = []
     for schedule in data["schedules"]:
         shifts = schedule.shifts(page.now, page.now + SHIFT_DAYS * 86400)
         rows.append({"schedule": schedule, "now": schedule.on_call_at(page.now), "shifts": shifts[:4]})
-    return await page.render("oncall.html", rows=rows, users=data["users"], is_admin=page.viewer.principal.is_admin)
+    names = {s.id: s.name for s in data["schedules"]}
+    policies = [{"policy": p, "steps": [(step["minutes"], [_target(t, names, data["users"]) for t in step["targets"]])
+                                        for step in p.steps]} for p in data["policies"]]
+    return await page.render("oncall.html", rows=rows, users=data["users"], policies=policies,
+                             is_admin=page.viewer.principal.is_admin)
+
+
+def _target(target: dict[str, Any], schedules: dict[int, str], users: dict[int, User]) -> str:
+    """An escalation target in words: `schedule Platform`, `a@example.com`, `receiver slack`."""
+    if target["kind"] == "receiver":
+        return f"receiver {target['name']}"
+    if target["kind"] == "schedule":
+        return f"on call in {schedules.get(target['id'], 'a deleted schedule')}"
+    user = users.get(target["id"])
+    return user.email if user else "a deactivated user"
 
 
 async def _schedule(page: Page, schedule_id: int) -> O.Schedule:

@@ -57,6 +57,33 @@ class RouteNode:
     def timer(self, name: str) -> str:
         return format_duration(getattr(self.route, name))
 
+    @property
+    def other_settings(self) -> list[tuple[str, str]]:
+        """Settings of the route this page has no place of its own for (e.g. time intervals added later)."""
+        return extra_settings(self.config, ROUTE_FIELDS_SHOWN)
+
+
+ROUTE_FIELDS_SHOWN = {"receiver", "group_by", "matchers", "match", "match_re", "continue_", "group_wait",
+                      "group_interval", "repeat_interval", "routes"}
+CONFIG_FIELDS_SHOWN = {"route", "receivers", "inhibit_rules"}
+
+
+def extra_settings(model: BaseModel, shown: set[str]) -> list[tuple[str, str]]:
+    """The model's set fields outside `shown`, as `name: value` text (secrets masked)."""
+    out = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name in shown or value in (None, [], {}, ""):
+            continue
+        if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            text = "; ".join(", ".join(f"{k}: {v}" for k, v in integration_settings(item)) for item in value)
+        elif isinstance(value, BaseModel):
+            text = ", ".join(f"{k}: {v}" for k, v in integration_settings(value))
+        else:
+            text = masked(value, name)
+        out.append((info.alias or name, text))
+    return out
+
 
 def route_tree(config: RouteConfig, route: Route, depth: int = 0) -> RouteNode:
     node = RouteNode(config, route, depth)
@@ -136,7 +163,8 @@ async def routing_page(page: CurrentPage) -> Response:
         silenced_by = [s.comment or s.id for s in silences if s.mutes(labels, now)]
     return await page.render(
         "routing.html", tree=route_tree(config.route, alerting.dispatcher.root), receivers=receivers_view(config),
-        inhibit_rules=config.inhibit_rules, labels_text=text, labels=labels, error=error, matched=matched,
+        inhibit_rules=config.inhibit_rules, other_config=extra_settings(config, CONFIG_FIELDS_SHOWN),
+        labels_text=text, labels=labels, error=error, matched=matched,
         matched_keys={m["key"] for m in matched}, silenced_by=silenced_by, from_file=alerting.settings.config_file,
         status=422 if error else 200,
     )

@@ -341,8 +341,9 @@ def errors_by_field(exc: ValidationError, values: Mapping[str, Any]) -> dict[str
             if candidate in known:
                 name = candidate
                 break
-        if name == "annotations":
-            name = "annotations.other"
         message = str(error["msg"]).removeprefix("Value error, ")
+        if name == "annotations":  # the schema names the annotation in the message: "summary: …"
+            named = next((n for n in NAMED_ANNOTATIONS if message.startswith(f"{n}: ")), None)
+            name = f"annotations.{named}" if named else "annotations.other"
         errors[name] = f"{errors[name]}; {message}" if name in errors else message
     return errors

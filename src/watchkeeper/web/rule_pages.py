@@ -27,7 +27,7 @@ from watchkeeper.web.viewer import CurrentPage, Page, checked_form, readable_pro
 router = APIRouter(include_in_schema=False)
 BACKTEST_HOURS = 24
 # What the list says about where a rule comes from.
-MANAGED_BY = {"api": "", "default": "default pack", "file": "rules file"}
+MANAGED_BY = {"api": "UI / API", "default": "default pack", "file": "rules file"}
 
 
 def rule_to_in(rule: R.AlertRule, **changes: Any) -> R.RuleIn:
@@ -54,10 +54,19 @@ def _editable(page: Page, rule: R.AlertRule) -> None:
         raise PageError(409, "This rule comes from the rules file: change it there.")
 
 
+def _shown(value: float | str | bool) -> str:
+    """A condition's value as people write it.
+
+    >>> _shown(14.0), _shown("api")
+    ('14', 'api')
+    """
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _summary(rule: R.AlertRule) -> str:
     """One line saying what the rule watches."""
     if rule.event is not None:
-        where = " and ".join(f"{c.field} {c.op} {c.value}" for c in rule.event.where)
+        where = " and ".join(f"{c.field} {c.op} {_shown(c.value)}" for c in rule.event.where)
         return f"signal {rule.event.signal}" + (f" where {where}" if where else "")
     spec = getattr(rule, rule.kind, None)
     if rule.threshold is not None:

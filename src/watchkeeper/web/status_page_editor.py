@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_INT, read, runtime_of, write
@@ -28,7 +28,7 @@ from watchkeeper.uptime.status_page_api import (
     save_page,
     spec_problem,
 )
-from watchkeeper.uptime.tables import incidents
+from watchkeeper.uptime.tables import incidents, status_pages
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form, readable_project, require_write
@@ -234,10 +234,6 @@ async def save_editor(page_id: int, page: CurrentPage) -> Response:
 
 @router.post("/status-pages/{page_id:int}/delete")
 async def delete_status_page(page_id: int, page: CurrentPage) -> Response:
-    from sqlalchemy import delete
-
-    from watchkeeper.uptime.tables import status_pages
-
     _, project = await _readable_page(page, page_id)
     await checked_form(page.request, page.viewer)
     require_write(page.viewer, project.id)
