@@ -1,10 +1,11 @@
 """The incident loop: turns firing alerts into incidents and runs escalation steps when they are due.
 
-Each round, in one writer transaction: every firing alert not seen before is recorded as an occurrence
-(all severities: the alert volume of the metrics); one of an incident severity for its project (and not
-silenced) joins the open incident of its alert group or opens one; occurrences whose alert resolved or
-went away are closed on their incident's timeline; then due escalation steps run. Everything it knows
-is in the database, so a restart carries on where the last round stopped.
+Each round reads and matches the alerts on a reader connection, then, in one writer transaction: every
+firing alert not seen before is recorded as an occurrence (all severities: the alert volume of the
+metrics); one of an incident severity for its project (and not silenced) joins the open incident of its
+alert group or opens one; occurrences whose alert resolved or went away are closed on their incident's
+timeline; then due escalation steps run. Everything it knows is in the database, so a restart carries
+on where the last round stopped.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -79,60 +81,96 @@ def anything_to_do(conn: Connection, now: float) -> bool:
     return conn.execute(due.limit(1)).first() is not None
 
 
-def declare_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str]) -> int:
-    """One look at the alerts; returns how many incidents it opened. Rows are written in a few
-    executemany calls, so an alert storm (thousands of new alerts) holds the writer briefly."""
+@dataclass
+class AlertPlan:
+    """What one look at the alerts decided, on a reader connection (`plan_from_alerts`); the writer
+    applies it (`apply_alert_plan`). Only the responder of the process holding the background lease
+    writes occurrences, so nothing else can record the same alert between the two."""
+
+    new: list[dict[str, Any]] = field(default_factory=list)  # occurrences to record, with "incident" wishes
+    ended: list[Any] = field(default_factory=list)  # open occurrences whose alert resolved or went away
+
+    @property
+    def empty(self) -> bool:
+        return not self.new and not self.ended
+
+
+def plan_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str]) -> AlertPlan:
+    """Read every firing alert and decide (all the reading and matching, off the writer)."""
     snapshot = take_snapshot(conn, now)
     firing = _firing(snapshot.alerts, now)
-    o, events = alert_occurrences, incident_events
     open_rows = _open_occurrences(conn)
     known = {(r.fingerprint, r.starts_at) for r in open_rows}
     # Silences, maintenance and inhibition only matter for alerts not seen before.
     muted = dispatcher.muted(snapshot, now) if any(
         (a.fingerprint, a.starts_at or a.active_at) not in known for a in firing) else set()
-    open_incidents: dict[str | None, int] = {
-        key: incident_id for incident_id, key in conn.execute(
-            select(incidents.c.id, incidents.c.group_key).where(incidents.c.state != "resolved")
-            .order_by(incidents.c.id))}
+    plan = AlertPlan()
     seen: set[tuple[str, float]] = set()
     cache: dict[int | None, Collection[str]] = {}
-    occurrences: list[dict[str, Any]] = []
-    timeline: list[dict[str, Any]] = []
-    opened = 0
     for alert in sorted(firing, key=lambda a: (a.starts_at or a.active_at, a.fingerprint)):
         start = alert.starts_at or alert.active_at
         seen.add((alert.fingerprint, start))
         if (alert.fingerprint, start) in known:
             continue
         project_id, severity = _project_of(alert), alert.labels.get("severity", "")
-        incident_id = None
-        if alert.fingerprint not in muted and severity in severities_for(conn, project_id, severities, cache):
+        key: str | None = None
+        wants_incident = alert.fingerprint not in muted and severity in severities_for(conn, project_id, severities,
+                                                                                        cache)
+        if wants_incident:
             routes = dispatcher.root.match(alert.labels)
             key = stored_key(routes[0].group_key(alert.labels)) if routes else None
+        plan.new.append({"fingerprint": alert.fingerprint, "starts_at": start, "project_id": project_id,
+                         "severity": severity, "name": _name(alert), "impact": min(start, alert.active_at),
+                         "incident": wants_incident, "group_key": key})
+    plan.ended = [row for row in open_rows if (row.fingerprint, row.starts_at) not in seen]
+    return plan
+
+
+def apply_alert_plan(conn: Connection, plan: AlertPlan, now: float) -> int:
+    """Record the plan's occurrences, opening or joining incidents; returns how many incidents it opened.
+    Rows are written in a few executemany calls, so an alert storm holds the writer briefly."""
+    o, events = alert_occurrences, incident_events
+    # Read here, not in the plan: a person may have resolved an incident meanwhile.
+    open_incidents: dict[str | None, int] = {
+        key: incident_id for incident_id, key in conn.execute(
+            select(incidents.c.id, incidents.c.group_key).where(incidents.c.state != "resolved")
+            .order_by(incidents.c.id))}
+    occurrences: list[dict[str, Any]] = []
+    timeline: list[dict[str, Any]] = []
+    opened = 0
+    for new in plan.new:
+        incident_id = None
+        severity = new["severity"]
+        if new["incident"]:
+            key = new["group_key"]
             incident_id = open_incidents.get(key)
             if incident_id is None:
-                incident = declare(conn, title=_name(alert), severity=severity, now=now, project_id=project_id,
-                                   impact_started_at=min(start, alert.active_at), group_key=key,
-                                   escalation_policy_id=policy_for(conn, project_id), source="an alert")
+                incident = declare(conn, title=new["name"], severity=severity, now=now, project_id=new["project_id"],
+                                   impact_started_at=new["impact"], group_key=key,
+                                   escalation_policy_id=policy_for(conn, new["project_id"]), source="an alert")
                 incident_id = open_incidents[key] = incident.id
                 opened += 1
-            timeline.append({"incident_id": incident_id, "at": min(start, now), "kind": "alert.fired",
-                             "text": f"{_name(alert)} ({severity})", "actor_user_id": None})
-        occurrences.append({"fingerprint": alert.fingerprint, "starts_at": start, "project_id": project_id,
-                            "severity": severity[:16] or "none", "name": _name(alert), "incident_id": incident_id,
-                            "resolved_at": None})
-    ended = [row for row in open_rows if (row.fingerprint, row.starts_at) not in seen]
+            timeline.append({"incident_id": incident_id, "at": min(new["starts_at"], now), "kind": "alert.fired",
+                             "text": f"{new['name']} ({severity})", "actor_user_id": None})
+        occurrences.append({"fingerprint": new["fingerprint"], "starts_at": new["starts_at"],
+                            "project_id": new["project_id"], "severity": severity[:16] or "none",
+                            "name": new["name"], "incident_id": incident_id, "resolved_at": None})
     if occurrences:
         conn.execute(insert(o), occurrences)
-    if ended:
+    if plan.ended:
         conn.execute(update(o).where(o.c.fingerprint == bindparam("b_fingerprint"),
                                      o.c.starts_at == bindparam("b_starts_at")).values(resolved_at=now),
-                     [{"b_fingerprint": r.fingerprint, "b_starts_at": r.starts_at} for r in ended])
+                     [{"b_fingerprint": r.fingerprint, "b_starts_at": r.starts_at} for r in plan.ended])
         timeline += [{"incident_id": r.incident_id, "at": now, "kind": "alert.resolved", "text": r.name,
-                      "actor_user_id": None} for r in ended if r.incident_id is not None]
+                      "actor_user_id": None} for r in plan.ended if r.incident_id is not None]
     if timeline:
         conn.execute(insert(events), timeline)
     return opened
+
+
+def declare_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str]) -> int:
+    """`plan_from_alerts` and `apply_alert_plan` on one connection (tests, and one-off calls)."""
+    return apply_alert_plan(conn, plan_from_alerts(conn, dispatcher, now, severities), now)
 
 
 class Responder:
@@ -165,17 +203,23 @@ class Responder:
         now = self.alerting.runtime.clock.now()
         engine = self.alerting.runtime.engine
 
-        def look() -> bool:
-            with engine.connect() as conn:
-                return anything_to_do(conn, now)
-
-        if not await asyncio.to_thread(look):
-            return 0, 0
-        pager = await self.pager()
         severities = list(self.settings.incident_severities)
 
+        def look() -> AlertPlan | None:
+            """None when the round has nothing to do; else what the alerts ask for (read and matched
+            here, on a reader: under an alert storm that is most of the work, and the writer is shared)."""
+            with engine.connect() as conn:
+                if not anything_to_do(conn, now):
+                    return None
+                return plan_from_alerts(conn, self.dispatcher, now, severities)
+
+        plan = await asyncio.to_thread(look)
+        if plan is None:
+            return 0, 0
+        pager = await self.pager()
+
         def work(conn: Connection) -> tuple[int, int]:
-            return declare_from_alerts(conn, self.dispatcher, now, severities), escalate_due(conn, pager, now)
+            return apply_alert_plan(conn, plan, now), escalate_due(conn, pager, now)
 
         opened, steps = await self.alerting.write(work)
         if steps:
