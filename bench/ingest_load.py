@@ -154,6 +154,12 @@ def main() -> None:
         wrk_cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / args.duration
         cpu, rss_med, rss_max = sampler.finish()
         print(out)
+        for pid in process_tree(server.pid):  # which process holds the memory
+            try:
+                name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[2:4]
+                print(f"RSS after full load: pid {pid} {b' '.join(name).decode()[:60]}: {rss_kib(pid) / 1024:.1f} MiB")
+            except (FileNotFoundError, IndexError):
+                pass
         m = re.search(r"WK_RESULT ok200=(\d+) other=(\d+) p50_ms=([\d.]+) p90_ms=([\d.]+) p99_ms=([\d.]+)", out)
         assert m, "no WK_RESULT line from wrk"
         ok200, other = int(m[1]), int(m[2])

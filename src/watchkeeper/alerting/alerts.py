@@ -25,7 +25,7 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-@dataclass
+@dataclass(slots=True)  # tens of thousands live in memory during an alert storm (the dispatcher's index)
 class Alert:
     fingerprint: str
     labels: dict[str, str]
@@ -61,7 +61,7 @@ class Alert:
         }
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=16_384)
 def _parsed(text: str) -> dict[str, str]:
     """Labels and annotations as dicts. Every dispatch round reads every firing alert, and parsing their
     JSON again each time was most of its cost; the same text gives the same (shared) dict, which is

@@ -24,8 +24,12 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Engine:
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8, cache_mib: int = 16) -> Engine:
     """Create the engine for a database URL.
+
+    ``cache_mib``: SQLite's page cache per connection, which counts in the process's memory for as long
+    as the connection lives in the pool. 16 MiB each for the server's readers and writer thread (the
+    operating system caches the file as well); the writer process, which does the ingest writes, takes 64.
 
     >>> make_engine("sqlite://").dialect.name
     'sqlite'
@@ -52,7 +56,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
             cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 

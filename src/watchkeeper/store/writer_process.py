@@ -150,7 +150,7 @@ def _child_main(fd: int) -> None:
         database_url, sqlite_synchronous = pickle.loads(conn.recv_bytes())
     except (EOFError, OSError):
         return
-    engine = for_writing(make_engine(database_url, sqlite_synchronous=sqlite_synchronous, pool_size=1))
+    engine = for_writing(make_engine(database_url, sqlite_synchronous=sqlite_synchronous, pool_size=1, cache_mib=64))
     while True:
         try:
             function, items = pickle.loads(conn.recv_bytes())
