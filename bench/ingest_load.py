@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import make_events
-from benchserver import BenchServer, _cpu_seconds, cpu_seconds, process_tree, rss_kib
+from benchserver import BenchServer, _cpu_seconds, _rss_kib, cpu_seconds, process_tree, rss_kib
 
 HERE = Path(__file__).parent
 
@@ -157,7 +157,7 @@ def main() -> None:
         for pid in process_tree(server.pid):  # which process holds the memory
             try:
                 name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[2:4]
-                print(f"RSS after full load: pid {pid} {b' '.join(name).decode()[:60]}: {rss_kib(pid) / 1024:.1f} MiB")
+                print(f"RSS after full load: pid {pid} {b' '.join(name).decode()[:60]}: {_rss_kib(pid) / 1024:.1f} MiB")
             except (FileNotFoundError, IndexError):
                 pass
         m = re.search(r"WK_RESULT ok200=(\d+) other=(\d+) p50_ms=([\d.]+) p90_ms=([\d.]+) p99_ms=([\d.]+)", out)
