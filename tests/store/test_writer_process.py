@@ -4,6 +4,7 @@ its own connection, ordered by the one writer thread; a child that dies fails on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -76,7 +77,10 @@ def test_batches_of_the_given_functions_run_in_the_child_and_others_here(writer:
     assert pids["apart"] == writer.process.pid != os.getpid()
 
 
-def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(writer: Writer, engine: Engine) -> None:
+@contextlib.contextmanager
+def writer_held(writer: Writer) -> Iterator[None]:
+    """Keep the writer busy in a write of its own while the block queues jobs behind it: they then
+    make up the next batch together."""
     busy, release = threading.Event(), threading.Event()
 
     def hold(conn: Connection, items: Sequence[Any]) -> list[None]:
@@ -86,10 +90,17 @@ def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(writer: Wri
 
     blocker = writer.submit(hold, None)
     assert busy.wait(10)
-    good = [writer.submit(add_marks, f"good {n}") for n in range(3)]
-    duplicate = writer.submit(add_marks, "good 0")
-    release.set()
-    blocker.result(10)
+    try:
+        yield
+    finally:
+        release.set()
+        blocker.result(10)
+
+
+def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(writer: Writer, engine: Engine) -> None:
+    with writer_held(writer):
+        good = [writer.submit(add_marks, f"good {n}") for n in range(3)]
+        duplicate = writer.submit(add_marks, "good 0")
     assert all(isinstance(f.result(10), int) for f in good)
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         duplicate.result(10)
@@ -138,19 +149,8 @@ def test_when_busy_the_child_runs_only_during_bursts(engine: Engine, settings: S
     try:
         writer.run_sync(add_marks, "quiet")
         assert stored(engine)["quiet"] == os.getpid() and not process.ready and process.pid is None
-        busy, release = threading.Event(), threading.Event()
-
-        def hold(conn: Connection, items: Sequence[Any]) -> list[None]:
-            busy.set()
-            release.wait(10)
-            return [None] * len(items)
-
-        # A queue behind a slow write: the next batch holds every queued job.
-        blocker = writer.submit(hold, None)
-        assert busy.wait(10)
-        burst = [writer.submit(add_marks, f"burst {n}") for n in range(Writer.BUSY_BATCH)]
-        release.set()
-        blocker.result(10)
+        with writer_held(writer):  # the next batch holds every job of the burst
+            burst = [writer.submit(add_marks, f"burst {n}") for n in range(Writer.BUSY_BATCH)]
         assert all(isinstance(f.result(10), int) for f in burst)  # written here while the child starts
         deadline = time.monotonic() + 20
         while not process.ready:
