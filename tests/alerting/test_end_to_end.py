@@ -5,6 +5,7 @@ with it, rules and group timers read it); the alerting loops run in the server a
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.alerting.conftest import START
 from tests.alerting.receivers import HttpReceiver
 from tests.conftest import Server, make_project, make_token, run_server
+from watchkeeper.alerting.incidents import Incident, list_incidents
 from watchkeeper.config import AlertingSettings, Settings
 from watchkeeper.lib.clock import ManualClock
 
@@ -42,9 +44,15 @@ def receiver() -> Iterator[HttpReceiver]:
 @pytest.fixture
 def alerting_server(settings: Settings, tmp_path: Path, receiver: HttpReceiver) -> Iterator[Server]:
     alerting = AlertingSettings(config_file=routing_file(tmp_path, f"{receiver.url}/hook"),
-                                evaluation_interval_seconds=0.1, dispatch_interval_seconds=0.1)
+                                evaluation_interval_seconds=0.1, dispatch_interval_seconds=0.1,
+                                incident_interval_seconds=0.2)
     with run_server(settings.model_copy(update={"alerting": alerting}), ManualClock(START)) as server:
         yield server
+
+
+def incidents_of(server: Server) -> list[Incident]:
+    with server.runtime.engine.connect() as conn:
+        return list_incidents(conn)
 
 
 def send_errors(dsn: str, count: int) -> None:
@@ -80,6 +88,16 @@ def test_an_error_spike_sent_with_sentry_sdk_notifies_once_per_group(alerting_se
     summary = re.fullmatch(r"backend: (\d+)\.0 errors per minute \(more than 10\)", alert["annotations"]["summary"])
     assert summary is not None and 10 < int(summary.group(1)) <= 15
     assert first.headers["X-Watchkeeper-Signature"].startswith("sha256=")
+    # Each group's spike (severity high) opened one incident.
+    deadline = time.monotonic() + 15
+    while len(incidents_of(alerting_server)) < 2:
+        assert time.monotonic() < deadline, "no incident for each group"
+        time.sleep(0.05)
+    opened = sorted(incidents_of(alerting_server), key=lambda i: i.project_id or 0)
+    assert [(i.project_id, i.severity, i.state) for i in opened] == [
+        (backend.id, "high", "triggered"), (frontend.id, "high", "triggered")]
+    assert opened[0].title.startswith("backend: ") and opened[1].title.startswith("frontend: ")  # the summary
+    assert len(receiver.requests) == 2  # still exactly one notification per group
     metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(httpx.get(f"{alerting_server.url}/metrics").text)
                for s in family.samples}
