@@ -282,8 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     tmadd.set_defaults(func=cmd_team_add)
 
     from watchkeeper.alerting.incident_cli import add_commands as add_incident_commands
+    from watchkeeper.alerting.silence_cli import add_commands as add_silence_commands
 
     add_incident_commands(commands, common)
+    add_silence_commands(commands, common)
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate the settings and print them", parents=[common])
     check.add_argument("--json", action="store_true")
