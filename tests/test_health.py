@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -58,13 +60,25 @@ def test_readiness_fails_when_the_writer_is_stopped(server: Server) -> None:
     assert httpx.get(f"{server.url}/health/ready").json()["checks"]["writer:queue"][0]["status"] == "pass"
 
 
+def settled_samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The metrics at a moment the writer had nothing queued (background work writes too, e.g. at start:
+    this asks again until the scrape itself saw an empty queue)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = samples(server)
+        if found[("watchkeeper_writer_queue_depth", ())] == 0:
+            return found
+        assert time.monotonic() < deadline, "the writer queue did not drain"
+        time.sleep(0.01)
+
+
 def test_metrics_count_accepted_events_latency_commits_and_queue_depth(server: Server, project: ProjectFixture) -> None:
-    before = samples(server)
+    before = settled_samples(server)
     assert before[("watchkeeper_writer_queue_depth", ())] == 0
     for _ in range(3):
         assert send_event(server, project).status_code == 200
     assert send_event(server, project, public_key="0" * 32).status_code in (401, 403)
-    after = samples(server)
+    after = settled_samples(server)
     accepted = after[("watchkeeper_ingest_items_total", (("category", "error"), ("outcome", "accepted")))]
     assert accepted == 3
     assert after[("watchkeeper_ingest_request_seconds_count", ())] >= 3
