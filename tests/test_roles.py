@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +22,7 @@ from watchkeeper.app import Runtime
 from watchkeeper.cli import build_parser
 from watchkeeper.config import ConfigError, Settings, load_settings
 from watchkeeper.lib.clock import ManualClock
-from watchkeeper.store.leases import Leadership, leases
+from watchkeeper.store.leases import Leadership, acquire, holder_name, leases
 from watchkeeper.store.writer import call_each
 
 
@@ -147,3 +150,24 @@ def test_the_role_comes_from_the_command_line_or_the_settings(settings: Settings
     assert load_settings(environ={"WATCHKEEPER_ROLE": "ingest"}).role == "ingest"
     with pytest.raises(ConfigError, match="role"):
         load_settings(environ={"WATCHKEEPER_ROLE": "everything"})
+
+
+def test_a_restarted_server_takes_the_lease_of_its_dead_predecessor_at_once(runtime: Runtime) -> None:
+    """After a crash (kill -9) the lease row still names the dead process for up to a term; a process
+    on the same host sees that process is gone and takes over without waiting. A live holder, or one on
+    another host, keeps the lease until its term ends."""
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()  # exited and reaped: its pid names no process (until reused, far later)
+    here = socket.gethostname()[:100]
+    cases = [
+        (f"{here}:{dead_pid.pid}:0badc0de", True),  # died on this host
+        (f"{here}:{os.getppid()}:0badc0de", False),  # alive on this host
+        (f"elsewhere:{dead_pid.pid}:0badc0de", False),  # another host: only the term tells
+    ]
+    for previous, taken in cases:
+        def take(conn: Connection, previous: str = previous) -> bool:
+            conn.execute(leases.delete())
+            conn.execute(leases.insert().values(name="background", holder=previous, expires_at=1e12))
+            return acquire(conn, "background", holder_name(), now=1000.0, term=30)
+
+        assert runtime.writer.run_sync(call_each, take) is taken, previous

@@ -43,8 +43,26 @@ def holder_name() -> str:
     return f"{socket.gethostname()[:100]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def died_here(holder: str) -> bool:
+    """Whether ``holder`` was a process on this host that no longer runs: a server restarted after a
+    crash (kill -9, out of memory) need not wait out its own dead predecessor's term. Anything else —
+    another host, a live process, a name we cannot read — counts as alive, and the term decides."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname()[:100] or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
 def acquire(conn: Connection, name: str, holder: str, *, now: float, term: float) -> bool:
-    """Take or renew the lease ``name`` until ``now + term``; True if ``holder`` holds it now.
+    """Take or renew the lease ``name`` until ``now + term``; True if ``holder`` holds it now. A lease
+    still in its term is taken over only from a holder that `died_here`.
 
     >>> from watchkeeper.store.engine import make_engine
     >>> engine = make_engine("sqlite://"); metadata.create_all(engine, tables=[leases])
@@ -56,11 +74,13 @@ def acquire(conn: Connection, name: str, holder: str, *, now: float, term: float
     True
     """
     until = now + term
+    current = conn.scalar(select(leases.c.holder).where(leases.c.name == name))
+    dead = [current] if current is not None and current != holder and died_here(current) else []
     stmt = upsert(conn, leases).values(name=name, holder=holder, expires_at=until)
     stmt = stmt.on_conflict_do_update(
         index_elements=[leases.c.name],
         set_={"holder": holder, "expires_at": until},
-        where=or_(leases.c.holder == holder, leases.c.expires_at < now),
+        where=or_(leases.c.holder == holder, leases.c.expires_at < now, leases.c.holder.in_(dead)),
     )
     conn.execute(stmt)
     return conn.scalar(select(leases.c.holder).where(leases.c.name == name)) == holder
