@@ -168,11 +168,6 @@ def apply_alert_plan(conn: Connection, plan: AlertPlan, now: float) -> int:
     return opened
 
 
-def declare_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str]) -> int:
-    """`plan_from_alerts` and `apply_alert_plan` on one connection (tests, and one-off calls)."""
-    return apply_alert_plan(conn, plan_from_alerts(conn, dispatcher, now, severities), now)
-
-
 class Responder:
     """The loop of one server process; `round()` is one pass (the tests call it with a manual clock)."""
 
