@@ -57,6 +57,7 @@ class Sampler(threading.Thread):
         self.pid, self.period, self.rss, self.stop_flag = pid, period, [], threading.Event()
         self.cpu0 = cpu_seconds(pid)
         self.main0 = _cpu_seconds(pid)
+        self.each0 = {p: _cpu_seconds(p) for p in process_tree(pid)}
         self.t0 = time.monotonic()
 
     def run(self) -> None:
@@ -154,10 +155,14 @@ def main() -> None:
         wrk_cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / args.duration
         cpu, rss_med, rss_max = sampler.finish()
         print(out)
-        for pid in process_tree(server.pid):  # which process holds the memory
+        ok200_early = int(re.search(r"WK_RESULT ok200=(\d+)", out)[1]) if "WK_RESULT" in out else 0
+        for pid in process_tree(server.pid):  # which process holds the memory and the CPU
             try:
                 name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[2:4]
-                print(f"RSS after full load: pid {pid} {b' '.join(name).decode()[:60]}: {_rss_kib(pid) / 1024:.1f} MiB")
+                used = (_cpu_seconds(pid) - sampler.each0.get(pid, 0.0)) / args.duration
+                per_event = used / max(1, ok200_early / args.duration) * 1e6
+                print(f"RSS after full load: pid {pid} {b' '.join(name).decode()[:60]}: "
+                      f"{_rss_kib(pid) / 1024:.1f} MiB; CPU {used * 100:.0f}% of one core, {per_event:.0f} us/event")
             except (FileNotFoundError, IndexError):
                 pass
         m = re.search(r"WK_RESULT ok200=(\d+) other=(\d+) p50_ms=([\d.]+) p90_ms=([\d.]+) p99_ms=([\d.]+)", out)
