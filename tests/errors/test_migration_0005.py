@@ -11,6 +11,7 @@ from sqlalchemy import text
 from tests.conftest import Server, make_project
 from tests.errors.test_ingest_protocol import auth, envelope, event, item, new_id, post
 from watchkeeper.store import migrate
+from watchkeeper.store.engine import for_writing
 
 
 def test_hour_counts_are_filled_from_minute_counts_on_upgrade(server: Server) -> None:
@@ -25,7 +26,7 @@ def test_hour_counts_are_filled_from_minute_counts_on_upgrade(server: Server) ->
         written = conn.execute(text("SELECT hour, count FROM issue_hour_counts ORDER BY hour")).all()
     assert sum(count for _, count in written) == 3
     config = migrate._config()
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:  # the running server writes meanwhile
         config.attributes["connection"] = conn
         command.downgrade(config, "0004")
     migrate.upgrade(engine)

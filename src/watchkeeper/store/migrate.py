@@ -52,8 +52,13 @@ def upgrade(engine: Engine) -> None:
     """
     from alembic import command
 
+    from watchkeeper.store.engine import for_writing
+
     config = _config()
-    with engine.begin() as conn:
+    # The write lock from BEGIN: Alembic reads the version table before it changes the schema, and a
+    # server already running on the database (a rolling restart, `watchkeeper migrate` beside it)
+    # commits in between; a deferred transaction would then fail at once with "database is locked".
+    with for_writing(engine).begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
