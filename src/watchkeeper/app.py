@@ -93,6 +93,12 @@ def build_runtime(settings: Settings, clock: Clock | None = None, *, migrate_in_
     when_busy = separate is None
     if separate is None:
         separate = processors > 0
+    pool = (
+        ProcessorPool(processors, min_size=settings.ingest.min_processors,
+                      max_pending=settings.ingest.max_processing_backlog)
+        if processors
+        else None
+    )
     writer = Writer(
         engine,
         max_batch=settings.writer.max_batch,
@@ -104,12 +110,12 @@ def build_runtime(settings: Settings, clock: Clock | None = None, *, migrate_in_
         else None,
         process_functions=frozenset({save_envelopes}),
         process_when_busy=when_busy,
+        gather_seconds=settings.writer.gather_ms / 1000,
+        # Envelopes in the processors are the writes about to arrive.
+        coming=(lambda: pool.pending) if pool is not None else None,
     )
     return Runtime(
-        processors=ProcessorPool(processors, min_size=settings.ingest.min_processors,
-                                 max_pending=settings.ingest.max_processing_backlog)
-        if processors
-        else None,
+        processors=pool,
         schema_head=schema_head,
         settings=settings,
         clock=clock,

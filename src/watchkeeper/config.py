@@ -52,6 +52,9 @@ class IngestSettings(_Section):
 class WriterSettings(_Section):
     # Group commit: the writer takes everything queued (up to max_batch) into one transaction.
     max_batch: int = Field(1000, gt=0)
+    # While envelopes are still in the processor processes, a batch of fewer than 32 waits up to this
+    # long for them (see store/writer.py): fewer, larger transactions cost the writer less CPU per event.
+    gather_ms: float = Field(3.0, ge=0, le=100)
     # A bounded queue turns overload into fast 503s instead of unbounded memory.
     max_queue: int = Field(20_000, gt=0)
     # FULL survives power loss, NORMAL (WAL) survives a process crash; group commit pays for FULL.

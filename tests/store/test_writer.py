@@ -171,3 +171,30 @@ def test_async_waiters_of_one_batch_get_their_own_results_and_errors(engine: Eng
     assert isinstance(results[20], Exception)
     assert "unique" in str(results[20]).lower() or "duplicate" in str(results[20]).lower()
     assert [t for t in stored(engine) if t.startswith("async")] == sorted(f"async {n}" for n in range(20))
+
+
+def test_a_small_batch_waits_for_the_writes_still_coming(engine: Engine) -> None:
+    writer = Writer(engine, gather_seconds=5.0, coming=lambda: 1)  # always more on the way
+    writer.start()
+    try:
+        futures = []
+        for n in range(Writer.GATHER_BATCH):
+            futures.append(writer.submit(add_notes, f"note {n}"))
+            time.sleep(0.002)  # arriving one by one, as processed envelopes do
+        for future in futures:
+            future.result(10)
+    finally:
+        writer.stop()
+    # One transaction: the first write waited for the rest, until the batch was full.
+    assert writer.stats.batches == 1 and len(stored(engine)) == Writer.GATHER_BATCH
+
+
+def test_a_batch_commits_at_once_when_nothing_is_coming(engine: Engine) -> None:
+    writer = Writer(engine, gather_seconds=5.0, coming=lambda: 0)
+    writer.start()
+    try:
+        started = time.monotonic()
+        writer.run_sync(add_notes, "alone")
+        assert time.monotonic() - started < 2.0  # not the 5 s a gathering batch could wait
+    finally:
+        writer.stop()

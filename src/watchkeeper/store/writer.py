@@ -106,6 +106,7 @@ class Writer:
     """Group-commit writer thread.
 
     BUSY_BATCH: with `process_when_busy`, a batch with this many jobs for the process starts it.
+    GATHER_BATCH: with `gather_seconds`, the batch size a small batch may wait for.
 
     >>> from watchkeeper.store.engine import make_engine
     >>> w = Writer(make_engine("sqlite://")); w.start()
@@ -115,6 +116,7 @@ class Writer:
     """
 
     BUSY_BATCH = 8
+    GATHER_BATCH = 32
 
     def __init__(
         self,
@@ -128,6 +130,8 @@ class Writer:
         process_functions: frozenset[BatchFunction] = frozenset(),
         process_when_busy: bool = False,
         process_idle_seconds: float = 60.0,
+        gather_seconds: float = 0.0,
+        coming: Callable[[], int] | None = None,
     ) -> None:
         self.engine = for_writing(engine)
         # Batches of `process_functions` run in `process` (see store/writer_process.py), the rest here.
@@ -140,6 +144,13 @@ class Writer:
         self.process_when_busy = process_when_busy
         self.process_idle_seconds = process_idle_seconds
         self._last_busy = float("-inf")
+        # Group commit waits up to `gather_seconds` for a small batch to grow while `coming()` says
+        # more jobs are on their way (ingest: envelopes in the processor processes), as PostgreSQL's
+        # commit_delay does. Every transaction has a fixed cost (a dozen statements, the commit, a
+        # round trip to the writer process): 8 events a batch cost 357 µs of writer CPU each, 32 cost
+        # 214 µs. When nothing is coming the batch commits at once, so a lone request never waits.
+        self.gather_seconds = gather_seconds
+        self._coming = coming
         self.max_batch = max_batch
         self.clock = clock or SystemClock()
         self.stats = WriterStats()
@@ -222,6 +233,23 @@ class Writer:
             jobs.append(job)
         return jobs, stop
 
+    def _gather(self, jobs: list[_Job[Any]]) -> bool:
+        """Add jobs that arrive within `gather_seconds` while more are coming; True on the stop marker."""
+        assert self._coming is not None
+        deadline = self.clock.monotonic() + self.gather_seconds
+        while len(jobs) < self.GATHER_BATCH and self._coming() > 0:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                job = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if job is None:
+                return True
+            jobs.append(job)
+        return False
+
     def _loop(self) -> None:
         while True:
             if self.process_when_busy and self.process is not None and self.process.ready:
@@ -235,6 +263,8 @@ class Writer:
             if first is None:
                 return
             jobs, stop = self._take_batch(first)
+            if not stop and self._coming is not None and self.gather_seconds > 0 and len(jobs) < self.GATHER_BATCH:
+                stop = self._gather(jobs)
             self._commit(jobs)
             if stop:
                 # Drain what was queued before the stop marker arrived.
