@@ -97,15 +97,24 @@ def _project_id(request: Request) -> int:
     return int(raw)
 
 
+def _query_key(request: Request) -> str | None:
+    # Most SDKs send the X-Sentry-Auth header and no query string: then there is none to parse.
+    return request.query_params.get("sentry_key") if request.scope.get("query_string") else None
+
+
 async def _authorize(runtime: Runtime, request: Request, project_id: int, dsn: Any) -> KeyGrant:
     try:
         public_key = find_public_key(
             request.headers.get("x-sentry-auth"),
-            request.query_params.get("sentry_key"),
+            _query_key(request),
             dsn if isinstance(dsn, str) else None,
         )
     except AuthError as exc:
         raise IngestError(exc.status, str(exc), "unauthorized") from None
+    return await _grant(runtime, project_id, public_key)
+
+
+async def _grant(runtime: Runtime, project_id: int, public_key: str) -> KeyGrant:
     found, grant = runtime.key_cache.cached(public_key)
     if not found:
         # A miss queries the database: keep it off the event loop (scanners send random keys).
@@ -124,12 +133,12 @@ async def _authorize_early(runtime: Runtime, request: Request, project_id: int) 
     Only a request without any key there is read first, to find the envelope header's `dsn`.
     """
     try:
-        find_public_key(request.headers.get("x-sentry-auth"), request.query_params.get("sentry_key"), None)
+        public_key = find_public_key(request.headers.get("x-sentry-auth"), _query_key(request), None)
     except AuthError as exc:
         if exc.status == 401:
             return None
         raise IngestError(exc.status, str(exc), "unauthorized") from None
-    return await _authorize(runtime, request, project_id, None)
+    return await _grant(runtime, project_id, public_key)
 
 
 def _rules(runtime: Runtime, grant: KeyGrant) -> ScrubbingRules:
@@ -200,7 +209,7 @@ async def _accept_body(runtime: Runtime, request: Request, grant: KeyGrant, body
         request.headers.get("content-encoding"),
         runtime.settings.ingest.max_decompressed_bytes,
         request.headers.get("x-sentry-auth"),
-        request.query_params.get("sentry_key"),
+        _query_key(request),
         _context(runtime, request, grant, []),
     )
     processed = await _in_processor(runtime, process_envelope, job)
