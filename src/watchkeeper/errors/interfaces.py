@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
@@ -151,12 +152,12 @@ def trim(value: Any, depth: int = 0) -> Any:
     True
     """
     t = type(value)
-    if (t is dict or t is list) and _within_bounds(value, depth):
+    if (t is dict or t is list) and within_bounds(value, depth):
         return value
     return _trimmed(value, depth)
 
 
-def _within_bounds(value: dict[Any, Any] | list[Any], depth: int) -> bool:
+def within_bounds(value: dict[Any, Any] | list[Any], depth: int) -> bool:
     """Whether `_trimmed` would return an equal copy of ``value`` (a dict or list parsed from JSON)."""
     if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
         return False
@@ -179,7 +180,7 @@ def _within_bounds(value: dict[Any, Any] | list[Any], depth: int) -> bool:
             if not _isfinite(item):
                 return False
         elif kind is dict or kind is list:
-            if not _within_bounds(item, depth + 1):
+            if not within_bounds(item, depth + 1):
                 return False
         elif kind is not bool and item is not None:
             return False
@@ -332,7 +333,11 @@ def _lines(value: Any, keep_last: bool) -> list[str] | None:
     ]
 
 
-def frame(data: Any) -> dict[str, Any] | None:
+# How frame variables and breadcrumb data are trimmed: scrubbing passes one that also scrubs them.
+TrimVars = Callable[[dict[str, Any]], Any]
+
+
+def frame(data: Any, trim_vars: TrimVars = trim) -> dict[str, Any] | None:
     """One stack frame; ``in_app`` is always present (``True``, ``False`` or ``None``)."""
     if type(data) is not dict:
         return None
@@ -376,13 +381,13 @@ def frame(data: Any) -> dict[str, Any] | None:
     out["in_app"] = in_app if type(in_app) is bool else None
     variables = get("vars")
     if type(variables) is dict:
-        out["vars"] = trim(variables)
+        out["vars"] = trim_vars(variables)
     elif type(variables) is list:  # some SDKs send positional arguments
-        out["vars"] = trim({str(i): v for i, v in enumerate(variables[:MAX_ITEMS])})
+        out["vars"] = trim_vars({str(i): v for i, v in enumerate(variables[:MAX_ITEMS])})
     return out if len(out) > 1 else None
 
 
-def stacktrace(data: Any) -> dict[str, Any] | None:
+def stacktrace(data: Any, trim_vars: TrimVars = trim) -> dict[str, Any] | None:
     """``{"frames": [...]}`` oldest call first; over 250 frames the middle is dropped, like Sentry."""
     if type(data) is not dict:
         return None
@@ -393,7 +398,7 @@ def stacktrace(data: Any) -> dict[str, Any] | None:
     half = MAX_FRAMES // 2
     if total > MAX_FRAMES:
         raw = raw[:half] + raw[-half:]
-    frames = [f for f in map(frame, raw) if f is not None]
+    frames = [f for item in raw if (f := frame(item, trim_vars)) is not None]
     if not frames:
         return None
     out: dict[str, Any] = {"frames": frames}
@@ -450,7 +455,7 @@ def _exception_value(value: Any) -> str | None:
     return string(value)
 
 
-def exception(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]]:
+def exception(data: Any, errors: EventErrors, trim_vars: TrimVars = trim) -> dict[str, list[dict[str, Any]]]:
     """``{"values": [...]}`` in the SDK's order (the last value is the exception raised)."""
     out = []
     for item in values_of(data, errors, "exception", MAX_EXCEPTIONS, single=True):
@@ -467,7 +472,7 @@ def exception(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]]
         mechanism = _mechanism(item.get("mechanism"))
         if mechanism is not None:
             value["mechanism"] = mechanism
-        trace = stacktrace(item.get("stacktrace"))
+        trace = stacktrace(item.get("stacktrace"), trim_vars)
         if trace is not None:
             value["stacktrace"] = trace
         if value["type"] is None and not value["value"] and trace is None:
@@ -477,7 +482,7 @@ def exception(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]]
     return {"values": out}
 
 
-def threads(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]] | None:
+def threads(data: Any, errors: EventErrors, trim_vars: TrimVars = trim) -> dict[str, list[dict[str, Any]]] | None:
     out = []
     for item in values_of(data, errors, "threads", MAX_THREADS):
         if type(item) is not dict:
@@ -494,7 +499,7 @@ def threads(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]] |
         for key in ("crashed", "current", "main"):
             if type(item.get(key)) is bool:
                 thread[key] = item[key]
-        trace = stacktrace(item.get("stacktrace"))
+        trace = stacktrace(item.get("stacktrace"), trim_vars)
         if trace is not None:
             thread["stacktrace"] = trace
         if thread:
@@ -505,7 +510,9 @@ def threads(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]] |
 # --- breadcrumbs, request, user, contexts -------------------------------------------------------
 
 
-def breadcrumbs(data: Any, errors: EventErrors, default_time: float) -> dict[str, list[dict[str, Any]]]:
+def breadcrumbs(
+    data: Any, errors: EventErrors, default_time: float, trim_data: TrimVars = trim
+) -> dict[str, list[dict[str, Any]]]:
     """``{"values": [...]}`` holding the newest 100 crumbs, oldest first."""
     out = []
     for item in values_of(data, errors, "breadcrumbs", MAX_BREADCRUMBS):
@@ -538,7 +545,7 @@ def breadcrumbs(data: Any, errors: EventErrors, default_time: float) -> dict[str
             crumb["message"] = message
         crumb_data = get("data")
         if type(crumb_data) is dict:
-            crumb["data"] = trim(crumb_data)
+            crumb["data"] = trim_data(crumb_data)
         out.append(crumb)
     return {"values": out}
 
