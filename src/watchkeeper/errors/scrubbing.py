@@ -141,6 +141,7 @@ def _is_pair(item: Any) -> bool:
     return isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
 
 
+# _PLAIN is 0, so that "if verdict:" picks out the rare keys.
 _PLAIN, _SENSITIVE, _SAFE = 0, 1, 2
 _CARD_RANGE_START = 10**12
 # No value pattern matches fewer characters ("a@b.io" is the shortest).
@@ -269,26 +270,23 @@ class EventScrubber:
         verdicts = self.bounded_verdicts
         memo = self.memo
         for key, item in data.items():
-            verdict = verdicts.get(key)
-            if verdict is None:
-                verdict = self.keys.bounded_verdict(key)
-                if verdict is None:
+            try:  # a subscript is cheaper than .get(), and keys repeat: a miss is rare
+                verdict = verdicts[key]
+            except KeyError:
+                found = self.keys.bounded_verdict(key)
+                if found is None:
                     return False
-            kind = type(item)
-            if verdict == _SENSITIVE:
-                # Whatever the value, trimmed or not, it is filtered: no need to look inside. But
-                # trim() turns NaN and infinities into null, which is left alone.
-                if item is not None:
-                    if kind is float and not isfinite(item):
-                        return False
-                    replaced.append((data, key, item))
-                    data[key] = FILTERED
+                verdict = found
+            if verdict:  # _SENSITIVE or _SAFE: rare, kept out of the loop
+                if not self._bounded_special(data, key, item, verdict, depth, replaced):
+                    return False
                 continue
+            kind = type(item)
             if kind is str:
                 size = len(item)
                 if size > MAX_STRING_BYTES or not item.isascii():
                     return False
-                if size >= _MIN_PATTERN_LENGTH and verdict != _SAFE:
+                if size >= _MIN_PATTERN_LENGTH:
                     scrubbed = memo.get(item)
                     if scrubbed is None:
                         scrubbed = memo[item] = scrub_text(item, ips=self.ips)
@@ -296,24 +294,18 @@ class EventScrubber:
                         replaced.append((data, key, item))
                         data[key] = scrubbed
             elif kind is int:
-                if not _INT_MIN <= item < _INT_END:
-                    return False
-                if item >= _CARD_RANGE_START and verdict != _SAFE and is_card_number(item):
-                    replaced.append((data, key, item))
-                    data[key] = "[creditcard]"
+                # One comparison for the usual small number; the bounds and cards only above it.
+                if item >= _CARD_RANGE_START or item < _INT_MIN:
+                    if not _INT_MIN <= item < _INT_END:
+                        return False
+                    if is_card_number(item):
+                        replaced.append((data, key, item))
+                        data[key] = "[creditcard]"
             elif kind is dict:
-                if not (
-                    within_bounds(item, depth + 1)
-                    if verdict == _SAFE
-                    else self._bounded_mapping(item, depth + 1, replaced)
-                ):
+                if not self._bounded_mapping(item, depth + 1, replaced):
                     return False
             elif kind is list:
-                if not (
-                    within_bounds(item, depth + 1)
-                    if verdict == _SAFE
-                    else self._bounded_sequence(item, depth + 1, replaced)
-                ):
+                if not self._bounded_sequence(item, depth + 1, replaced):
                     return False
             elif kind is float:
                 if not isfinite(item):
@@ -321,6 +313,31 @@ class EventScrubber:
             elif kind is not bool and item is not None:
                 return False
         return True
+
+    def _bounded_special(
+        self, data: dict[Any, Any], key: Any, item: Any, verdict: int, depth: int, replaced: list[tuple[Any, Any, Any]]
+    ) -> bool:
+        """`_bounded_mapping` for a sensitive or safe key."""
+        kind = type(item)
+        if verdict == _SENSITIVE:
+            # Whatever the value, trimmed or not, it is filtered: no need to look inside. But
+            # trim() turns NaN and infinities into null, which is left alone.
+            if item is not None:
+                if kind is float and not isfinite(item):
+                    return False
+                replaced.append((data, key, item))
+                data[key] = FILTERED
+            return True
+        # Safe: trimmed only.
+        if kind is dict or kind is list:
+            return within_bounds(item, depth + 1)
+        if kind is str:
+            return len(item) <= MAX_STRING_BYTES and item.isascii()
+        if kind is int:
+            return _INT_MIN <= item < _INT_END
+        if kind is float:
+            return isfinite(item)
+        return kind is bool or item is None
 
     def _bounded_sequence(self, items: list[Any], depth: int, replaced: list[tuple[Any, Any, Any]]) -> bool:
         if depth >= TRIM_DEPTH or len(items) > MAX_ITEMS:
@@ -340,11 +357,12 @@ class EventScrubber:
                         replaced.append((items, index, item))
                         items[index] = scrubbed
             elif kind is int:
-                if not _INT_MIN <= item < _INT_END:
-                    return False
-                if item >= _CARD_RANGE_START and is_card_number(item):
-                    replaced.append((items, index, item))
-                    items[index] = "[creditcard]"
+                if item >= _CARD_RANGE_START or item < _INT_MIN:
+                    if not _INT_MIN <= item < _INT_END:
+                        return False
+                    if is_card_number(item):
+                        replaced.append((items, index, item))
+                        items[index] = "[creditcard]"
             elif kind is dict:
                 if not self._bounded_mapping(item, depth + 1, replaced):
                     return False
