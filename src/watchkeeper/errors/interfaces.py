@@ -319,9 +319,13 @@ def short_string(value: Any, chars: int) -> str | None:
 def _lines(value: Any, keep_last: bool) -> list[str] | None:
     if type(value) is not list:
         return None
-    window = value[-MAX_CONTEXT_LINES:] if keep_last else value[:MAX_CONTEXT_LINES]
-    # Lines are almost always short ASCII strings: then the slice (a new list) is the answer,
-    # and a plain loop checks that faster than a comprehension rebuilds it.
+    # Usually all lines fit: then the list is taken over, like free-form data within bounds.
+    if len(value) <= MAX_CONTEXT_LINES:
+        window = value
+    else:
+        window = value[-MAX_CONTEXT_LINES:] if keep_last else value[:MAX_CONTEXT_LINES]
+    # Lines are almost always short ASCII strings: then the window is the answer, and a plain
+    # loop checks that faster than a comprehension rebuilds it.
     for line in window:
         if type(line) is not str or not line.isascii() or len(line) > 1024:
             break
@@ -345,12 +349,14 @@ def frame(data: Any, trim_vars: TrimVars = trim) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for key in _FRAME_NAMES:
         value = get(key)
+        if value is None:
+            continue
         if type(value) is str and value.isascii() and 0 < len(value) <= NAME_CHARS:
             out[key] = value
-        elif value is not None and (text := string(value, NAME_CHARS)):
+        elif text := string(value, NAME_CHARS):
             out[key] = text
     platform = get("platform")
-    if type(platform) is str and len(platform) <= 64:
+    if platform is not None and type(platform) is str and len(platform) <= 64:
         out["platform"] = platform.lower()
     # The int and short-ASCII checks inline what integer() and short_string() would accept: those
     # calls are most of a frame's cost and every event carries dozens of frames.
@@ -368,17 +374,13 @@ def frame(data: Any, trim_vars: TrimVars = trim) -> dict[str, Any] | None:
             context_line if context_line.isascii() and len(context_line) <= 1024 else short_string(context_line, 1024)
         )
     pre = get("pre_context")
-    if pre:
-        pre = _lines(pre, keep_last=True)
-        if pre:
-            out["pre_context"] = pre
+    if pre and (pre := _lines(pre, keep_last=True)):
+        out["pre_context"] = pre
     post = get("post_context")
-    if post:
-        post = _lines(post, keep_last=False)
-        if post:
-            out["post_context"] = post
+    if post and (post := _lines(post, keep_last=False)):
+        out["post_context"] = post
     in_app = get("in_app")
-    out["in_app"] = in_app if type(in_app) is bool else None
+    out["in_app"] = in_app if in_app is True or in_app is False else None
     variables = get("vars")
     if type(variables) is dict:
         out["vars"] = trim_vars(variables)
