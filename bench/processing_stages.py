@@ -41,11 +41,16 @@ def _cpu_per_item(fn: Callable[[Any], Any], make_inputs: Callable[[], list[Any]]
     best = float("inf")
     for _ in range(runs):
         inputs = make_inputs()
+        # The inputs (parsed events, for some stages) are far more objects than a processor process
+        # holds: frozen, the cyclic GC does not rescan them, as it would not in production.
         gc.collect()
+        gc.freeze()
         start = time.process_time()
         for item in inputs:
             fn(item)
         best = min(best, (time.process_time() - start) / len(inputs))
+        del inputs
+        gc.unfreeze()
     return best * 1e6
 
 
