@@ -123,10 +123,14 @@ def test_replacements_made_before_a_broken_bound_do_not_leak_into_the_input() ->
 
 
 # Values that reach every bound and every scrubbing rule.
-values = st.recursive(
+scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats()
     | st.sampled_from([VISA, "a@b.io", "10.1.2.3", "Bearer abcdefghijk", "é" * 3, "x" * (MAX_STRING_BYTES + 1)])
-    | st.text(max_size=8),
+    | st.sampled_from([2**64, 2**64 - 1, -(2**63), -(2**63) - 1, float("nan"), float("-inf")])  # the int/float bounds
+    | st.text(max_size=8)
+)
+values = st.recursive(
+    scalars,
     lambda children: (
         st.lists(children, max_size=3)
         | st.dictionaries(
@@ -134,14 +138,16 @@ values = st.recursive(
             children,
             max_size=4,
         )
-        | st.builds(lambda v: dict.fromkeys((f"k{i}" for i in range(MAX_ITEMS + 1)), v), children)
+        # Over-wide containers of scalars only: nested, they would multiply into huge examples.
+        | st.builds(lambda v: dict.fromkeys((f"k{i}" for i in range(MAX_ITEMS + 1)), v), scalars)
+        | st.builds(lambda v: [v] * (MAX_ITEMS + 1), scalars)
         | st.builds(lambda v: nested(MAX_DEPTH, v), children)
     ),
-    max_leaves=20,
+    max_leaves=12,
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["password", "note", "iban", "who", "ok", "x"]), values, max_size=5),
        st.sampled_from(RULES))
 def test_any_variables_store_what_two_walks_store(variables: dict[str, Any], rules: ScrubbingRules) -> None:
