@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -8,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.errors.interfaces import MAX_ITEMS, MAX_STRING_BYTES, clip, trim
+from watchkeeper.errors import interfaces as iface
+from watchkeeper.errors.interfaces import MAX_ITEMS, MAX_STRING_BYTES, EventErrors, clip, trim
 from watchkeeper.errors.normalize import InvalidEvent, format_message, normalize_event
 
 NOW = 1_700_000_000.0
@@ -926,3 +928,20 @@ def test_trim_returns_data_within_bounds_unchanged_and_copies_only_what_breaks_o
     copied = _trimmed(value, 0)
     assert orjson.dumps(trim(value), option=orjson.OPT_NON_STR_KEYS) == orjson.dumps(
         copied, option=orjson.OPT_NON_STR_KEYS)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["192.0.2.45", " 10.0.0.1 ", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+     "1.2.3.4\n", "\u0661.2.3.4", "1.2.3.04", "2001:db8::1", "::ffff:1.2.3.4", "1.2.3.4%eth0", "", "x"],
+)
+def test_user_ip_is_what_ipaddress_makes_of_it(address: str) -> None:
+    """The dotted-quad fast path gives what ipaddress gives: the same address, or an error."""
+    errors = EventErrors()
+    got = iface.user({"ip_address": address}, errors, None)
+    try:
+        expected = str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        assert got is None and errors.items[0]["value"] == address
+    else:
+        assert got == {"ip_address": expected} and not errors.items

@@ -897,3 +897,19 @@ def test_it_scrubs_an_event_captured_by_the_real_sentry_sdk() -> None:
         "card": "'[creditcard]'",
     }
     assert event["exception"]["values"][0]["type"] == "ValueError"
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("Customer", "Customer"),  # a word: no pattern can match, nothing is searched
+        ("paid 4111111111111111 \ud800", "paid [creditcard] \ud800"),  # a lone surrogate takes the slow encode
+        ("lone \udc00 a@b.io 10.1.2.3", "lone \udc00 [email] 10.1.2.0"),
+        ("host \u0661.\u0662.\u0663.\u0664 port 8", "host \u0661.\u0662.\u0663.0 port 8"),  # non-ASCII digits
+        ("x 2001:db8::1 y", "x 2001:db8:: y"),
+        (GENESIS_ADDRESS, "[wallet]"),
+        ("ab\u00a0bearer abcdefghijk", "ab\u00a0bearer [Filtered]"),
+    ],
+)
+def test_substring_prefilters_never_hide_a_match(text: str, scrubbed: str) -> None:
+    assert pii_patterns.scrub_text(text, ips=True) == scrubbed

@@ -336,9 +336,10 @@ def _primary_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _culprit_frame(event: dict[str, Any]) -> dict[str, Any] | None:
     frames = _primary_frames(event)
-    if not frames:
-        return None
-    flags = _in_app_flags(frames)
+    return _newest_app_frame(frames, _in_app_flags(frames)) if frames else None
+
+
+def _newest_app_frame(frames: list[dict[str, Any]], flags: list[bool]) -> dict[str, Any]:
     for frame, in_app in zip(reversed(frames), reversed(flags), strict=True):
         if in_app:
             return frame
@@ -408,11 +409,13 @@ def event_metadata(event: dict[str, Any]) -> dict[str, Any]:
             text = _text(raised.get(key))
             if text:
                 metadata[key] = text[:1024]
-    frame = _culprit_frame(event)
-    if frame is not None:
+    frames = _primary_frames(event)
+    if frames:
+        flags = _in_app_flags(frames)
+        frame = _newest_app_frame(frames, flags)
         for key in ("filename", "function"):
             text = _text(frame.get(key))
             if text:
                 metadata[key] = text
-        metadata["in_app_frame_count"] = sum(_in_app_flags(_primary_frames(event)))
+        metadata["in_app_frame_count"] = sum(flags)
     return metadata

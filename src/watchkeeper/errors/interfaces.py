@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
@@ -151,12 +152,12 @@ def trim(value: Any, depth: int = 0) -> Any:
     True
     """
     t = type(value)
-    if (t is dict or t is list) and _within_bounds(value, depth):
+    if (t is dict or t is list) and within_bounds(value, depth):
         return value
     return _trimmed(value, depth)
 
 
-def _within_bounds(value: dict[Any, Any] | list[Any], depth: int) -> bool:
+def within_bounds(value: dict[Any, Any] | list[Any], depth: int) -> bool:
     """Whether `_trimmed` would return an equal copy of ``value`` (a dict or list parsed from JSON)."""
     if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
         return False
@@ -179,7 +180,7 @@ def _within_bounds(value: dict[Any, Any] | list[Any], depth: int) -> bool:
             if not _isfinite(item):
                 return False
         elif kind is dict or kind is list:
-            if not _within_bounds(item, depth + 1):
+            if not within_bounds(item, depth + 1):
                 return False
         elif kind is not bool and item is not None:
             return False
@@ -318,9 +319,13 @@ def short_string(value: Any, chars: int) -> str | None:
 def _lines(value: Any, keep_last: bool) -> list[str] | None:
     if type(value) is not list:
         return None
-    window = value[-MAX_CONTEXT_LINES:] if keep_last else value[:MAX_CONTEXT_LINES]
-    # Lines are almost always short ASCII strings: then the slice (a new list) is the answer,
-    # and a plain loop checks that faster than a comprehension rebuilds it.
+    # Usually all lines fit: then the list is taken over, like free-form data within bounds.
+    if len(value) <= MAX_CONTEXT_LINES:
+        window = value
+    else:
+        window = value[-MAX_CONTEXT_LINES:] if keep_last else value[:MAX_CONTEXT_LINES]
+    # Lines are almost always short ASCII strings: then the window is the answer, and a plain
+    # loop checks that faster than a comprehension rebuilds it.
     for line in window:
         if type(line) is not str or not line.isascii() or len(line) > 1024:
             break
@@ -332,7 +337,11 @@ def _lines(value: Any, keep_last: bool) -> list[str] | None:
     ]
 
 
-def frame(data: Any) -> dict[str, Any] | None:
+# How frame variables and breadcrumb data are trimmed: scrubbing passes one that also scrubs them.
+TrimVars = Callable[[dict[str, Any]], Any]
+
+
+def frame(data: Any, trim_vars: TrimVars = trim) -> dict[str, Any] | None:
     """One stack frame; ``in_app`` is always present (``True``, ``False`` or ``None``)."""
     if type(data) is not dict:
         return None
@@ -340,12 +349,14 @@ def frame(data: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for key in _FRAME_NAMES:
         value = get(key)
+        if value is None:
+            continue
         if type(value) is str and value.isascii() and 0 < len(value) <= NAME_CHARS:
             out[key] = value
-        elif value is not None and (text := string(value, NAME_CHARS)):
+        elif text := string(value, NAME_CHARS):
             out[key] = text
     platform = get("platform")
-    if type(platform) is str and len(platform) <= 64:
+    if platform is not None and type(platform) is str and len(platform) <= 64:
         out["platform"] = platform.lower()
     # The int and short-ASCII checks inline what integer() and short_string() would accept: those
     # calls are most of a frame's cost and every event carries dozens of frames.
@@ -363,26 +374,22 @@ def frame(data: Any) -> dict[str, Any] | None:
             context_line if context_line.isascii() and len(context_line) <= 1024 else short_string(context_line, 1024)
         )
     pre = get("pre_context")
-    if pre:
-        pre = _lines(pre, keep_last=True)
-        if pre:
-            out["pre_context"] = pre
+    if pre and (pre := _lines(pre, keep_last=True)):
+        out["pre_context"] = pre
     post = get("post_context")
-    if post:
-        post = _lines(post, keep_last=False)
-        if post:
-            out["post_context"] = post
+    if post and (post := _lines(post, keep_last=False)):
+        out["post_context"] = post
     in_app = get("in_app")
-    out["in_app"] = in_app if type(in_app) is bool else None
+    out["in_app"] = in_app if in_app is True or in_app is False else None
     variables = get("vars")
     if type(variables) is dict:
-        out["vars"] = trim(variables)
+        out["vars"] = trim_vars(variables)
     elif type(variables) is list:  # some SDKs send positional arguments
-        out["vars"] = trim({str(i): v for i, v in enumerate(variables[:MAX_ITEMS])})
+        out["vars"] = trim_vars({str(i): v for i, v in enumerate(variables[:MAX_ITEMS])})
     return out if len(out) > 1 else None
 
 
-def stacktrace(data: Any) -> dict[str, Any] | None:
+def stacktrace(data: Any, trim_vars: TrimVars = trim) -> dict[str, Any] | None:
     """``{"frames": [...]}`` oldest call first; over 250 frames the middle is dropped, like Sentry."""
     if type(data) is not dict:
         return None
@@ -393,7 +400,7 @@ def stacktrace(data: Any) -> dict[str, Any] | None:
     half = MAX_FRAMES // 2
     if total > MAX_FRAMES:
         raw = raw[:half] + raw[-half:]
-    frames = [f for f in map(frame, raw) if f is not None]
+    frames = [f for item in raw if (f := frame(item, trim_vars)) is not None]
     if not frames:
         return None
     out: dict[str, Any] = {"frames": frames}
@@ -450,7 +457,7 @@ def _exception_value(value: Any) -> str | None:
     return string(value)
 
 
-def exception(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]]:
+def exception(data: Any, errors: EventErrors, trim_vars: TrimVars = trim) -> dict[str, list[dict[str, Any]]]:
     """``{"values": [...]}`` in the SDK's order (the last value is the exception raised)."""
     out = []
     for item in values_of(data, errors, "exception", MAX_EXCEPTIONS, single=True):
@@ -467,7 +474,7 @@ def exception(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]]
         mechanism = _mechanism(item.get("mechanism"))
         if mechanism is not None:
             value["mechanism"] = mechanism
-        trace = stacktrace(item.get("stacktrace"))
+        trace = stacktrace(item.get("stacktrace"), trim_vars)
         if trace is not None:
             value["stacktrace"] = trace
         if value["type"] is None and not value["value"] and trace is None:
@@ -477,7 +484,7 @@ def exception(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]]
     return {"values": out}
 
 
-def threads(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]] | None:
+def threads(data: Any, errors: EventErrors, trim_vars: TrimVars = trim) -> dict[str, list[dict[str, Any]]] | None:
     out = []
     for item in values_of(data, errors, "threads", MAX_THREADS):
         if type(item) is not dict:
@@ -494,7 +501,7 @@ def threads(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]] |
         for key in ("crashed", "current", "main"):
             if type(item.get(key)) is bool:
                 thread[key] = item[key]
-        trace = stacktrace(item.get("stacktrace"))
+        trace = stacktrace(item.get("stacktrace"), trim_vars)
         if trace is not None:
             thread["stacktrace"] = trace
         if thread:
@@ -505,7 +512,9 @@ def threads(data: Any, errors: EventErrors) -> dict[str, list[dict[str, Any]]] |
 # --- breadcrumbs, request, user, contexts -------------------------------------------------------
 
 
-def breadcrumbs(data: Any, errors: EventErrors, default_time: float) -> dict[str, list[dict[str, Any]]]:
+def breadcrumbs(
+    data: Any, errors: EventErrors, default_time: float, trim_data: TrimVars = trim
+) -> dict[str, list[dict[str, Any]]]:
     """``{"values": [...]}`` holding the newest 100 crumbs, oldest first."""
     out = []
     for item in values_of(data, errors, "breadcrumbs", MAX_BREADCRUMBS):
@@ -538,7 +547,7 @@ def breadcrumbs(data: Any, errors: EventErrors, default_time: float) -> dict[str
             crumb["message"] = message
         crumb_data = get("data")
         if type(crumb_data) is dict:
-            crumb["data"] = trim(crumb_data)
+            crumb["data"] = trim_data(crumb_data)
         out.append(crumb)
     return {"values": out}
 
@@ -618,6 +627,10 @@ def request(data: Any, errors: EventErrors, client_ip: str | None) -> dict[str, 
 _USER_FIELDS = ("id", "username", "email", "name", "segment")
 _GEO_FIELDS = ("country_code", "city", "subdivision", "region")
 _AUTO_IP = frozenset({"{{auto}}", "{{ auto }}"})
+_KNOWN_USER_KEYS = frozenset({*_USER_FIELDS, "ip_address", "geo", "data"})
+# ASCII digits, no leading zeros (ipaddress refuses those); octets over 255 are checked apart.
+_OCTET = r"(0|[1-9][0-9]{0,2})"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
 
 def _ip(value: Any, client_ip: str | None, errors: EventErrors) -> str | None:
@@ -627,8 +640,14 @@ def _ip(value: Any, client_ip: str | None, errors: EventErrors) -> str | None:
         return None
     if value in _AUTO_IP:
         return client_ip
+    address = value.strip()
+    # A canonical dotted quad (the usual case) is what ipaddress would give back, at a tenth of the cost.
+    if (dotted := _CANONICAL_IPV4.fullmatch(address)) is not None and all(
+        int(octet) <= 255 for octet in dotted.groups()
+    ):
+        return address
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        return str(ipaddress.ip_address(address))
     except ValueError:
         errors.add("invalid_data", "user.ip_address", value)
         return None
@@ -654,8 +673,7 @@ def user(data: Any, errors: EventErrors, client_ip: str | None) -> dict[str, Any
         if geo:
             out["geo"] = geo
     extra = dict(data["data"]) if type(data.get("data")) is dict else {}
-    known = {*_USER_FIELDS, "ip_address", "geo", "data"}
-    extra.update((key, value) for key, value in islice(data.items(), MAX_ITEMS) if key not in known)
+    extra.update((key, value) for key, value in islice(data.items(), MAX_ITEMS) if key not in _KNOWN_USER_KEYS)
     if extra:
         out["data"] = trim(extra)
     return out or None

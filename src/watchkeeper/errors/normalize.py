@@ -48,6 +48,7 @@ def normalize_event(
     received_at: float,
     client_ip: str | None = None,
     event_type: str = "event",
+    trim_vars: iface.TrimVars = trim,
 ) -> dict[str, Any]:
     """Return a new, bounded event in canonical shape; raises only :class:`InvalidEvent`.
 
@@ -55,6 +56,8 @@ def normalize_event(
     extra, contexts…) are taken over rather than copied: the caller gives ``data`` up.
 
     ``event_type`` comes from the envelope item type and decides between event and transaction.
+    ``trim_vars`` trims frame variables and breadcrumb data, most of an event's size: scrubbing
+    passes one that scrubs them in the same walk (see :meth:`EventScrubber.trim_and_scrub`).
 
     >>> event = normalize_event({"message": "hi", "level": "warn"}, received_at=1700000000.0)
     >>> event["level"], event["logentry"]["formatted"], event["type"]
@@ -70,7 +73,7 @@ def normalize_event(
         get = data.get
 
     timestamp, drift = _event_time(get("timestamp"), received_at, errors)
-    exception = iface.exception(get("exception"), errors)
+    exception = iface.exception(get("exception"), errors, trim_vars)
     event: dict[str, Any] = {
         "event_id": _event_id(get("event_id"), errors),
         "type": "transaction" if is_transaction else ("error" if exception["values"] else "default"),
@@ -90,8 +93,8 @@ def normalize_event(
         ("user", iface.user(get("user"), errors, client_ip)),
         ("request", iface.request(get("request"), errors, client_ip)),
         ("logentry", _logentry(get("logentry"), get("message"), errors)),
-        ("threads", iface.threads(get("threads"), errors)),
-        ("stacktrace", iface.stacktrace(get("stacktrace"))),
+        ("threads", iface.threads(get("threads"), errors, trim_vars)),
+        ("stacktrace", iface.stacktrace(get("stacktrace"), trim_vars)),
         ("fingerprint", _fingerprint(get("fingerprint"), errors)),
     ):
         if value:
@@ -99,7 +102,7 @@ def normalize_event(
     event["tags"] = _tags(get("tags"), errors)
     event["contexts"] = iface.contexts(get("contexts"), errors)
     event["extra"] = iface.trim_dict(get("extra"), errors, "extra") or {}
-    event["breadcrumbs"] = iface.breadcrumbs(get("breadcrumbs"), errors, timestamp)
+    event["breadcrumbs"] = iface.breadcrumbs(get("breadcrumbs"), errors, timestamp, trim_vars)
     event["exception"] = exception
     if is_transaction:
         _add_transaction_parts(event, data, drift, errors)

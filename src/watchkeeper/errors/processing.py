@@ -26,7 +26,7 @@ from watchkeeper.errors.records import (
     ItemRecord,
     TransactionRecord,
 )
-from watchkeeper.errors.scrubbing import ScrubbingRules, scrub_event
+from watchkeeper.errors.scrubbing import EventScrubber, ScrubbingRules, scrub_event
 from watchkeeper.errors.sentry_auth import AuthError, find_public_key
 from watchkeeper.lib.blobs import pack_document
 
@@ -133,8 +133,10 @@ def _event_tags(event: dict[str, Any], user: str | None) -> list[tuple[str, str]
 def process_event(
     payload: dict[str, Any], *, project_id: int, received: float, client_ip: str | None, rules: ScrubbingRules
 ) -> EventRecord:
-    event = normalize_event(payload, received_at=received, client_ip=client_ip)
-    scrub_event(event, rules)
+    # Frame variables and breadcrumb data are scrubbed while normalisation trims them: one walk.
+    scrubber = EventScrubber(rules)
+    event = normalize_event(payload, received_at=received, client_ip=client_ip, trim_vars=scrubber.trim_and_scrub)
+    scrubber.scrub(event, vars_scrubbed=True)
     grouping = compute_grouping(event)
     event["grouping"] = {"config": GROUPING_CONFIG, "variant": grouping.variant, "hash": grouping.hash}
     user = _optional_text(user_key(event))

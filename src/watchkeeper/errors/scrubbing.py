@@ -19,11 +19,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from math import isfinite
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import orjson
 
+from watchkeeper.errors.interfaces import _INT_END, _INT_MIN, MAX_ITEMS, MAX_STRING_BYTES, trim, within_bounds
+from watchkeeper.errors.interfaces import MAX_DEPTH as TRIM_DEPTH
 from watchkeeper.errors.pii_patterns import (
     FILTERED,
     anonymize_forwarded,
@@ -32,7 +35,7 @@ from watchkeeper.errors.pii_patterns import (
     scrub_text,
 )
 
-__all__ = ["ScrubbingRules", "anonymize_ip", "scrub_event"]
+__all__ = ["EventScrubber", "ScrubbingRules", "anonymize_ip", "scrub_event"]
 
 # Normalisation already limits depth; this only bounds the recursion for unnormalised input.
 MAX_DEPTH = 50
@@ -97,7 +100,7 @@ def scrub_event(event: dict[str, Any], rules: ScrubbingRules) -> dict[str, Any]:
     >>> scrub_event({"extra": {"password": "hunter2", "who": "bob@example.com"}}, ScrubbingRules())
     {'extra': {'password': '[Filtered]', 'who': '[email]'}}
     """
-    _Scrubber(rules).scrub(event)
+    EventScrubber(rules).scrub(event)
     return event
 
 
@@ -138,17 +141,19 @@ def _is_pair(item: Any) -> bool:
     return isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
 
 
+# _PLAIN is 0, so that "if verdict:" picks out the rare keys.
 _PLAIN, _SENSITIVE, _SAFE = 0, 1, 2
 _CARD_RANGE_START = 10**12
 # No value pattern matches fewer characters ("a@b.io" is the shortest).
 _MIN_PATTERN_LENGTH = 6
 _MAX_CACHED_KEYS = 4096
+_MAX_KEY_CHARS = 256  # trim() rewrites longer keys
 
 
 class _KeyRules:
     """Classifies key names for one ScrubbingRules, caching verdicts across events."""
 
-    __slots__ = ("extra", "safe", "verdicts")
+    __slots__ = ("bounded_verdicts", "extra", "safe", "verdicts")
 
     def __init__(self, rules: ScrubbingRules) -> None:
         # Empty names would match every key as a substring.
@@ -156,6 +161,9 @@ class _KeyRules:
         self.safe = frozenset(name.lower() for name in rules.safe_fields)
         # Events repeat the same few hundred keys; a dict lookup is much cheaper than the regex.
         self.verdicts: dict[Any, int] = {}
+        # The same verdicts for keys that are also within trim()'s bounds (short ASCII strings):
+        # found here, a key needs no bounds check either (see EventScrubber.trim_and_scrub).
+        self.bounded_verdicts: dict[str, int] = {}
 
     def verdict(self, key: Any) -> int:
         found = self.verdicts.get(key)
@@ -164,6 +172,16 @@ class _KeyRules:
             if len(self.verdicts) >= _MAX_CACHED_KEYS:
                 self.verdicts.clear()
             self.verdicts[key] = found
+        return found
+
+    def bounded_verdict(self, key: Any) -> int | None:
+        """The verdict on ``key``, or None when trim() would have to rewrite the key."""
+        if type(key) is not str or len(key) > _MAX_KEY_CHARS or not key.isascii():
+            return None
+        found = self.verdict(key)
+        if len(self.bounded_verdicts) >= _MAX_CACHED_KEYS:
+            self.bounded_verdicts.clear()
+        self.bounded_verdicts[key] = found
         return found
 
     def _classify(self, key: Any) -> int:
@@ -182,10 +200,15 @@ def _key_rules_for(rules: ScrubbingRules) -> _KeyRules:
     return _KeyRules(rules)
 
 
-class _Scrubber:
-    """One event's scrubbing pass."""
+class EventScrubber:
+    """One event's scrubbing pass.
 
-    __slots__ = ("enabled", "ips", "keys", "memo", "safe", "verdicts")
+    >>> scrubber = EventScrubber(ScrubbingRules())
+    >>> scrubber.trim_and_scrub({"password": "x", "who": "bob@example.com"})
+    {'password': '[Filtered]', 'who': '[email]'}
+    """
+
+    __slots__ = ("bounded_verdicts", "enabled", "ips", "keys", "memo", "safe", "verdicts")
 
     def __init__(self, rules: ScrubbingRules) -> None:
         self.enabled = rules.enabled
@@ -193,14 +216,18 @@ class _Scrubber:
         self.keys = _key_rules_for(rules)
         self.safe = self.keys.safe
         self.verdicts = self.keys.verdicts
+        self.bounded_verdicts = self.keys.bounded_verdicts
         # Frames repeat the same reprs and breadcrumbs the same queries; scrubbing a string
         # costs far more than a lookup. Per event, so no PII outlives the event in memory.
         self.memo: dict[str, str] = {}
 
-    def scrub(self, event: dict[str, Any]) -> None:
+    def scrub(self, event: dict[str, Any], *, vars_scrubbed: bool = False) -> None:
+        """Scrub ``event`` in place; ``vars_scrubbed`` when normalisation trimmed its frame
+        variables and breadcrumb data with :meth:`trim_and_scrub`, which leaves nothing to do there."""
         if self.enabled:
-            self._scrub_frames(event)
-            self._scrub_breadcrumbs(event.get("breadcrumbs"))
+            if not vars_scrubbed:
+                self._scrub_frames(event)
+            self._scrub_breadcrumbs(event.get("breadcrumbs"), vars_scrubbed)
             self._scrub_log_message(event, "logentry")
             self._scrub_log_message(event, "message")
             self._scrub_tags(event.get("tags"))
@@ -214,6 +241,140 @@ class _Scrubber:
                 user["ip_address"] = anonymize_ip(ip)
             if self.enabled and (data := user.get("data")) is not None:
                 user["data"] = self.value(data, 0)
+
+    # -- trimming and scrubbing in one walk ---------------------------------------------------
+
+    def trim_and_scrub(self, data: dict[str, Any]) -> Any:
+        """What ``trim(data)`` then scrubbing it as free-form data gives, in one walk.
+
+        Frame variables are most of an event, and nearly always within trim()'s bounds: then the
+        walk that checks the bounds scrubs as it goes, in place. Values it replaced before finding
+        a bound broken are put back, and the data is trimmed (copied) and scrubbed the usual way.
+        """
+        if not self.enabled:
+            return trim(data)
+        replaced: list[tuple[Any, Any, Any]] = []
+        if type(data) is dict and self._bounded_mapping(data, 0, replaced):
+            return data
+        for container, key, original in reversed(replaced):
+            container[key] = original
+        data = trim(data)
+        self.value(data, 0)
+        return data
+
+    def _bounded_mapping(self, data: dict[Any, Any], depth: int, replaced: list[tuple[Any, Any, Any]]) -> bool:
+        """Scrub ``data`` in place while checking trim()'s bounds; False as soon as one is broken,
+        with every replacement made so far in ``replaced`` (container, key, original value)."""
+        if depth >= TRIM_DEPTH or len(data) > MAX_ITEMS:
+            return False
+        verdicts = self.bounded_verdicts
+        memo = self.memo
+        for key, item in data.items():
+            try:  # a subscript is cheaper than .get(), and keys repeat: a miss is rare
+                verdict = verdicts[key]
+            except KeyError:
+                found = self.keys.bounded_verdict(key)
+                if found is None:
+                    return False
+                verdict = found
+            if verdict:  # _SENSITIVE or _SAFE: rare, kept out of the loop
+                if not self._bounded_special(data, key, item, verdict, depth, replaced):
+                    return False
+                continue
+            kind = type(item)
+            if kind is str:
+                size = len(item)
+                if size > MAX_STRING_BYTES or not item.isascii():
+                    return False
+                if size >= _MIN_PATTERN_LENGTH:
+                    scrubbed = memo.get(item)
+                    if scrubbed is None:
+                        scrubbed = memo[item] = scrub_text(item, ips=self.ips)
+                    if scrubbed is not item:
+                        replaced.append((data, key, item))
+                        data[key] = scrubbed
+            elif kind is int:
+                # One comparison for the usual small number; the bounds and cards only above it.
+                if item >= _CARD_RANGE_START or item < _INT_MIN:
+                    if not _INT_MIN <= item < _INT_END:
+                        return False
+                    if is_card_number(item):
+                        replaced.append((data, key, item))
+                        data[key] = "[creditcard]"
+            elif kind is dict:
+                if not self._bounded_mapping(item, depth + 1, replaced):
+                    return False
+            elif kind is list:
+                if not self._bounded_sequence(item, depth + 1, replaced):
+                    return False
+            elif kind is float:
+                if not isfinite(item):
+                    return False
+            elif kind is not bool and item is not None:
+                return False
+        return True
+
+    def _bounded_special(
+        self, data: dict[Any, Any], key: Any, item: Any, verdict: int, depth: int, replaced: list[tuple[Any, Any, Any]]
+    ) -> bool:
+        """`_bounded_mapping` for a sensitive or safe key."""
+        kind = type(item)
+        if verdict == _SENSITIVE:
+            # Whatever the value, trimmed or not, it is filtered: no need to look inside. But
+            # trim() turns NaN and infinities into null, which is left alone.
+            if item is not None:
+                if kind is float and not isfinite(item):
+                    return False
+                replaced.append((data, key, item))
+                data[key] = FILTERED
+            return True
+        # Safe: trimmed only.
+        if kind is dict or kind is list:
+            return within_bounds(item, depth + 1)
+        if kind is str:
+            return len(item) <= MAX_STRING_BYTES and item.isascii()
+        if kind is int:
+            return _INT_MIN <= item < _INT_END
+        if kind is float:
+            return isfinite(item)
+        return kind is bool or item is None
+
+    def _bounded_sequence(self, items: list[Any], depth: int, replaced: list[tuple[Any, Any, Any]]) -> bool:
+        if depth >= TRIM_DEPTH or len(items) > MAX_ITEMS:
+            return False
+        memo = self.memo
+        for index, item in enumerate(items):
+            kind = type(item)
+            if kind is str:
+                size = len(item)
+                if size > MAX_STRING_BYTES or not item.isascii():
+                    return False
+                if size >= _MIN_PATTERN_LENGTH:
+                    scrubbed = memo.get(item)
+                    if scrubbed is None:
+                        scrubbed = memo[item] = scrub_text(item, ips=self.ips)
+                    if scrubbed is not item:
+                        replaced.append((items, index, item))
+                        items[index] = scrubbed
+            elif kind is int:
+                if item >= _CARD_RANGE_START or item < _INT_MIN:
+                    if not _INT_MIN <= item < _INT_END:
+                        return False
+                    if is_card_number(item):
+                        replaced.append((items, index, item))
+                        items[index] = "[creditcard]"
+            elif kind is dict:
+                if not self._bounded_mapping(item, depth + 1, replaced):
+                    return False
+            elif kind is list:
+                if not self._bounded_sequence(item, depth + 1, replaced):
+                    return False
+            elif kind is float:
+                if not isfinite(item):
+                    return False
+            elif kind is not bool and item is not None:
+                return False
+        return True
 
     # -- generic walk -------------------------------------------------------------------------
 
@@ -335,13 +496,13 @@ class _Scrubber:
                 if isinstance(frame, dict) and isinstance(variables := frame.get("vars"), dict):
                     self.mapping(variables, 0)
 
-    def _scrub_breadcrumbs(self, breadcrumbs: Any) -> None:
+    def _scrub_breadcrumbs(self, breadcrumbs: Any, data_scrubbed: bool) -> None:
         for crumb in _values(breadcrumbs):
             if not isinstance(crumb, dict):
                 continue
             if isinstance(message := crumb.get("message"), str):
                 crumb["message"] = self.text(message)
-            if (data := crumb.get("data")) is not None:
+            if not data_scrubbed and (data := crumb.get("data")) is not None:
                 crumb["data"] = self.value(data, 0)
 
     def _scrub_log_message(self, event: dict[str, Any], field: str) -> None:
