@@ -62,7 +62,7 @@ class Alert:
 
 
 @functools.lru_cache(maxsize=16_384)
-def _parsed(text: str) -> dict[str, str]:
+def parsed_map(text: str) -> dict[str, str]:
     """Labels and annotations as dicts. Every dispatch round reads every firing alert, and parsing their
     JSON again each time was most of its cost; the same text gives the same (shared) dict, which is
     why nothing may change an alert's labels or annotations in place: they are replaced."""
@@ -70,8 +70,8 @@ def _parsed(text: str) -> dict[str, str]:
     return value
 
 
-def _from_row(row: Any) -> Alert:
-    return Alert(row.fingerprint, _parsed(row.labels), _parsed(row.annotations), row.state, row.active_at,
+def alert_from_row(row: Any) -> Alert:
+    return Alert(row.fingerprint, parsed_map(row.labels), parsed_map(row.annotations), row.state, row.active_at,
                  row.starts_at, row.ends_at, row.rule_id, row.project_id, row.last_true_at, row.value,
                  row.generator_url, row.updated_at)
 
@@ -90,7 +90,7 @@ def load_alerts(conn: Connection, *, rules_only: bool = False, external_only: bo
         query = query.where(alerts.c.rule_id.is_(None))
     if firing_only:
         query = query.where(alerts.c.state == "firing")
-    return [_from_row(row) for row in conn.execute(query)]
+    return [alert_from_row(row) for row in conn.execute(query)]
 
 
 def load_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> list[Alert]:
@@ -98,7 +98,7 @@ def load_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> list
     found: list[Alert] = []
     for start in range(0, len(keys), 500):
         query = select(alerts).where(alerts.c.fingerprint.in_(keys[start:start + 500]))
-        found += [_from_row(row) for row in conn.execute(query)]
+        found += [alert_from_row(row) for row in conn.execute(query)]
     return found
 
 

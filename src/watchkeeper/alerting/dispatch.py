@@ -34,7 +34,7 @@ from sqlalchemy import Connection, insert, select
 
 from watchkeeper.alerting.alerts import Alert, changed_since, fingerprint, load_alerts, load_by_fingerprint
 from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, Route, build_routes, label_set
-from watchkeeper.alerting.silences import Silence, active_silences
+from watchkeeper.alerting.silences import active_silences
 from watchkeeper.alerting.tables import notification_log, notification_outbox
 from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime.maintenance import in_maintenance, list_windows
@@ -219,28 +219,7 @@ def record_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
     return write_decisions(conn, decide_flushes(conn, plans, config, now, external_url)) or 0
 
 
-@dataclass
-class Snapshot:
-    alerts: list[Alert]
-    silences: list[Silence]
-    # Alerts about monitors in an uptime maintenance window now: muted like silenced ones.
-    in_maintenance: set[str] = field(default_factory=set)
-
-
-def take_snapshot(conn: Connection, now: float) -> Snapshot:
-    """Every firing alert with the silences and maintenance windows now (O(all alerts): dispatch rounds
-    use the dispatcher's index instead)."""
-    found = load_alerts(conn, firing_only=True)
-    monitors = {a.fingerprint: m for a in found if (m := _monitor_of(a)) is not None}
-    maintained: set[str] = set()
-    if monitors:
-        windows = list_windows(conn, {project for project, _ in monitors.values()})
-        maintained = {fp for fp, (project, monitor) in monitors.items()
-                      if in_maintenance(windows, project, monitor, now)}
-    return Snapshot(found, active_silences(conn, now), maintained)
-
-
-def _monitor_of(alert: Alert) -> tuple[int, int] | None:
+def monitor_of(alert: Alert) -> tuple[int, int] | None:
     project, monitor = alert.labels.get("project_id", ""), alert.labels.get("monitor", "")
     return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
 
@@ -320,20 +299,12 @@ class Dispatcher:
                 if not group.members:
                     del self.groups[key]
 
-    def muted(self, snapshot: Snapshot, now: float) -> set[str]:
-        """Fingerprints of a snapshot's alerts left out of notifications: silenced, in a maintenance
-        window, or inhibited."""
-        everyone = [(a.fingerprint, a.labels) for a in snapshot.alerts]
-        firing = [(a.fingerprint, a.labels) for a in snapshot.alerts if not a.resolved(now)]
-        silenced = {fp for fp, labels in everyone if any(s.mutes(labels, now) for s in snapshot.silences)}
-        return silenced | snapshot.in_maintenance | self.inhibitor.inhibited(firing, everyone)
-
     def muted_now(self, conn: Connection, targets: list[Alert], now: float) -> set[str]:
         """Fingerprints of `targets` left out of notifications: silenced, in a maintenance window, or
         inhibited by a firing alert of the index."""
         silences = active_silences(conn, now)
         muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
-        monitors = {a.fingerprint: m for a in targets if (m := _monitor_of(a)) is not None}
+        monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
         if monitors:
             windows = list_windows(conn, {project for project, _ in monitors.values()})
             muted |= {fp for fp, (project, monitor) in monitors.items()

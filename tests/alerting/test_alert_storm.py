@@ -1,0 +1,107 @@
+"""An alert storm (thousands of alerts firing at once) on the real database: the incident responder takes it
+in rounds of at most MAX_NEW_PER_ROUND alerts, oldest first, each followed at once by the next, so a round
+never holds the whole storm in memory; every alert is still recorded exactly once and the group still
+opens exactly one incident."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.alerting.conftest import START, in_transaction
+from tests.alerting.receivers import HttpReceiver, SmtpReceiver
+from tests.alerting.test_escalation import World, alerting_config, the_incident
+from watchkeeper.alerting import incidents as I
+from watchkeeper.alerting.alerts import Alert, fingerprint, save_alerts
+from watchkeeper.alerting.incident_tables import alert_occurrences
+from watchkeeper.alerting.responder import MAX_NEW_PER_ROUND, anything_to_do
+from watchkeeper.config import Settings
+from watchkeeper.lib.clock import ManualClock
+
+
+@pytest.fixture
+def world(settings: Settings) -> Iterator[World]:
+    with HttpReceiver() as http, SmtpReceiver() as smtp:
+        world = World(settings, ManualClock(START), alerting_config(http, smtp))
+        yield world
+        world.close()
+
+
+def storm(world: World, count: int) -> list[Alert]:
+    """`count` critical alerts of one group, the first one oldest."""
+    now = world.clock.now()
+    fired = []
+    for i in range(count):
+        labels = {"alertname": "NewIssue", "severity": "critical", "project": "shop", "issue": str(i)}
+        start = now - 1000 + i * 0.01
+        fired.append(Alert(fingerprint(labels), labels, {"summary": f"issue {i}"}, "firing", start, start, None,
+                           updated_at=now))
+    in_transaction(world.engine, lambda conn: save_alerts(conn, fired, []))
+    return fired
+
+
+def recorded(world: World, *, open_only: bool = False) -> set[str]:
+    query = select(alert_occurrences.c.fingerprint)
+    if open_only:
+        query = query.where(alert_occurrences.c.resolved_at.is_(None))
+    return set(in_transaction(world.engine, lambda conn: conn.execute(query).scalars().all()))
+
+
+def test_a_storm_is_recorded_in_bounded_rounds_oldest_first_and_opens_one_incident(world: World) -> None:
+    fired = storm(world, 2 * MAX_NEW_PER_ROUND + 1)
+    assert world.round() == (1, 0)
+    assert world.responder.more  # the loop runs the next round at once
+    assert recorded(world) == {a.fingerprint for a in fired[:MAX_NEW_PER_ROUND]}
+    assert world.round() == (0, 0) and world.responder.more
+    assert recorded(world) == {a.fingerprint for a in fired[:2 * MAX_NEW_PER_ROUND]}
+    assert world.round() == (0, 0) and not world.responder.more
+    assert recorded(world) == {a.fingerprint for a in fired}
+    assert world.round() == (0, 0) and not world.responder.more
+    now = world.clock.now()
+    assert not in_transaction(world.engine, lambda conn: anything_to_do(conn, now))
+
+    incident = the_incident(world)
+    timeline = in_transaction(world.engine, lambda conn: I.timeline(conn, incident.id))
+    assert sum(e["kind"] == "alert.fired" for e in timeline) == len(fired)  # each joined it once
+
+    # The storm ends: the occurrences close in bounded rounds too, each once.
+    world.clock.advance(60)
+    for alert in fired:
+        alert.ends_at, alert.updated_at = world.clock.now(), world.clock.now()
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [], fired))
+    world.round()
+    assert world.responder.more and len(recorded(world, open_only=True)) == len(fired) - MAX_NEW_PER_ROUND
+    world.round()
+    world.round()
+    assert not world.responder.more and recorded(world, open_only=True) == set()
+    timeline = in_transaction(world.engine, lambda conn: I.timeline(conn, incident.id))
+    assert sum(e["kind"] == "alert.resolved" for e in timeline) == len(fired)
+    total = in_transaction(world.engine, lambda conn: conn.execute(select(func.count()).select_from(
+        alert_occurrences)).scalar())
+    assert total == len(fired)
+
+
+def test_an_alert_firing_again_is_a_new_occurrence_and_a_pending_one_none(world: World) -> None:
+    (alert,) = storm(world, 1)
+    pending_labels = {"alertname": "Slow", "severity": "critical", "project": "shop"}
+    now = world.clock.now()
+    pending = Alert(fingerprint(pending_labels), pending_labels, {}, "pending", now, None, None, updated_at=now)
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [pending], []))
+    world.round()
+    assert recorded(world) == {alert.fingerprint}
+    world.clock.advance(60)
+    alert.ends_at = alert.updated_at = world.clock.now()
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [], [alert]))
+    world.round()
+    assert recorded(world, open_only=True) == set()
+    world.clock.advance(60)
+    alert.starts_at = alert.active_at = world.clock.now()
+    alert.ends_at, alert.updated_at = None, world.clock.now()
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [], [alert]))
+    world.round()
+    assert recorded(world, open_only=True) == {alert.fingerprint}
+    count = in_transaction(world.engine, lambda conn: conn.execute(select(func.count()).select_from(
+        alert_occurrences)).scalar())
+    assert count == 2
