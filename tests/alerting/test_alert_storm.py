@@ -1,24 +1,29 @@
 """An alert storm (thousands of alerts firing at once) on the real database: the incident responder takes it
 in rounds of at most MAX_NEW_PER_ROUND alerts, oldest first, each followed at once by the next, so a round
 never holds the whole storm in memory; every alert is still recorded exactly once and the group still
-opens exactly one incident."""
+opens exactly one incident. A full evaluation round reads only the alerts it can change, not every
+new-issue alert of the storm."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, func, select, update
 
-from tests.alerting.conftest import START, in_transaction
+from tests.alerting.conftest import START, add_errors, in_transaction, run_round
 from tests.alerting.receivers import HttpReceiver, SmtpReceiver
 from tests.alerting.test_escalation import World, alerting_config, the_incident
 from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting.alerts import Alert, fingerprint, save_alerts
+from watchkeeper.alerting.evaluator import _full_alerts
 from watchkeeper.alerting.incident_tables import alert_occurrences
 from watchkeeper.alerting.responder import MAX_NEW_PER_ROUND, anything_to_do
+from watchkeeper.alerting.rules import list_rules
+from watchkeeper.alerting.tables import alert_rules
 from watchkeeper.config import Settings
 from watchkeeper.lib.clock import ManualClock
+from watchkeeper.lib.signals import emit_signals
 
 
 @pytest.fixture
@@ -105,3 +110,46 @@ def test_an_alert_firing_again_is_a_new_occurrence_and_a_pending_one_none(world:
     count = in_transaction(world.engine, lambda conn: conn.execute(select(func.count()).select_from(
         alert_occurrences)).scalar())
     assert count == 2
+
+
+def test_a_full_round_reads_only_the_alerts_it_can_change(engine: Engine, project_id: int,
+                                                          clock: ManualClock) -> None:
+    run_round(engine, clock)
+    rows = [{"kind": "issue.new", "project_id": project_id, "subject": f"issue:{i}", "created_at": clock.now(),
+             "payload": {"issue_id": i, "title": f"KeyError {i}"}} for i in range(30)]
+    in_transaction(engine, lambda conn: emit_signals(conn, rows))
+    report = run_round(engine, clock)
+    assert report.new == 30 and report.states == {"firing": 30}
+    rules = {r.name: r for r in in_transaction(engine, lambda conn: list_rules(conn, project_id))}
+    slugs = {project_id: "shop"}
+
+    def full(conn: Connection) -> tuple[dict[str, Alert], dict[str, int]]:
+        enabled = {r.id: r for r in list_rules(conn, enabled_only=True)}
+        return _full_alerts(conn, enabled, {}, slugs, clock.now())
+
+    # A minute on, nothing can change the new-issue alerts: a full round leaves them unread, and still
+    # counts them for the gauge.
+    clock.advance(60)
+    assert in_transaction(engine, full) == ({}, {"firing": 30})
+    assert run_round(engine, clock).states == {"firing": 30}
+    # Their resolve_after (5 minutes) passed: they are read, and end.
+    clock.advance(240)
+    existing, others = in_transaction(engine, full)
+    assert len(existing) == 30 and others == {}
+    report = run_round(engine, clock)
+    assert report.changed == 30 and report.states == {"resolved": 30}
+    assert in_transaction(engine, full) == ({}, {"resolved": 30})
+
+    # A threshold rule's alerts are read every full round; a disabled rule's alerts end.
+    add_errors(engine, project_id, clock.now(), 50)
+    assert run_round(engine, clock).new == 1
+    spike = rules["Error spike"].id
+    existing, _ = in_transaction(engine, full)
+    assert [a.rule_id for a in existing.values()] == [spike]
+    in_transaction(engine, lambda conn: conn.execute(update(alert_rules).where(alert_rules.c.id == spike)
+                                                     .values(enabled=False)))
+    existing, _ = in_transaction(engine, full)
+    assert [a.rule_id for a in existing.values()] == [spike]  # read as one of a rule no longer enabled
+    clock.advance(1)
+    report = run_round(engine, clock)
+    assert report.changed == 1 and report.states == {"resolved": 31}

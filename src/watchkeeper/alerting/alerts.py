@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, update
 
 from watchkeeper.alerting.tables import alerts
 
@@ -91,6 +91,21 @@ def load_alerts(conn: Connection, *, rules_only: bool = False, external_only: bo
     if firing_only:
         query = query.where(alerts.c.state == "firing")
     return [alert_from_row(row) for row in conn.execute(query)]
+
+
+def select_alerts(conn: Connection, *where: Any) -> list[Alert]:
+    """The alerts matching every condition given (columns of `tables.alerts`)."""
+    return [alert_from_row(row) for row in conn.execute(select(alerts).where(*where))]
+
+
+def status_counts(conn: Connection, now: float, *, rules_only: bool = False) -> dict[str, int]:
+    """How many stored alerts are pending, firing and resolved now (`Alert.status`), counted by the database."""
+    status = case((alerts.c.state == "pending", "pending"),
+                  (and_(alerts.c.ends_at.is_not(None), alerts.c.ends_at <= now), "resolved"), else_="firing")
+    query = select(status, func.count()).group_by(status)
+    if rules_only:
+        query = query.where(alerts.c.rule_id.is_not(None))
+    return {str(s): int(n) for s, n in conn.execute(query)}
 
 
 def load_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> list[Alert]:
