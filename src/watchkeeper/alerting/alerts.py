@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,12 +109,16 @@ def status_counts(conn: Connection, now: float, *, rules_only: bool = False) -> 
 
 
 def load_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> list[Alert]:
+    return list(iter_by_fingerprint(conn, fingerprints))
+
+
+def iter_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> Iterator[Alert]:
+    """These alerts (those that exist), read 500 at a time: a caller that uses each in turn never holds
+    them all at once."""
     keys = sorted(fingerprints)
-    found: list[Alert] = []
     for start in range(0, len(keys), 500):
         query = select(alerts).where(alerts.c.fingerprint.in_(keys[start:start + 500]))
-        found += [alert_from_row(row) for row in conn.execute(query)]
-    return found
+        yield from [alert_from_row(row) for row in conn.execute(query)]
 
 
 def versions(conn: Connection, fingerprints: Collection[str]) -> dict[str, float]:
@@ -128,11 +132,26 @@ def versions(conn: Connection, fingerprints: Collection[str]) -> dict[str, float
     return found
 
 
-def changed_since(conn: Connection, since: float) -> list[tuple[str, float, str]]:
+def changed_since(conn: Connection, since: float) -> Iterator[tuple[str, float, str]]:
     """(fingerprint, updated_at, state) of the alerts updated at or after `since` (by the updated_at
-    index; a dispatch round then loads only those it does not know in that version)."""
+    index; a dispatch round then loads only those it does not know in that version). Rows are yielded
+    as read, not gathered: under an alert storm a minute of changes is tens of thousands of them."""
     query = select(alerts.c.fingerprint, alerts.c.updated_at, alerts.c.state).where(alerts.c.updated_at >= since)
-    return [(fp, float(at), state) for fp, at, state in conn.execute(query)]
+    for fp, at, state in conn.execute(query):
+        yield fp, float(at), state
+
+
+def stream_alerts(conn: Connection, *where: Any, page: int = 1000) -> Iterator[Alert]:
+    """The alerts matching every condition, read a page at a time (by fingerprint), for a caller that keeps
+    only some of them or puts each in an index of its own: never the whole result set in memory."""
+    after = ""
+    while True:
+        rows = conn.execute(select(alerts).where(*where, alerts.c.fingerprint > after)
+                            .order_by(alerts.c.fingerprint).limit(page)).all()
+        yield from (alert_from_row(row) for row in rows)
+        if len(rows) < page:
+            return
+        after = rows[-1].fingerprint
 
 
 def save_alerts(conn: Connection, new: Sequence[Alert], changed: Sequence[Alert]) -> None:

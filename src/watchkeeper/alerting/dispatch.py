@@ -32,9 +32,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, insert, select
 
-from watchkeeper.alerting.alerts import Alert, changed_since, fingerprint, load_alerts, load_by_fingerprint
+from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting.alerts import Alert, fingerprint
 from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, Route, build_routes, label_set
 from watchkeeper.alerting.silences import active_silences
+from watchkeeper.alerting.tables import alerts as alerts_table
 from watchkeeper.alerting.tables import notification_log, notification_outbox
 from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime.maintenance import in_maintenance, list_windows
@@ -250,20 +252,20 @@ class Dispatcher:
             self.alerts = {}
             for group in self.groups.values():
                 group.members = set()
-            for alert in load_alerts(conn, firing_only=True):
+            for alert in A.stream_alerts(conn, alerts_table.c.state == "firing"):
                 self._put(alert, now)
             for key in [k for k, g in self.groups.items() if not g.members]:
                 del self.groups[key]
             self._synced_at = now
         else:
             stale = []
-            for fp, updated_at, state in changed_since(conn, self._looked_at - OVERLAP_SECONDS):
+            for fp, updated_at, state in A.changed_since(conn, self._looked_at - OVERLAP_SECONDS):
                 known = self.alerts.get(fp)
                 if state != "firing":
                     self._drop(fp)
                 elif known is None or known.updated_at != updated_at:
                     stale.append(fp)
-            for alert in load_by_fingerprint(conn, stale):
+            for alert in A.iter_by_fingerprint(conn, stale):
                 self._put(alert, now)
         self._looked_at = now
 
@@ -320,12 +322,12 @@ class Dispatcher:
         if not due:
             return []
         members = set().union(*(g.members for g in due))
-        fresh = {a.fingerprint: a for a in load_by_fingerprint(conn, members)}
-        for fp in members:
-            if fp in fresh:
-                self._put(fresh[fp], now)
-            else:  # deleted (forgotten after resolving, or its rule was deleted)
-                self._drop(fp)
+        found: set[str] = set()
+        for alert in A.iter_by_fingerprint(conn, members):  # a page at a time, each into the index
+            found.add(alert.fingerprint)
+            self._put(alert, now)
+        for fp in members - found:  # deleted (forgotten after resolving, or its rule was deleted)
+            self._drop(fp)
         due = [g for g in due if self.groups.get(g.key) is g]
         targets = [self.alerts[fp] for fp in members if fp in self.alerts]
         muted = self.muted_now(conn, targets, now)
