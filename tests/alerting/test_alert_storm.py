@@ -2,7 +2,8 @@
 in rounds of at most MAX_NEW_PER_ROUND alerts, oldest first, each followed at once by the next, so a round
 never holds the whole storm in memory; every alert is still recorded exactly once and the group still
 opens exactly one incident. A full evaluation round reads only the alerts it can change, not every
-new-issue alert of the storm."""
+new-issue alert of the storm, and the dispatcher's index keeps each alert's version and groups, not the
+alert."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from tests.alerting.conftest import START, add_errors, in_transaction, run_round
 from tests.alerting.receivers import HttpReceiver, SmtpReceiver
+from tests.alerting.test_dispatch import CONFIG, tick
 from tests.alerting.test_escalation import World, alerting_config, the_incident
 from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting.alerts import Alert, fingerprint, save_alerts
+from watchkeeper.alerting.dispatch import Dispatcher
 from watchkeeper.alerting.evaluator import _full_alerts
 from watchkeeper.alerting.incident_tables import alert_occurrences
 from watchkeeper.alerting.responder import MAX_NEW_PER_ROUND, anything_to_do
+from watchkeeper.alerting.routing import parse_config
 from watchkeeper.alerting.rules import list_rules
 from watchkeeper.alerting.tables import alert_rules
 from watchkeeper.config import Settings
@@ -153,3 +157,34 @@ def test_a_full_round_reads_only_the_alerts_it_can_change(engine: Engine, projec
     clock.advance(1)
     report = run_round(engine, clock)
     assert report.changed == 1 and report.states == {"resolved": 31}
+
+
+def test_the_dispatcher_index_keeps_versions_and_groups_not_the_alerts(engine: Engine, clock: ManualClock) -> None:
+    dispatcher = Dispatcher(parse_config(CONFIG))
+    now = clock.now()
+    fired = []
+    for i in range(3000):
+        labels = {"alertname": "NewIssue", "issue": str(i)}
+        fired.append(Alert(fingerprint(labels), labels, {"summary": f"issue {i}"}, "firing", now, now, None,
+                           updated_at=now))
+    in_transaction(engine, lambda conn: save_alerts(conn, fired, []))
+    in_transaction(engine, lambda conn: dispatcher.refresh(conn, now))
+    assert len(dispatcher.alerts) == 3000
+    assert not any(isinstance(entry, Alert) for entry in dispatcher.alerts.values())
+    (group,) = dispatcher.groups.values()
+    assert {k for entry in dispatcher.alerts.values() for k in entry.group_keys} == {group.key}
+
+    # The flush reads the members again: one notification per integration, every alert with its annotations.
+    clock.advance(30)
+    sent = tick(engine, dispatcher, clock)
+    assert sent and all(len(n["alerts"]) == 3000 for n in sent)
+    assert {a["annotations"]["summary"] for a in sent[0]["alerts"]} == {f"issue {i}" for i in range(3000)}
+    clock.advance(300)
+    assert tick(engine, dispatcher, clock) == []  # nothing changed: nothing sent again
+    # One resolves: it leaves the index and its group when read again.
+    resolved = fired[0]
+    resolved.ends_at, resolved.state, resolved.updated_at = None, "pending", clock.now()
+    in_transaction(engine, lambda conn: save_alerts(conn, [], [resolved]))
+    clock.advance(1)
+    in_transaction(engine, lambda conn: dispatcher.refresh(conn, clock.now()))
+    assert len(dispatcher.alerts) == 2999 and resolved.fingerprint not in group.members

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, or_, select
 
 from watchkeeper.alerting import alerts as A
 from watchkeeper.alerting.alerts import Alert, fingerprint
@@ -226,6 +226,23 @@ def monitor_of(alert: Alert) -> tuple[int, int] | None:
     return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
 
 
+class Indexed:
+    """An alert in the dispatcher's index: the version (updated_at) read, and the keys of its groups."""
+
+    __slots__ = ("group_keys", "updated_at")
+
+    def __init__(self, updated_at: float, group_keys: tuple[str, ...]) -> None:
+        self.updated_at, self.group_keys = updated_at, group_keys
+
+
+def firing_labels(conn: Connection, now: float) -> list[tuple[str, dict[str, str]]]:
+    """(fingerprint, labels) of every alert firing now: the sources of inhibition."""
+    t = alerts_table
+    query = select(t.c.fingerprint, t.c.labels).where(
+        t.c.state == "firing", or_(t.c.ends_at.is_(None), t.c.ends_at > now))
+    return [(fp, A.parsed_map(labels)) for fp, labels in conn.execute(query)]
+
+
 class Dispatcher:
     """Keeps the aggregation groups and the index of firing alerts they are made of; `plan(conn, now)`
     says which groups to flush now.
@@ -240,8 +257,10 @@ class Dispatcher:
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.groups: dict[str, AggregationGroup] = {}
         self.intervals = config.intervals()
-        # Firing alerts (resolved ones too, until they are forgotten) by fingerprint.
-        self.alerts: dict[str, Alert] = {}
+        # Firing alerts (resolved ones too, until they are forgotten) by fingerprint: the version read
+        # and the groups joined, not the alert itself (labels, annotations), which a flush reads again
+        # anyway. An alert storm keeps tens of thousands of them here for as long as they fire.
+        self.alerts: dict[str, Indexed] = {}
         self._looked_at: float | None = None
         self._synced_at = 0.0
 
@@ -274,10 +293,11 @@ class Dispatcher:
         if alert.state != "firing":  # back to pending (fired again with a `for`)
             self._drop(fp)
             return
-        known = fp in self.alerts
-        self.alerts[fp] = alert
-        if known:  # the labels are the identity: the same groups
+        known = self.alerts.get(fp)
+        if known is not None:  # the labels are the identity: the same groups
+            known.updated_at = alert.updated_at
             return
+        keys = []
         for route in self.root.match(alert.labels):
             key = route.group_key(alert.labels)
             group = self.groups.get(key)
@@ -285,16 +305,17 @@ class Dispatcher:
                 group = self.groups[key] = AggregationGroup(key, route, route.group_labels(alert.labels),
                                                             now + route.group_wait)
             group.members.add(fp)
+            keys.append(group.key)  # the group's own string, shared by all its members
             # An alert older than group_wait (e.g. after a restart) need not wait again.
             if not group.flushed_once and (alert.starts_at or now) + route.group_wait <= now:
                 group.next_flush = min(group.next_flush, now)
+        self.alerts[fp] = Indexed(alert.updated_at, tuple(keys))
 
     def _drop(self, fp: str) -> None:
-        alert = self.alerts.pop(fp, None)
-        if alert is None:
+        indexed = self.alerts.pop(fp, None)
+        if indexed is None:
             return
-        for route in self.root.match(alert.labels):
-            key = route.group_key(alert.labels)
+        for key in indexed.group_keys:
             group = self.groups.get(key)
             if group is not None:
                 group.members.discard(fp)
@@ -303,7 +324,7 @@ class Dispatcher:
 
     def muted_now(self, conn: Connection, targets: list[Alert], now: float) -> set[str]:
         """Fingerprints of `targets` left out of notifications: silenced, in a maintenance window, or
-        inhibited by a firing alert of the index."""
+        inhibited by an alert firing now."""
         silences = active_silences(conn, now)
         muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
         monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
@@ -312,7 +333,7 @@ class Dispatcher:
             muted |= {fp for fp, (project, monitor) in monitors.items()
                       if in_maintenance(windows, project, monitor, now)}
         if self.inhibitor.rules:
-            sources = [(a.fingerprint, a.labels) for a in self.alerts.values() if not a.resolved(now)]
+            sources = firing_labels(conn, now)
             muted |= self.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
         return muted
 
@@ -322,18 +343,18 @@ class Dispatcher:
         if not due:
             return []
         members = set().union(*(g.members for g in due))
-        found: set[str] = set()
-        for alert in A.iter_by_fingerprint(conn, members):  # a page at a time, each into the index
-            found.add(alert.fingerprint)
+        fresh: dict[str, Alert] = {}
+        for alert in A.iter_by_fingerprint(conn, members):
+            fresh[alert.fingerprint] = alert
             self._put(alert, now)
-        for fp in members - found:  # deleted (forgotten after resolving, or its rule was deleted)
+        for fp in members - fresh.keys():  # deleted (forgotten after resolving, or its rule was deleted)
             self._drop(fp)
         due = [g for g in due if self.groups.get(g.key) is g]
-        targets = [self.alerts[fp] for fp in members if fp in self.alerts]
+        targets = [fresh[fp] for fp in members if fp in self.alerts]
         muted = self.muted_now(conn, targets, now)
         plans = []
         for group in due:
-            alerts = [self.alerts[fp] for fp in group.members if fp not in muted]
+            alerts = [fresh[fp] for fp in group.members if fp not in muted]
             if not alerts:  # all muted: looked at again next round, flushed once something is not
                 continue
             if group.route.muted_at(now, self.intervals):

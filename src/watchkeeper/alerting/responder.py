@@ -20,8 +20,8 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 
 from watchkeeper.alerting import links
-from watchkeeper.alerting.alerts import Alert, alert_from_row, parsed_map
-from watchkeeper.alerting.dispatch import Dispatcher, monitor_of, stored_key
+from watchkeeper.alerting.alerts import Alert, alert_from_row
+from watchkeeper.alerting.dispatch import Dispatcher, firing_labels, monitor_of, stored_key
 from watchkeeper.alerting.escalation import Pager, escalate_due, policy_for
 from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incident_settings, incidents
 from watchkeeper.alerting.incidents import declare
@@ -146,8 +146,7 @@ def _muted(conn: Connection, dispatcher: Dispatcher, targets: list[Alert], now: 
         windows = list_windows(conn, {project for project, _ in monitors.values()})
         muted |= {fp for fp, (project, monitor) in monitors.items() if in_maintenance(windows, project, monitor, now)}
     if dispatcher.inhibitor.rules:  # the sources: every alert firing now (their labels only)
-        rows = conn.execute(select(alerts.c.fingerprint, alerts.c.labels).where(_firing_now(now)))
-        sources = [(fp, parsed_map(labels)) for fp, labels in rows]
+        sources = firing_labels(conn, now)
         muted |= dispatcher.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
     return muted
 
