@@ -14,7 +14,8 @@ process's max. `--evaluator off` runs the same storm without alerting, for compa
 
 `--diagnose` puts a sitecustomize.py on the server's PYTHONPATH that, in the server process, traces
 allocations (tracemalloc, 10 frames) and writes every 10 s to <tmp>/diag-<pid>.txt the top allocations
-by traceback, SQLite's own memory (sqlite3_memory_used) and glibc's heap figures (mallinfo2). Tracing
+by traceback, SQLite's own memory (sqlite3_memory_used) and glibc's heap figures (mallinfo2), and pymalloc's
+(sys._debugmallocstats) to <tmp>/server.log. Tracing
 slows the server down; use it to find where memory goes, not for the figures.
 """
 
@@ -77,6 +78,8 @@ if "serve" in sys.argv and os.environ.get("WK_DIAG_OUT"):
                 lines += ["      " + line for line in stat.traceback.format()[-12:]]
             with open(out, "a") as f:
                 f.write("\n".join(lines) + "\n")
+            print(f"=== pymalloc at dump {n}", file=sys.stderr, flush=True)
+            sys._debugmallocstats()  # to the server's stderr (server.log)
 
     threading.Thread(target=_dump, daemon=True, name="wk-diag").start()
 '''
@@ -102,11 +105,13 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.period, self.stop_flag = pid, period, threading.Event()
         self.total: list[int] = []
+        self.server: list[int] = []  # the server process alone
         self.per_process: dict[int, int] = {}
         self.names: dict[int, str] = {}
 
     def run(self) -> None:
         while not self.stop_flag.wait(self.period):
+            self.server.append(_rss_kib(self.pid))
             total = 0
             for p in process_tree(self.pid):
                 try:
@@ -201,6 +206,7 @@ def main() -> None:
         for pid, kib in sorted(sampler.per_process.items()):
             print(f"RESULT process {pid} ({sampler.names.get(pid, '?')}): max RSS {kib / 1024:.1f} MiB")
         total = sampler.total
+        print("server process RSS every 5 s (MiB): " + " ".join(f"{k / 1024:.0f}" for k in sampler.server[::10]))
         print(f"RESULT alert storm ({args.issues} new issues, evaluator {args.evaluator}): {issues} issues, "
               f"{alerts} firing alerts, {occurrences} occurrences; summed RSS median "
               f"{statistics.median(total) / 1024:.1f} MiB, "
