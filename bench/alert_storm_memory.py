@@ -14,9 +14,9 @@ process's max. `--evaluator off` runs the same storm without alerting, for compa
 
 `--diagnose` puts a sitecustomize.py on the server's PYTHONPATH that, in the server process, traces
 allocations (tracemalloc, 10 frames) and writes every 10 s to <tmp>/diag-<pid>.txt the top allocations
-by traceback, SQLite's own memory (sqlite3_memory_used) and glibc's heap figures (mallinfo2), and pymalloc's
-(sys._debugmallocstats) to <tmp>/server.log. Tracing
-slows the server down; use it to find where memory goes, not for the figures.
+by traceback, SQLite's own memory (sqlite3_memory_used) and glibc's heap figures (mallinfo2). Tracing
+slows the server down; use it to find where memory goes, not for the figures. `--heap-stats` does the
+same without tracemalloc, and prints pymalloc's statistics (sys._debugmallocstats) to <tmp>/server.log.
 """
 
 from __future__ import annotations
@@ -57,13 +57,17 @@ if "serve" in sys.argv and os.environ.get("WK_DIAG_OUT"):
             sqlite = None
         out = os.path.join(os.environ["WK_DIAG_OUT"], f"diag-{os.getpid()}.txt")
         time.sleep(8)  # traced from when the server is up: tracing the imports makes start-up too slow
-        tracemalloc.start(10)
+        trace = os.environ.get("WK_DIAG_TRACE") != "0"
+        if trace:
+            tracemalloc.start(10)
         n = 0
         while True:
             time.sleep(10)
             n += 1
-            snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
-            stats = snap.statistics("traceback")
+            stats = []
+            if trace:
+                snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+                stats = snap.statistics("traceback")
             total = sum(s.size for s in stats)
             m = libc.mallinfo2()
             lines = [f"=== dump {n} at {time.time():.0f}: traced {total / 2**20:.1f} MiB in {len(stats)} tracebacks; "
@@ -78,8 +82,9 @@ if "serve" in sys.argv and os.environ.get("WK_DIAG_OUT"):
                 lines += ["      " + line for line in stat.traceback.format()[-12:]]
             with open(out, "a") as f:
                 f.write("\n".join(lines) + "\n")
-            print(f"=== pymalloc at dump {n}", file=sys.stderr, flush=True)
-            sys._debugmallocstats()  # to the server's stderr (server.log)
+            if not trace:  # pymalloc has no statistics to give while tracemalloc hooks the allocator
+                print(f"=== pymalloc at dump {n}", file=sys.stderr, flush=True)
+                sys._debugmallocstats()  # to the server's stderr (server.log)
 
     threading.Thread(target=_dump, daemon=True, name="wk-diag").start()
 '''
@@ -160,6 +165,8 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=60.0, help="seconds to keep sampling after the storm")
     ap.add_argument("--evaluator", choices=("on", "off"), default="on")
     ap.add_argument("--diagnose", action="store_true", help="tracemalloc dumps in the server (slow)")
+    ap.add_argument("--heap-stats", action="store_true", help="as --diagnose without tracemalloc: SQLite, "
+                    "glibc and pymalloc figures only")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
 
@@ -168,6 +175,9 @@ def main() -> None:
     print(f"bodies: {len(bodies)} new-issue envelopes in {time.time() - t:.0f} s", flush=True)
     server = BenchServer()
     server.env["WATCHKEEPER_ALERTING__EVALUATOR"] = "true" if args.evaluator == "on" else "false"
+    if args.heap_stats:
+        args.diagnose = True
+        server.env["WK_DIAG_TRACE"] = "0"
     if args.diagnose:
         site = server.tmp / "diag-site"
         site.mkdir(parents=True)
