@@ -7,8 +7,11 @@ alert."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from sqlalchemy import Connection, Engine, func, select, update
 
@@ -18,11 +21,13 @@ from tests.alerting.test_dispatch import CONFIG, tick
 from tests.alerting.test_escalation import World, alerting_config, the_incident
 from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting.alerts import Alert, fingerprint, save_alerts
+from watchkeeper.alerting.channels import log as log_channel
+from watchkeeper.alerting.channels import title
 from watchkeeper.alerting.dispatch import Dispatcher
 from watchkeeper.alerting.evaluator import _full_alerts
 from watchkeeper.alerting.incident_tables import alert_occurrences
 from watchkeeper.alerting.responder import MAX_NEW_PER_ROUND, anything_to_do
-from watchkeeper.alerting.routing import parse_config
+from watchkeeper.alerting.routing import LogConfig, parse_config
 from watchkeeper.alerting.rules import list_rules
 from watchkeeper.alerting.tables import alert_rules
 from watchkeeper.config import Settings
@@ -188,3 +193,18 @@ def test_the_dispatcher_index_keeps_versions_and_groups_not_the_alerts(engine: E
     clock.advance(1)
     in_transaction(engine, lambda conn: dispatcher.refresh(conn, clock.now()))
     assert len(dispatcher.alerts) == 2999 and resolved.fingerprint not in group.members
+
+
+def test_the_log_channel_writes_a_stored_payload_as_it_would_serialise_it(caplog: pytest.LogCaptureFixture) -> None:
+    alerts = [{"status": "firing", "labels": {"alertname": "Ünïcode ✓", "issue": str(i)},
+               "annotations": {"summary": "quote \" and\nnewline", "value": "1.5"}, "startsAt": "2026-01-01T00:00:00Z",
+               "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": f"{i:016x}"} for i in range(3)]
+    payload = {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing", "receiver": "log",
+               "groupLabels": {"alertname": "Ünïcode ✓"}, "commonLabels": {}, "commonAnnotations": {},
+               "externalURL": "http://wk.test", "alerts": alerts, "ratio": 0.1 + 0.2}
+    text = orjson.dumps(payload).decode()  # as the outbox stores it
+    with caplog.at_level(logging.WARNING, logger="watchkeeper.alerts"):
+        asyncio.run(log_channel.send_stored(LogConfig(), orjson.loads(text), text))
+    (record,) = caplog.records
+    assert record.getMessage() == f"{title(payload)} {orjson.dumps(payload).decode()}"
+    assert record.getMessage().startswith("[FIRING:3] Ünïcode ✓ {")
