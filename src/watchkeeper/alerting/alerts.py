@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, update
 
 from watchkeeper.alerting.tables import alerts
 
@@ -61,17 +61,19 @@ class Alert:
         }
 
 
-@functools.lru_cache(maxsize=16_384)
-def _parsed(text: str) -> dict[str, str]:
-    """Labels and annotations as dicts. Every dispatch round reads every firing alert, and parsing their
-    JSON again each time was most of its cost; the same text gives the same (shared) dict, which is
-    why nothing may change an alert's labels or annotations in place: they are replaced."""
+@functools.lru_cache(maxsize=4096)
+def parsed_map(text: str) -> dict[str, str]:
+    """Labels and annotations as dicts. The same alerts are read again and again (a group's members at
+    each flush, the alerts of threshold rules each round), and parsing their JSON again each time was
+    most of the cost; the same text gives the same (shared) dict, which is why nothing may change an
+    alert's labels or annotations in place: they are replaced. Bounded (4096 texts, about 3 MiB): under
+    an alert storm it cannot hold them all anyway."""
     value: dict[str, str] = orjson.loads(text)
     return value
 
 
-def _from_row(row: Any) -> Alert:
-    return Alert(row.fingerprint, _parsed(row.labels), _parsed(row.annotations), row.state, row.active_at,
+def alert_from_row(row: Any) -> Alert:
+    return Alert(row.fingerprint, parsed_map(row.labels), parsed_map(row.annotations), row.state, row.active_at,
                  row.starts_at, row.ends_at, row.rule_id, row.project_id, row.last_true_at, row.value,
                  row.generator_url, row.updated_at)
 
@@ -90,16 +92,35 @@ def load_alerts(conn: Connection, *, rules_only: bool = False, external_only: bo
         query = query.where(alerts.c.rule_id.is_(None))
     if firing_only:
         query = query.where(alerts.c.state == "firing")
-    return [_from_row(row) for row in conn.execute(query)]
+    return [alert_from_row(row) for row in conn.execute(query)]
+
+
+def select_alerts(conn: Connection, *where: Any) -> list[Alert]:
+    """The alerts matching every condition given (columns of `tables.alerts`)."""
+    return [alert_from_row(row) for row in conn.execute(select(alerts).where(*where))]
+
+
+def status_counts(conn: Connection, now: float, *, rules_only: bool = False) -> dict[str, int]:
+    """How many stored alerts are pending, firing and resolved now (`Alert.status`), counted by the database."""
+    status = case((alerts.c.state == "pending", "pending"),
+                  (and_(alerts.c.ends_at.is_not(None), alerts.c.ends_at <= now), "resolved"), else_="firing")
+    query = select(status, func.count()).group_by(status)
+    if rules_only:
+        query = query.where(alerts.c.rule_id.is_not(None))
+    return {str(s): int(n) for s, n in conn.execute(query)}
 
 
 def load_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> list[Alert]:
+    return list(iter_by_fingerprint(conn, fingerprints))
+
+
+def iter_by_fingerprint(conn: Connection, fingerprints: Collection[str]) -> Iterator[Alert]:
+    """These alerts (those that exist), read 500 at a time: a caller that uses each in turn never holds
+    them all at once."""
     keys = sorted(fingerprints)
-    found: list[Alert] = []
     for start in range(0, len(keys), 500):
         query = select(alerts).where(alerts.c.fingerprint.in_(keys[start:start + 500]))
-        found += [_from_row(row) for row in conn.execute(query)]
-    return found
+        yield from [alert_from_row(row) for row in conn.execute(query)]
 
 
 def versions(conn: Connection, fingerprints: Collection[str]) -> dict[str, float]:
@@ -113,11 +134,26 @@ def versions(conn: Connection, fingerprints: Collection[str]) -> dict[str, float
     return found
 
 
-def changed_since(conn: Connection, since: float) -> list[tuple[str, float, str]]:
+def changed_since(conn: Connection, since: float) -> Iterator[tuple[str, float, str]]:
     """(fingerprint, updated_at, state) of the alerts updated at or after `since` (by the updated_at
-    index; a dispatch round then loads only those it does not know in that version)."""
+    index; a dispatch round then loads only those it does not know in that version). Rows are yielded
+    as read, not gathered: under an alert storm a minute of changes is tens of thousands of them."""
     query = select(alerts.c.fingerprint, alerts.c.updated_at, alerts.c.state).where(alerts.c.updated_at >= since)
-    return [(fp, float(at), state) for fp, at, state in conn.execute(query)]
+    for fp, at, state in conn.execute(query):
+        yield fp, float(at), state
+
+
+def stream_alerts(conn: Connection, *where: Any, page: int = 1000) -> Iterator[Alert]:
+    """The alerts matching every condition, read a page at a time (by fingerprint), for a caller that keeps
+    only some of them or puts each in an index of its own: never the whole result set in memory."""
+    after = ""
+    while True:
+        rows = conn.execute(select(alerts).where(*where, alerts.c.fingerprint > after)
+                            .order_by(alerts.c.fingerprint).limit(page)).all()
+        yield from (alert_from_row(row) for row in rows)
+        if len(rows) < page:
+            return
+        after = rows[-1].fingerprint
 
 
 def save_alerts(conn: Connection, new: Sequence[Alert], changed: Sequence[Alert]) -> None:

@@ -30,11 +30,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, or_, select
 
-from watchkeeper.alerting.alerts import Alert, changed_since, fingerprint, load_alerts, load_by_fingerprint
+from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting.alerts import Alert, fingerprint
 from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, Route, build_routes, label_set
-from watchkeeper.alerting.silences import Silence, active_silences
+from watchkeeper.alerting.silences import active_silences
+from watchkeeper.alerting.tables import alerts as alerts_table
 from watchkeeper.alerting.tables import notification_log, notification_outbox
 from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime.maintenance import in_maintenance, list_windows
@@ -219,30 +221,26 @@ def record_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
     return write_decisions(conn, decide_flushes(conn, plans, config, now, external_url)) or 0
 
 
-@dataclass
-class Snapshot:
-    alerts: list[Alert]
-    silences: list[Silence]
-    # Alerts about monitors in an uptime maintenance window now: muted like silenced ones.
-    in_maintenance: set[str] = field(default_factory=set)
-
-
-def take_snapshot(conn: Connection, now: float) -> Snapshot:
-    """Every firing alert with the silences and maintenance windows now (O(all alerts): dispatch rounds
-    use the dispatcher's index instead)."""
-    found = load_alerts(conn, firing_only=True)
-    monitors = {a.fingerprint: m for a in found if (m := _monitor_of(a)) is not None}
-    maintained: set[str] = set()
-    if monitors:
-        windows = list_windows(conn, {project for project, _ in monitors.values()})
-        maintained = {fp for fp, (project, monitor) in monitors.items()
-                      if in_maintenance(windows, project, monitor, now)}
-    return Snapshot(found, active_silences(conn, now), maintained)
-
-
-def _monitor_of(alert: Alert) -> tuple[int, int] | None:
+def monitor_of(alert: Alert) -> tuple[int, int] | None:
     project, monitor = alert.labels.get("project_id", ""), alert.labels.get("monitor", "")
     return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
+
+
+class Indexed:
+    """An alert in the dispatcher's index: the version (updated_at) read, and the keys of its groups."""
+
+    __slots__ = ("group_keys", "updated_at")
+
+    def __init__(self, updated_at: float, group_keys: tuple[str, ...]) -> None:
+        self.updated_at, self.group_keys = updated_at, group_keys
+
+
+def firing_labels(conn: Connection, now: float) -> list[tuple[str, dict[str, str]]]:
+    """(fingerprint, labels) of every alert firing now: the sources of inhibition."""
+    t = alerts_table
+    query = select(t.c.fingerprint, t.c.labels).where(
+        t.c.state == "firing", or_(t.c.ends_at.is_(None), t.c.ends_at > now))
+    return [(fp, A.parsed_map(labels)) for fp, labels in conn.execute(query)]
 
 
 class Dispatcher:
@@ -259,8 +257,10 @@ class Dispatcher:
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.groups: dict[str, AggregationGroup] = {}
         self.intervals = config.intervals()
-        # Firing alerts (resolved ones too, until they are forgotten) by fingerprint.
-        self.alerts: dict[str, Alert] = {}
+        # Firing alerts (resolved ones too, until they are forgotten) by fingerprint: the version read
+        # and the groups joined, not the alert itself (labels, annotations), which a flush reads again
+        # anyway. An alert storm keeps tens of thousands of them here for as long as they fire.
+        self.alerts: dict[str, Indexed] = {}
         self._looked_at: float | None = None
         self._synced_at = 0.0
 
@@ -271,20 +271,20 @@ class Dispatcher:
             self.alerts = {}
             for group in self.groups.values():
                 group.members = set()
-            for alert in load_alerts(conn, firing_only=True):
+            for alert in A.stream_alerts(conn, alerts_table.c.state == "firing"):
                 self._put(alert, now)
             for key in [k for k, g in self.groups.items() if not g.members]:
                 del self.groups[key]
             self._synced_at = now
         else:
             stale = []
-            for fp, updated_at, state in changed_since(conn, self._looked_at - OVERLAP_SECONDS):
+            for fp, updated_at, state in A.changed_since(conn, self._looked_at - OVERLAP_SECONDS):
                 known = self.alerts.get(fp)
                 if state != "firing":
                     self._drop(fp)
                 elif known is None or known.updated_at != updated_at:
                     stale.append(fp)
-            for alert in load_by_fingerprint(conn, stale):
+            for alert in A.iter_by_fingerprint(conn, stale):
                 self._put(alert, now)
         self._looked_at = now
 
@@ -293,10 +293,11 @@ class Dispatcher:
         if alert.state != "firing":  # back to pending (fired again with a `for`)
             self._drop(fp)
             return
-        known = fp in self.alerts
-        self.alerts[fp] = alert
-        if known:  # the labels are the identity: the same groups
+        known = self.alerts.get(fp)
+        if known is not None:  # the labels are the identity: the same groups
+            known.updated_at = alert.updated_at
             return
+        keys = []
         for route in self.root.match(alert.labels):
             key = route.group_key(alert.labels)
             group = self.groups.get(key)
@@ -304,42 +305,35 @@ class Dispatcher:
                 group = self.groups[key] = AggregationGroup(key, route, route.group_labels(alert.labels),
                                                             now + route.group_wait)
             group.members.add(fp)
+            keys.append(group.key)  # the group's own string, shared by all its members
             # An alert older than group_wait (e.g. after a restart) need not wait again.
             if not group.flushed_once and (alert.starts_at or now) + route.group_wait <= now:
                 group.next_flush = min(group.next_flush, now)
+        self.alerts[fp] = Indexed(alert.updated_at, tuple(keys))
 
     def _drop(self, fp: str) -> None:
-        alert = self.alerts.pop(fp, None)
-        if alert is None:
+        indexed = self.alerts.pop(fp, None)
+        if indexed is None:
             return
-        for route in self.root.match(alert.labels):
-            key = route.group_key(alert.labels)
+        for key in indexed.group_keys:
             group = self.groups.get(key)
             if group is not None:
                 group.members.discard(fp)
                 if not group.members:
                     del self.groups[key]
 
-    def muted(self, snapshot: Snapshot, now: float) -> set[str]:
-        """Fingerprints of a snapshot's alerts left out of notifications: silenced, in a maintenance
-        window, or inhibited."""
-        everyone = [(a.fingerprint, a.labels) for a in snapshot.alerts]
-        firing = [(a.fingerprint, a.labels) for a in snapshot.alerts if not a.resolved(now)]
-        silenced = {fp for fp, labels in everyone if any(s.mutes(labels, now) for s in snapshot.silences)}
-        return silenced | snapshot.in_maintenance | self.inhibitor.inhibited(firing, everyone)
-
     def muted_now(self, conn: Connection, targets: list[Alert], now: float) -> set[str]:
         """Fingerprints of `targets` left out of notifications: silenced, in a maintenance window, or
-        inhibited by a firing alert of the index."""
+        inhibited by an alert firing now."""
         silences = active_silences(conn, now)
         muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
-        monitors = {a.fingerprint: m for a in targets if (m := _monitor_of(a)) is not None}
+        monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
         if monitors:
             windows = list_windows(conn, {project for project, _ in monitors.values()})
             muted |= {fp for fp, (project, monitor) in monitors.items()
                       if in_maintenance(windows, project, monitor, now)}
         if self.inhibitor.rules:
-            sources = [(a.fingerprint, a.labels) for a in self.alerts.values() if not a.resolved(now)]
+            sources = firing_labels(conn, now)
             muted |= self.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
         return muted
 
@@ -349,18 +343,18 @@ class Dispatcher:
         if not due:
             return []
         members = set().union(*(g.members for g in due))
-        fresh = {a.fingerprint: a for a in load_by_fingerprint(conn, members)}
-        for fp in members:
-            if fp in fresh:
-                self._put(fresh[fp], now)
-            else:  # deleted (forgotten after resolving, or its rule was deleted)
-                self._drop(fp)
+        fresh: dict[str, Alert] = {}
+        for alert in A.iter_by_fingerprint(conn, members):
+            fresh[alert.fingerprint] = alert
+            self._put(alert, now)
+        for fp in members - fresh.keys():  # deleted (forgotten after resolving, or its rule was deleted)
+            self._drop(fp)
         due = [g for g in due if self.groups.get(g.key) is g]
-        targets = [self.alerts[fp] for fp in members if fp in self.alerts]
+        targets = [fresh[fp] for fp in members if fp in self.alerts]
         muted = self.muted_now(conn, targets, now)
         plans = []
         for group in due:
-            alerts = [self.alerts[fp] for fp in group.members if fp not in muted]
+            alerts = [fresh[fp] for fp in group.members if fp not in muted]
             if not alerts:  # all muted: looked at again next round, flushed once something is not
                 continue
             if group.route.muted_at(now, self.intervals):

@@ -17,9 +17,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting import tables
 from watchkeeper.alerting.anomaly import project_scores
 from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.metrics import Series, count_value, duration_value, read_counts, read_durations
@@ -246,8 +247,9 @@ def read_round(conn: Connection, now: float, *, thresholds: bool = True, thresho
     by_project = _signals_by_project(signals)
     slugs = {p.id: p.slug for p in projects}
     moved = set(threshold_projects)
+    others: dict[str, int] = {}
     if thresholds:
-        existing = {a.fingerprint: a for a in A.load_alerts(conn, rules_only=True)}
+        existing, others = _full_alerts(conn, rules, by_project, slugs, now)
     else:
         existing = _quick_alerts(conn, rules, by_project, moved, slugs)
     ctx = _Context(now, slugs, existing, flaps, flaps_read_only=not thresholds)
@@ -272,6 +274,7 @@ def read_round(conn: Connection, now: float, *, thresholds: bool = True, thresho
         flaps.forget(set(existing) | {a.fingerprint for a in ctx.new})
     changed = [a for a in ctx.existing.values() if a.changed and a.fingerprint not in gone]
     report.new, report.changed = len(ctx.new), len(changed)
+    report.states = dict(others)  # the stored alerts this round could not change, by status
     for alert in [*ctx.new, *ctx.existing.values()]:
         status = alert.status(now)
         report.states[status] = report.states.get(status, 0) + 1
@@ -301,19 +304,48 @@ def evaluate(conn: Connection, now: float, *, default_pack: bool = True, thresho
     return report
 
 
-def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dict[int, list[Signal]],
-                  moved: set[int], slugs: dict[int, str]) -> dict[str, A.Alert]:
-    """The stored alerts a quick round can change: those the new signals would fire (by fingerprint, known
-    before reading), those of rules the signals resolve, and those of the moved projects' threshold rules."""
+def _full_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dict[int, list[Signal]],
+                 slugs: dict[int, str], now: float) -> tuple[dict[str, A.Alert], dict[str, int]]:
+    """The stored alerts a full round can change, and how many other rule alerts there are by status.
+
+    Not every stored alert: under an alert storm (a new issue each, tens of thousands) most are event
+    alerts that only a signal or their `resolve_after` can change, and reading them all every round
+    held them all in memory. Read: the alerts of threshold and anomaly rules (judged or settled every
+    full round), those the new signals fire or resolve (as in a quick round), event alerts whose
+    `resolve_after` has passed (so may end now; a second early, `_expire_event_alerts` decides), and
+    alerts of rules deleted or disabled (they end)."""
+    fingerprints, rule_ids = _signal_targets(rules, by_project, slugs)
+    rule_ids |= {r.id for r in rules.values() if r.windowed is not None}
+    found = A.load_alerts(conn, rules_only=True, rule_ids=rule_ids) if rule_ids else []
+    expiring: dict[float, list[int]] = defaultdict(list)
+    for rule in rules.values():
+        if rule.event is not None and rule.event.resolve_after is not None and rule.id not in rule_ids:
+            expiring[rule.event.resolve_after].append(rule.id)
+    t = tables.alerts
+    for after, ids in expiring.items():
+        found += A.select_alerts(conn, t.c.rule_id.in_(sorted(ids)), t.c.ends_at.is_(None), t.c.starts_at.is_not(None),
+                                 func.coalesce(t.c.last_true_at, 0.0) <= now - after + 1.0)
+    enabled = select(tables.alert_rules.c.id).where(tables.alert_rules.c.enabled.is_(True))
+    found += A.select_alerts(conn, t.c.rule_id.is_not(None), t.c.rule_id.not_in(enabled))
+    existing = {a.fingerprint: a for a in found}
+    existing |= {a.fingerprint: a for a in A.load_by_fingerprint(conn, fingerprints - set(existing))}
+    # The others' status as stored (a round leaves them as they are), for the gauge of alerts by state.
+    others = A.status_counts(conn, now, rules_only=True)
+    for alert in existing.values():
+        status = alert.status(now)
+        others[status] = max(0, others.get(status, 0) - 1)
+    return existing, {k: n for k, n in others.items() if n}
+
+
+def _signal_targets(rules: dict[int, AlertRule], by_project: dict[int, list[Signal]],
+                    slugs: dict[int, str]) -> tuple[set[str], set[int]]:
+    """The fingerprints of the alerts the new signals fire (known before reading), and the event rules
+    whose alerts they may resolve."""
     fingerprints: set[str] = set()
     rule_ids: set[int] = set()
     for rule in rules.values():
-        if rule.threshold is not None:
-            if rule.project_id in moved and _quick_metric(rule.threshold.metric):
-                rule_ids.add(rule.id)
-            continue
         spec = rule.event
-        if spec is None:  # anomaly rules wait for the full round
+        if spec is None:
             continue
         for signal in by_project.get(rule.project_id, ()):
             if signal.kind in spec.resolving_signals:
@@ -322,6 +354,17 @@ def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dic
                 slug = slugs.get(rule.project_id, str(rule.project_id))
                 fingerprints.add(A.fingerprint(rule_labels(rule, slug, _subject_labels(signal.subject,
                                                                                         signal.payload))))
+    return fingerprints, rule_ids
+
+
+def _quick_alerts(conn: Connection, rules: dict[int, AlertRule], by_project: dict[int, list[Signal]],
+                  moved: set[int], slugs: dict[int, str]) -> dict[str, A.Alert]:
+    """The stored alerts a quick round can change: those the new signals would fire (by fingerprint, known
+    before reading), those of rules the signals resolve, and those of the moved projects' threshold rules."""
+    fingerprints, rule_ids = _signal_targets(rules, by_project, slugs)
+    for rule in rules.values():
+        if rule.threshold is not None and rule.project_id in moved and _quick_metric(rule.threshold.metric):
+            rule_ids.add(rule.id)
     found = A.load_alerts(conn, rules_only=True, rule_ids=rule_ids) if rule_ids else []
     found += A.load_by_fingerprint(conn, fingerprints - {a.fingerprint for a in found})
     return {a.fingerprint: a for a in found}

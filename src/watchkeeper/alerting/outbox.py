@@ -9,6 +9,7 @@ jitter, never sooner than the receiver's Retry-After; others, or too many attemp
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,7 @@ from watchkeeper.alerting.channels import (
     webhook,
 )
 from watchkeeper.alerting.channels import log as log_channel
-from watchkeeper.alerting.routing import AlertingConfig
+from watchkeeper.alerting.routing import AlertingConfig, LogConfig
 from watchkeeper.alerting.tables import notification_outbox
 from watchkeeper.config import AlertingSettings
 from watchkeeper.lib.clock import Clock
@@ -53,8 +54,14 @@ class Claimed:
     id: int
     receiver: str
     integration: str
-    payload: dict[str, Any]
+    text: str  # the payload as stored (JSON)
     attempts: int
+
+    @functools.cached_property
+    def payload(self) -> dict[str, Any]:
+        """The payload, parsed when the notification is sent (not while it is claimed, in the writer)."""
+        parsed: dict[str, Any] = orjson.loads(self.text)
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def claim_due(conn: Connection, now: float, lease: float, limit: int = CLAIM_BAT
                                                   t.c.next_attempt_at <= now))
                              .values(next_attempt_at=now + lease)).rowcount
         if taken:
-            claimed.append(Claimed(row.id, row.receiver, row.integration, orjson.loads(row.payload), row.attempts))
+            claimed.append(Claimed(row.id, row.receiver, row.integration, row.payload, row.attempts))
     return claimed
 
 
@@ -162,7 +169,10 @@ class DeliveryWorker:
             # A page to an on-call user goes through the receiver's mail server to that user's address.
             integration = integration.model_copy(update={"to": item.payload["recipient"]})
         try:
-            await SENDERS[kind](integration, item.payload, self.context)
+            if isinstance(integration, LogConfig):  # the stored JSON is the line, as is
+                await log_channel.send_stored(integration, item.payload, item.text)
+            else:
+                await SENDERS[kind](integration, item.payload, self.context)
         except DeliveryFailed as exc:
             return self._failed(item, exc)
         except Exception as exc:  # a bug in a channel must not stop the others

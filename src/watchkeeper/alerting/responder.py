@@ -17,16 +17,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 
 from watchkeeper.alerting import links
-from watchkeeper.alerting.alerts import Alert
-from watchkeeper.alerting.dispatch import Dispatcher, stored_key, take_snapshot
+from watchkeeper.alerting.alerts import Alert, alert_from_row
+from watchkeeper.alerting.dispatch import Dispatcher, firing_labels, monitor_of, stored_key
 from watchkeeper.alerting.escalation import Pager, escalate_due, policy_for
 from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incident_settings, incidents
 from watchkeeper.alerting.incidents import declare
+from watchkeeper.alerting.silences import active_silences
 from watchkeeper.alerting.tables import alerts
 from watchkeeper.config import ConfigError
+from watchkeeper.uptime.maintenance import in_maintenance, list_windows
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -58,24 +60,61 @@ def severities_for(conn: Connection, project_id: int | None, default: Collection
     return cache[project_id]
 
 
-def _open_occurrences(conn: Connection) -> list[Any]:
+# New occurrences recorded per round at most: an alert storm (tens of thousands of new alerts at once) is
+# taken in rounds of this many, the oldest first, so a round's reads and writes stay bounded in memory
+# and in writer time. The next round follows at once while there are more (see `Responder.run`).
+MAX_NEW_PER_ROUND = 2000
+
+
+def _start() -> Any:
+    return func.coalesce(alerts.c.starts_at, alerts.c.active_at)
+
+
+def _firing_now(now: float) -> Any:
+    """Alerts firing now (not pending, not resolved)."""
+    return and_(alerts.c.state == "firing", or_(alerts.c.ends_at.is_(None), alerts.c.ends_at > now))
+
+
+def _has_open_occurrence() -> Any:
+    """The alert (of the outer query) has an open occurrence of its current firing (fingerprint and start)."""
     o = alert_occurrences
-    return list(conn.execute(select(o.c.fingerprint, o.c.starts_at, o.c.incident_id, o.c.name)
-                             .where(o.c.resolved_at.is_(None))))
+    return exists().where(o.c.fingerprint == alerts.c.fingerprint, o.c.starts_at == _start(),
+                          o.c.resolved_at.is_(None))
 
 
-def _firing(alerts: list[Alert], now: float) -> list[Alert]:
-    return [a for a in alerts if a.state == "firing" and not a.resolved(now)]
+def _occurrence_still_firing(now: float) -> Any:
+    """The open occurrence (of the outer query) is of an alert still firing with the same start."""
+    o = alert_occurrences
+    return exists().where(alerts.c.fingerprint == o.c.fingerprint, _start() == o.c.starts_at, _firing_now(now))
+
+
+def _new_firing(conn: Connection, now: float, limit: int) -> list[Alert]:
+    """Firing alerts without an open occurrence (fired since the last round), oldest first, at most `limit`:
+    the database compares them with the occurrences, so a round holds only these in memory."""
+    query = (select(alerts).where(_firing_now(now), ~_has_open_occurrence())
+             .order_by(_start(), alerts.c.fingerprint).limit(limit))
+    return [alert_from_row(row) for row in conn.execute(query)]
+
+
+def _ended_occurrences(conn: Connection, now: float, limit: int) -> list[Any]:
+    """Open occurrences whose alert resolved, went back to pending or went away, at most `limit`."""
+    o = alert_occurrences
+    query = (select(o.c.fingerprint, o.c.starts_at, o.c.incident_id, o.c.name)
+             .where(o.c.resolved_at.is_(None), ~_occurrence_still_firing(now))
+             .order_by(o.c.starts_at, o.c.fingerprint).limit(limit))
+    return list(conn.execute(query))
 
 
 def anything_to_do(conn: Connection, now: float) -> bool:
     """Whether a round would change anything: an alert fired or ended since the last one, or an
-    escalation step is due. Asked on a read connection, so quiet rounds never wait for the writer."""
-    rows = conn.execute(select(alerts.c.fingerprint, alerts.c.starts_at, alerts.c.active_at, alerts.c.ends_at)
-                        .where(alerts.c.state == "firing"))
-    firing = {(r.fingerprint, r.starts_at or r.active_at) for r in rows if r.ends_at is None or r.ends_at > now}
-    known = {(r.fingerprint, r.starts_at) for r in _open_occurrences(conn)}
-    if firing != known:
+    escalation step is due. Asked on a read connection, so quiet rounds never wait for the writer; the
+    comparison of firing alerts with open occurrences is two anti-joins, not a copy of either in memory."""
+    fired = select(alerts.c.fingerprint).where(_firing_now(now), ~_has_open_occurrence())
+    if conn.execute(fired.limit(1)).first() is not None:
+        return True
+    o = alert_occurrences
+    ended = select(o.c.fingerprint).where(o.c.resolved_at.is_(None), ~_occurrence_still_firing(now))
+    if conn.execute(ended.limit(1)).first() is not None:
         return True
     due = select(incidents.c.id).where(incidents.c.state == "triggered", incidents.c.next_escalation_at <= now)
     return conn.execute(due.limit(1)).first() is not None
@@ -89,29 +128,41 @@ class AlertPlan:
 
     new: list[dict[str, Any]] = field(default_factory=list)  # occurrences to record, with "incident" wishes
     ended: list[Any] = field(default_factory=list)  # open occurrences whose alert resolved or went away
+    # More alerts fired (or ended) than one round takes (MAX_NEW_PER_ROUND): the next round follows at once.
+    more: bool = False
 
     @property
     def empty(self) -> bool:
         return not self.new and not self.ended
 
 
-def plan_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str]) -> AlertPlan:
-    """Read every firing alert and decide (all the reading and matching, off the writer)."""
-    snapshot = take_snapshot(conn, now)
-    firing = _firing(snapshot.alerts, now)
-    open_rows = _open_occurrences(conn)
-    known = {(r.fingerprint, r.starts_at) for r in open_rows}
+def _muted(conn: Connection, dispatcher: Dispatcher, targets: list[Alert], now: float) -> set[str]:
+    """Fingerprints of `targets` (new firing alerts) left out of incidents: silenced, in a maintenance
+    window, or inhibited by an alert firing now."""
+    silences = active_silences(conn, now)
+    muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
+    monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
+    if monitors:
+        windows = list_windows(conn, {project for project, _ in monitors.values()})
+        muted |= {fp for fp, (project, monitor) in monitors.items() if in_maintenance(windows, project, monitor, now)}
+    if dispatcher.inhibitor.rules:  # the sources: every alert firing now (their labels only)
+        sources = firing_labels(conn, now)
+        muted |= dispatcher.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
+    return muted
+
+
+def plan_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str],
+                     *, limit: int = MAX_NEW_PER_ROUND) -> AlertPlan:
+    """Read the alerts fired and the occurrences ended since the last round (at most `limit` of each, the
+    oldest first) and decide (all the reading and matching, off the writer)."""
+    fired = _new_firing(conn, now, limit)
+    plan = AlertPlan(ended=_ended_occurrences(conn, now, limit))
+    plan.more = len(fired) >= limit or len(plan.ended) >= limit
     # Silences, maintenance and inhibition only matter for alerts not seen before.
-    muted = dispatcher.muted(snapshot, now) if any(
-        (a.fingerprint, a.starts_at or a.active_at) not in known for a in firing) else set()
-    plan = AlertPlan()
-    seen: set[tuple[str, float]] = set()
+    muted = _muted(conn, dispatcher, fired, now) if fired else set()
     cache: dict[int | None, Collection[str]] = {}
-    for alert in sorted(firing, key=lambda a: (a.starts_at or a.active_at, a.fingerprint)):
+    for alert in fired:
         start = alert.starts_at or alert.active_at
-        seen.add((alert.fingerprint, start))
-        if (alert.fingerprint, start) in known:
-            continue
         project_id, severity = _project_of(alert), alert.labels.get("severity", "")
         key: str | None = None
         wants_incident = alert.fingerprint not in muted and severity in severities_for(conn, project_id, severities,
@@ -122,7 +173,6 @@ def plan_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, sever
         plan.new.append({"fingerprint": alert.fingerprint, "starts_at": start, "project_id": project_id,
                          "severity": severity, "name": _name(alert), "impact": min(start, alert.active_at),
                          "incident": wants_incident, "group_key": key})
-    plan.ended = [row for row in open_rows if (row.fingerprint, row.starts_at) not in seen]
     return plan
 
 
@@ -176,6 +226,7 @@ class Responder:
         self.settings = alerting.settings
         self.dispatcher = Dispatcher(alerting.config)  # for routes and mutes only: groups are the dispatcher's
         self._secret: bytes | None = None
+        self.more = False  # the last round left alerts for the next one (MAX_NEW_PER_ROUND)
         name = self.settings.oncall_email_receiver
         if name is not None:
             receiver = alerting.config.receiver(name)
@@ -209,6 +260,7 @@ class Responder:
                 return plan_from_alerts(conn, self.dispatcher, now, severities)
 
         plan = await asyncio.to_thread(look)
+        self.more = plan is not None and plan.more
         if plan is None:
             return 0, 0
         pager = await self.pager()
@@ -226,8 +278,10 @@ class Responder:
             try:
                 await self.round()
             except Exception:
+                self.more = False
                 log.exception("incident round failed; will retry")
-            await asyncio.sleep(self.settings.incident_interval_seconds)
+            # After a round that took only part of an alert storm, the next one follows at once.
+            await asyncio.sleep(0 if self.more else self.settings.incident_interval_seconds)
 
 
 def responder_of(app: FastAPI) -> Responder:

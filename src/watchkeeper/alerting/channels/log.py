@@ -15,3 +15,9 @@ log = logging.getLogger("watchkeeper.alerts")
 
 async def send(config: LogConfig, payload: dict[str, Any], ctx: ChannelContext) -> None:
     log.warning("%s %s", title(payload), orjson.dumps(payload).decode())
+
+
+async def send_stored(config: LogConfig, payload: dict[str, Any], text: str) -> None:
+    """`send` for a payload stored as `orjson.dumps(payload)` (the outbox): the same line, without
+    serialising it again."""
+    log.warning("%s %s", title(payload), text)
