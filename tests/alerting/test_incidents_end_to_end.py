@@ -138,4 +138,6 @@ def test_a_service_going_down_pages_once_opens_an_incident_and_the_link_stops_es
     assert len(hooks) == 1 and hooks[0]["alerts"][0]["labels"]["severity"] == "critical"
     timeline = api.get(f"/incidents/{incident['id']}").json()["timeline"]
     kinds = [e["kind"] for e in timeline]
-    assert kinds[:3] == ["status", "alert.fired", "notification"] and "Acknowledged via a link" in timeline[-1]["text"]
+    # The alert may have fired a clock step before the round that opened the incident: then it comes first.
+    assert sorted(kinds[:2]) == ["alert.fired", "status"] and kinds[2] == "notification"
+    assert "Acknowledged via a link" in timeline[-1]["text"]
