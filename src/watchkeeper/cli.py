@@ -32,6 +32,26 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before the server starts its threads.
+
+    glibc gives each thread that allocates its own heap (up to 8 per core), and memory freed in one is
+    not reused by another: the server's pool threads (readers, alerting, uptime) each kept tens of MB
+    of free heap after large reads — 34-45 MiB of the server's RSS in an alert storm. Python's GIL
+    serialises the threads anyway, so two arenas cost no contention. No effect on other C libraries.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_arena_max = -8  # from glibc's malloc.h
+    mallopt(m_arena_max, arenas)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -39,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _limit_malloc_arenas()
     runtime = build_runtime(settings, migrate_in_child=True)
     password = bootstrap_admin(runtime.engine, settings, runtime.clock)
     role = "" if settings.role == "all" else f", role {settings.role}"
