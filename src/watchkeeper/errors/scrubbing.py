@@ -262,6 +262,10 @@ class EventScrubber:
         self.value(data, 0)
         return data
 
+    # _bounded_mapping() and _bounded_sequence() repeat the per-value checks instead of sharing a
+    # helper, like mapping() and sequence() below: they run once per frame variable, and a call per
+    # value would cost about as much as the checks themselves.
+
     def _bounded_mapping(self, data: dict[Any, Any], depth: int, replaced: list[tuple[Any, Any, Any]]) -> bool:
         """Scrub ``data`` in place while checking trim()'s bounds; False as soon as one is broken,
         with every replacement made so far in ``replaced`` (container, key, original value)."""
