@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pickle
 import struct
 import subprocess
@@ -44,6 +45,12 @@ J = TypeVar("J")
 R = TypeVar("R")
 _HEADER = struct.Struct("!i")  # multiprocessing.Connection's frame header for messages under 2 GiB
 _PICKLE = pickle.HIGHEST_PROTOCOL
+# Processors run at a lower CPU priority than the server process and the writer process. When ingest
+# uses every core, those two are the narrow part of the pipeline (one event loop for all requests, one
+# writer for all commits): a processor that holds a core while the event loop waits to answer, or the
+# writer waits to commit, idles the whole pipeline. It also keeps the API, the web pages and the health
+# checks answering promptly under an ingest flood. Niceness only ever lowers our own priority.
+PROCESSOR_NICENESS = 10
 
 
 class ProcessorUnavailable(Exception):
@@ -56,6 +63,7 @@ class ProcessorFailed(Exception):
 
 def _child_main(fd: int) -> None:
     """Run jobs from the socket ``fd`` until the server closes its end (or dies)."""
+    os.nice(PROCESSOR_NICENESS)
     conn = Connection(fd)
     while True:
         try:
