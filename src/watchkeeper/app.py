@@ -26,7 +26,7 @@ from watchkeeper.errors.processors import ProcessorPool
 from watchkeeper.errors.rate_limits import EventQuotas
 from watchkeeper.errors.retention import retention_batch
 from watchkeeper.errors.scrubbing import ScrubbingRules
-from watchkeeper.errors.storage import save_envelopes
+from watchkeeper.errors.storage import save_envelopes, save_packed_envelopes
 from watchkeeper.lib.clock import Clock, SystemClock
 from watchkeeper.observability import Metrics
 from watchkeeper.observability import routes as health_routes
@@ -108,7 +108,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None, *, migrate_in_
         process=WriterProcess(settings.sqlalchemy_url, sqlite_synchronous=settings.writer.sqlite_synchronous)
         if separate
         else None,
-        process_functions=frozenset({save_envelopes}),
+        process_functions=frozenset({save_envelopes, save_packed_envelopes}),
         process_when_busy=when_busy,
         gather_seconds=settings.writer.gather_ms / 1000,
         # Envelopes in the processors are the writes about to arrive.

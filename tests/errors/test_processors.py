@@ -20,10 +20,20 @@ from tests.conftest import ProjectFixture, Server
 from tests.errors.test_ingest_protocol import auth, envelope, event, item, new_id, post
 from watchkeeper.config import Settings
 from watchkeeper.errors.envelope import EnvelopeItem
-from watchkeeper.errors.processing import ItemsJob, process_items
-from watchkeeper.errors.processors import ProcessorPool
+from watchkeeper.errors.processing import (
+    EnvelopeJob,
+    ItemsJob,
+    ProcessedItems,
+    merge_processed,
+    process_envelope,
+    process_envelope_for_writer,
+    process_items,
+)
+from watchkeeper.errors.processors import PROCESSOR_NICENESS, ProcessorPool
 from watchkeeper.errors.scrubbing import ScrubbingRules
-from watchkeeper.errors.tables import events
+from watchkeeper.errors.storage import save_envelopes, save_packed_envelopes
+from watchkeeper.errors.tables import events, issue_tags, issues
+from watchkeeper.store.engine import for_writing
 
 
 @pytest.fixture
@@ -70,6 +80,58 @@ def test_events_from_many_clients_are_processed_by_every_processor(server: Serve
     assert [answers[0].status_code for _, answers in threads] == [200] * 40
     assert [answers[0].json()["id"] for _, answers in threads] == ids
     assert all(stored(server, i) for i in ids)
+
+
+def test_processors_run_at_a_lower_priority_than_the_server(server: Server) -> None:
+    """The event loop and the writer are the narrow part of the pipeline: processors yield to them."""
+    lower = min(19, os.getpriority(os.PRIO_PROCESS, 0) + PROCESSOR_NICENESS)
+    for pid in pool_of(server).pids:  # set as the child starts, before its first job
+        wait_until(lambda pid=pid: os.getpriority(os.PRIO_PROCESS, pid) == lower)
+
+
+def _envelope_job(server: Server, project: ProjectFixture, *payloads: dict[str, Any]) -> EnvelopeJob:
+    context = ItemsJob(project.id, 1_767_225_600.0, [], None, "203.0.113.9", ScrubbingRules(), {"event": 1 << 20})
+    body = envelope(*(item("event", payload) for payload in payloads))
+    return EnvelopeJob(body, None, 1 << 24, auth(project.public_key)["X-Sentry-Auth"], None, context)
+
+
+def _stored_rows(server: Server, event_ids: list[str]) -> list[tuple[Any, ...]]:
+    with server.runtime.engine.connect() as conn:
+        rows = conn.execute(
+            select(events.c.event_id, events.c.title, events.c.data, issues.c.hash, issues.c.times_seen)
+            .join(issues, issues.c.id == events.c.issue_id).where(events.c.event_id.in_(event_ids))
+            .order_by(events.c.event_id)
+        ).all()
+        tags = conn.execute(select(func.count()).select_from(issue_tags)).scalar()
+    return [(*row, tags) for row in rows]
+
+
+def test_records_packed_in_the_processor_are_stored_as_if_never_packed(
+    server: Server, project: ProjectFixture
+) -> None:
+    """A processor pickles the records once for the writer process; the server only counts outcomes."""
+    payloads = [event(new_id()) | {"user": {"id": "u1"}, "tags": {"shop": "eu"}} for _ in range(2)]
+    job = _envelope_job(server, project, *payloads)
+    packed = process_envelope_for_writer(job).done
+    assert packed.packed is not None and not packed.nothing_to_store
+    assert packed.records.events == [] and packed.records.outcomes == {("error", "accepted"): 2}
+    plain = process_envelope(_envelope_job(server, project, *payloads)).done
+    assert plain.packed is None and len(plain.records.events) == 2
+
+    writer = for_writing(server.runtime.engine)
+    with writer.begin() as conn:
+        save_packed_envelopes(conn, [packed.packed])
+    ids = sorted(p["event_id"] for p in payloads)
+    via_packed = _stored_rows(server, ids)
+    with writer.begin() as conn:
+        conn.execute(events.delete())
+        conn.execute(issues.delete())
+    with writer.begin() as conn:
+        save_envelopes(conn, [plain.records])
+    assert via_packed == _stored_rows(server, ids) and len(via_packed) == 2
+
+    with pytest.raises(ValueError, match="packed"):
+        merge_processed(ProcessedItems(plain.records), packed)
 
 
 def test_a_killed_processor_fails_only_its_requests_and_is_replaced(server: Server, project: ProjectFixture) -> None:

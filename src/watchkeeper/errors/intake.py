@@ -31,7 +31,7 @@ from watchkeeper.errors.processing import (
     ProcessedItems,
     decode_request_body,
     merge_processed,
-    process_envelope,
+    process_envelope_for_writer,
     process_items,
     read_envelope,
 )
@@ -39,7 +39,7 @@ from watchkeeper.errors.processors import ProcessorUnavailable
 from watchkeeper.errors.rate_limits import Refusal
 from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.errors.sentry_auth import AuthError, find_public_key
-from watchkeeper.errors.storage import save_envelopes
+from watchkeeper.errors.storage import save_envelopes, save_packed_envelopes
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ async def _accept_body(runtime: Runtime, request: Request, grant: KeyGrant, body
         _query_key(request),
         _context(runtime, request, grant, []),
     )
-    processed = await _in_processor(runtime, process_envelope, job)
+    processed = await _in_processor(runtime, process_envelope_for_writer, job)
     if processed.events and runtime.quotas.take(grant, processed.events) is not None:
         return None
     return await _commit_and_answer(runtime, processed.done, processed.envelope_id, {})
@@ -231,10 +231,13 @@ async def _commit(runtime: Runtime, done: ProcessedItems) -> None:
     records = done.records
     for (category, outcome), n in records.outcomes.items():
         runtime.metrics.items.labels(category, outcome).inc(n)
-    if records.empty:
+    if done.nothing_to_store:
         return
     try:
-        await runtime.writer.run(save_envelopes, records)
+        if done.packed is not None:
+            await runtime.writer.run(save_packed_envelopes, done.packed)
+        else:
+            await runtime.writer.run(save_envelopes, records)
     except WriterOverloaded as exc:
         raise IngestError(503, f"server busy: {exc}", "overloaded", {"Retry-After": "1"}) from None
     except WriterStopped:

@@ -5,6 +5,7 @@ Runs on the request path (CPU only, no I/O); the writer stores the result.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,6 +293,28 @@ class ProcessedItems:
     stored_kind: str | None = None
     # (status, message) of the first rejected event/transaction item; a tuple, as it crosses processes.
     rejected: tuple[int, str] | None = None
+    # The records already pickled for the writer process (see `pack_records`); `records` then keeps only
+    # the outcomes, which the server counts in its metrics.
+    packed: bytes | None = None
+
+    @property
+    def nothing_to_store(self) -> bool:
+        return self.packed is None and self.records.empty
+
+
+def pack_records(done: ProcessedItems) -> ProcessedItems:
+    """Pickle ``done``'s records where they were made, for the writer process (storage.save_packed_envelopes).
+
+    Records made in a processor process travel to the server and on to the writer process. Unpickled and
+    pickled again in between, they cost the server — one event loop for every core's requests — about
+    15 µs per event; as one opaque blob they cost it a copy. The outcomes stay readable for the metrics.
+    """
+    records = done.records
+    if records.empty or done.packed is not None:
+        return done
+    done.packed = pickle.dumps(records, pickle.HIGHEST_PROTOCOL)
+    done.records = EnvelopeRecords(records.project_id, records.received, outcomes=records.outcomes)
+    return done
 
 
 def process_items(job: ItemsJob) -> ProcessedItems:
@@ -355,8 +378,18 @@ def process_envelope(job: EnvelopeJob) -> ProcessedEnvelope:
     return ProcessedEnvelope(process_items(context), context.envelope_event_id, events)
 
 
+def process_envelope_for_writer(job: EnvelopeJob) -> ProcessedEnvelope:
+    """`process_envelope` with the records packed for the writer process (see `pack_records`): what a
+    processor process runs for the envelope endpoint."""
+    processed = process_envelope(job)
+    pack_records(processed.done)
+    return processed
+
+
 def merge_processed(into: ProcessedItems, other: ProcessedItems) -> None:
-    """Add ``other`` (items of the same envelope processed elsewhere) to ``into``."""
+    """Add ``other`` (items of the same envelope processed elsewhere, not packed) to ``into``."""
+    if into.packed is not None or other.packed is not None:
+        raise ValueError("packed records cannot be merged")
     a, b = into.records, other.records
     a.events += b.events
     a.transactions += b.transactions

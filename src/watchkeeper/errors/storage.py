@@ -6,6 +6,7 @@ within a process; across processes the unique (project_id, hash) key and upserts
 
 from __future__ import annotations
 
+import pickle
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -359,3 +360,11 @@ def _signal(kind: str, state: _IssueState, event: EventRecord, now: float) -> di
         "payload": {"issue_id": state.id, "event_id": event.event_id, "title": event.title,
                     "level": event.level, "environment": event.environment, "release": event.release},
     }
+
+
+def save_packed_envelopes(conn: Connection, batch: Sequence[bytes]) -> list[None]:
+    """`save_envelopes` for records a processor process pickled (processing.pack_records).
+
+    The pickles come only from our own processor processes, through the server, never from a client.
+    """
+    return save_envelopes(conn, [pickle.loads(packed) for packed in batch])
