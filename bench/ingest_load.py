@@ -132,14 +132,21 @@ def main() -> None:
     ap.add_argument("--half-duration", type=int, default=30)
     ap.add_argument("--half-rate", type=float, default=None, help="default: half the measured rate")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--bodies-dir", type=Path, default=None,
+                    help="reuse the bodies generated here by an earlier run (made if missing): paired runs "
+                         "then send the same envelopes and skip the generation")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
 
     server = BenchServer()
-    bodydir = server.tmp / "bodies"
+    bodydir = args.bodies_dir or server.tmp / "bodies"
     t = time.time()
-    sizes = write_bodies(bodydir, args.bodies)
+    have = len(list(bodydir.glob("body_*.gz"))) if bodydir.is_dir() else 0
+    if have >= args.bodies:
+        sizes = [p.stat().st_size for p in sorted(bodydir.glob("body_*.gz"))[: args.bodies]]
+    else:
+        sizes = write_bodies(bodydir, args.bodies)
     sizes.sort()
     print(f"RESULT machine: sum(range(100)) {machine_reference_ns():.0f} ns (Python speed reference)", flush=True)
     print(f"bodies: {len(sizes)} unique gzip envelopes, size median {sizes[len(sizes)//2]} B "
