@@ -501,11 +501,16 @@ class EventScrubber:
                     self.mapping(variables, 0)
 
     def _scrub_breadcrumbs(self, breadcrumbs: Any, data_scrubbed: bool) -> None:
+        memo = self.memo
         for crumb in _values(breadcrumbs):
             if not isinstance(crumb, dict):
                 continue
-            if isinstance(message := crumb.get("message"), str):
-                crumb["message"] = self.text(message)
+            # text() inlined: an event carries up to a hundred crumbs, nearly all with a message.
+            if isinstance(message := crumb.get("message"), str) and len(message) >= _MIN_PATTERN_LENGTH:
+                scrubbed = memo.get(message)
+                if scrubbed is None:
+                    scrubbed = memo[message] = scrub_text(message, ips=self.ips)
+                crumb["message"] = scrubbed
             if not data_scrubbed and (data := crumb.get("data")) is not None:
                 crumb["data"] = self.value(data, 0)
 
@@ -584,7 +589,13 @@ class EventScrubber:
                 return anonymize_forwarded(value)
         if not self.enabled:
             return value
-        return FILTERED if self.is_sensitive(name) else self.value(value, 0)
+        # verdict() and value() inlined: a request carries a dozen headers or more.
+        verdict = self.verdicts.get(name)
+        if verdict is None:
+            verdict = self.keys.verdict(name)
+        if verdict == _SENSITIVE:
+            return FILTERED
+        return self.text(value) if type(value) is str else self.value(value, 0)
 
     def _url(self, url: str) -> str:
         # SDKs usually move the query to query_string, but not all of them.
