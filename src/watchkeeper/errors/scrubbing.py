@@ -475,14 +475,18 @@ class EventScrubber:
                 self.keys_only(item, depth + 1)
 
     def pairs(self, pairs: list[Any], *, by_key: bool) -> None:
+        # Every event's tags come through here: the verdict cache and text() are used directly.
+        verdicts = self.verdicts
         for pair in pairs:
-            if not _is_pair(pair) or pair[1] is None:
+            if not _is_pair(pair) or (value := pair[1]) is None:
                 continue
-            verdict = self.verdict(pair[0])
+            verdict = verdicts.get(pair[0])
+            if verdict is None:
+                verdict = self.verdict(pair[0])
             if by_key and verdict == _SENSITIVE:
                 pair[1] = FILTERED
             elif verdict != _SAFE:
-                pair[1] = self.value(pair[1], 1)
+                pair[1] = self.text(value) if type(value) is str else self.value(value, 1)
 
     # -- event areas --------------------------------------------------------------------------
 
@@ -639,9 +643,10 @@ class EventScrubber:
             if not equals or not raw_value:
                 continue
             name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
-            if self.is_safe(name):
+            verdict = self.verdict(name)
+            if verdict == _SAFE:
                 continue
-            if self.is_sensitive(name):
+            if verdict == _SENSITIVE:
                 fields[index] = f"{raw_name}={FILTERED}"
                 changed = True
                 continue
