@@ -1,5 +1,6 @@
 import functools
 import gzip
+import random
 import struct
 import time
 import tracemalloc
@@ -266,6 +267,54 @@ def test_it_reports_corruption_inside_a_later_gzip_member() -> None:
 
     with pytest.raises(BodyDecodingError, match="corrupt gzip body"):
         decode_body(gzip.compress(b"one") + bytes(second), "gzip", max_size=MAX_SIZE)
+
+
+@pytest.mark.parametrize("flag", [0x20, 0x40, 0x80])
+def test_it_refuses_a_gzip_header_with_a_reserved_flag_set(flag: int) -> None:
+    member = bytearray(gzip.compress(DATA))
+    member[3] |= flag
+
+    with pytest.raises(BodyDecodingError, match="corrupt gzip body: unknown header flags set"):
+        decode_body(bytes(member), "gzip", max_size=MAX_SIZE)
+    with pytest.raises(BodyDecodingError, match="corrupt gzip body: unknown header flags set"):
+        decode_body(gzip.compress(b"one") + bytes(member), "gzip", max_size=MAX_SIZE)
+
+
+def _zlib_reference(body: bytes, wbits_tried: tuple[int, ...]) -> bytes | None:
+    """What CPython's zlib makes of a single stream: its output, or None if it refuses it."""
+    for wbits in wbits_tried:
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            data = decompressor.decompress(body)
+        except zlib.error:
+            continue
+        if decompressor.eof and not decompressor.unused_data:
+            return data
+    return None
+
+
+def test_it_accepts_and_refuses_the_same_damaged_streams_as_zlib() -> None:
+    # Inflating is done by ISA-L; zlib is the reference for which bodies are valid.
+    rng = random.Random(5)
+    for _ in range(150):
+        data = bytes(rng.choice(b'abcdef{}":,0123') for _ in range(rng.randrange(0, 20000)))
+        for content_encoding, body, wbits_tried in (
+            ("gzip", gzip.compress(data, mtime=0), (31,)),
+            ("deflate", zlib.compress(data), (15, -15)),
+            ("deflate", raw_deflate(data), (15, -15)),
+        ):
+            damaged = [body[: rng.randrange(1, len(body))]]
+            for _ in range(6):
+                flipped = bytearray(body)
+                flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+                damaged.append(bytes(flipped))
+            for candidate in damaged:
+                expected = _zlib_reference(candidate, wbits_tried)
+                try:
+                    decoded: bytes | None = decode_body(candidate, content_encoding, max_size=MAX_SIZE)
+                except BodyDecodingError:
+                    decoded = None
+                assert decoded == expected, (content_encoding, candidate)
 
 
 def test_it_limits_the_number_of_gzip_members() -> None:

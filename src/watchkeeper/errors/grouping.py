@@ -134,23 +134,27 @@ def _clean_filename(filename: str) -> str:
     return _MODULE_NOISE.sub("", _URL_ORIGIN.sub("", path))
 
 
-def _frame_location(frame: dict[str, Any]) -> str:
-    module = _text(frame.get("module"))
-    if module:
-        return _clean_module(module)
-    return _clean_filename(_text(frame.get("filename")) or _text(frame.get("abs_path")))
-
-
 def _frame_component(frame: dict[str, Any]) -> str | None:
-    location = _frame_location(frame)
-    function = _text(frame.get("function"))
-    if "0x" in function:
+    # Runs for every frame of every event: _text()'s type check is written out, as the calls cost
+    # more than the rest of the work.
+    get = frame.get
+    module = get("module")
+    if type(module) is str and module:
+        location = _clean_module(module)
+    else:
+        location = _clean_filename(_text(get("filename")) or _text(get("abs_path")))
+    function = get("function")
+    if type(function) is not str:
+        function = ""
+    elif "0x" in function:
         function = _ADDRESS.sub("", function)
-    context = " ".join(_text(frame.get("context_line")).split())[:MAX_CONTEXT_CHARS]
-    if not (location or function or context):
-        return None
-    component = f"frame: {location} in {function}"
-    return f"{component} | {context}" if context else component
+    context_line = get("context_line")
+    context = " ".join(context_line.split())[:MAX_CONTEXT_CHARS] if type(context_line) is str else ""
+    if context:
+        return f"frame: {location} in {function} | {context}"
+    if location or function:
+        return f"frame: {location} in {function}"
+    return None
 
 
 def _frame_components(frames: list[dict[str, Any]], in_app_only: bool) -> list[str]:

@@ -475,14 +475,18 @@ class EventScrubber:
                 self.keys_only(item, depth + 1)
 
     def pairs(self, pairs: list[Any], *, by_key: bool) -> None:
+        # Every event's tags come through here: the verdict cache and text() are used directly.
+        verdicts = self.verdicts
         for pair in pairs:
-            if not _is_pair(pair) or pair[1] is None:
+            if not _is_pair(pair) or (value := pair[1]) is None:
                 continue
-            verdict = self.verdict(pair[0])
+            verdict = verdicts.get(pair[0])
+            if verdict is None:
+                verdict = self.verdict(pair[0])
             if by_key and verdict == _SENSITIVE:
                 pair[1] = FILTERED
             elif verdict != _SAFE:
-                pair[1] = self.value(pair[1], 1)
+                pair[1] = self.text(value) if type(value) is str else self.value(value, 1)
 
     # -- event areas --------------------------------------------------------------------------
 
@@ -501,11 +505,16 @@ class EventScrubber:
                     self.mapping(variables, 0)
 
     def _scrub_breadcrumbs(self, breadcrumbs: Any, data_scrubbed: bool) -> None:
+        memo = self.memo
         for crumb in _values(breadcrumbs):
             if not isinstance(crumb, dict):
                 continue
-            if isinstance(message := crumb.get("message"), str):
-                crumb["message"] = self.text(message)
+            # text() inlined: an event carries up to a hundred crumbs, nearly all with a message.
+            if isinstance(message := crumb.get("message"), str) and len(message) >= _MIN_PATTERN_LENGTH:
+                scrubbed = memo.get(message)
+                if scrubbed is None:
+                    scrubbed = memo[message] = scrub_text(message, ips=self.ips)
+                crumb["message"] = scrubbed
             if not data_scrubbed and (data := crumb.get("data")) is not None:
                 crumb["data"] = self.value(data, 0)
 
@@ -584,7 +593,13 @@ class EventScrubber:
                 return anonymize_forwarded(value)
         if not self.enabled:
             return value
-        return FILTERED if self.is_sensitive(name) else self.value(value, 0)
+        # verdict() and value() inlined: a request carries a dozen headers or more.
+        verdict = self.verdicts.get(name)
+        if verdict is None:
+            verdict = self.keys.verdict(name)
+        if verdict == _SENSITIVE:
+            return FILTERED
+        return self.text(value) if type(value) is str else self.value(value, 0)
 
     def _url(self, url: str) -> str:
         # SDKs usually move the query to query_string, but not all of them.
@@ -628,9 +643,10 @@ class EventScrubber:
             if not equals or not raw_value:
                 continue
             name = unquote_plus(raw_name) if "%" in raw_name or "+" in raw_name else raw_name
-            if self.is_safe(name):
+            verdict = self.verdict(name)
+            if verdict == _SAFE:
                 continue
-            if self.is_sensitive(name):
+            if verdict == _SENSITIVE:
                 fields[index] = f"{raw_name}={FILTERED}"
                 changed = True
                 continue
