@@ -185,3 +185,19 @@ def test_an_update_sets_only_the_indexed_issue_columns_that_change(tmp_path: Pat
             "unresolved", "regressed", None, 4, 2)
     finally:
         sqlite.dispose()
+
+
+def test_user_tags_count_events_whether_the_user_is_new_or_known(engine: Engine, project_id: int) -> None:
+    save(engine, [event(project_id, "add", user="ann", at=NOW - 5), event(project_id, "add", user="ann", at=NOW - 9),
+                  event(project_id, "add", user="bob", at=NOW - 1)])
+    save(engine, [event(project_id, "add", user="ann", at=NOW - 20), event(project_id, "add", user="cid", at=NOW),
+                  event(project_id, "add", user="cid", at=NOW + 3)])
+
+    def read(conn: Connection) -> dict[str, tuple[int, float, float]]:
+        rows = conn.execute(select(issue_tags.c.value, issue_tags.c.times_seen, issue_tags.c.first_seen,
+                                   issue_tags.c.last_seen).where(issue_tags.c.key == "user"))
+        return {value: (n, first, last) for value, n, first, last in rows}
+
+    assert in_transaction(engine, read) == {
+        "id:ann": (3, NOW - 20, NOW - 5), "id:bob": (1, NOW - 1, NOW - 1), "id:cid": (2, NOW, NOW + 3)}
+    assert users_by_culprit(engine) == {"add": (3, 3, 6)}

@@ -389,9 +389,10 @@ def _insert_new_users(conn: Connection, tag_counts: dict[tuple[int, str, str], l
     a big issue, every few milliseconds under load); counting the rows this insert creates is exact
     and costs one index probe per user of the batch — also with several writers on PostgreSQL,
     because ON CONFLICT DO NOTHING returns only the rows this transaction really inserted. The rows
-    start at times_seen 0: the tag upsert that follows counts their events like any other tag's.
+    are inserted with the batch's counts, so they are taken out of `tag_counts`: the tag upsert that
+    follows counts only the users an issue already had (writing each new row once, not twice).
     """
-    rows = [(issue_id, value, first, last) for (issue_id, key, value), (_, first, last) in sorted(tag_counts.items())
+    rows = [(issue_id, value, n, first, last) for (issue_id, key, value), (n, first, last) in sorted(tag_counts.items())
             if key == "user"]
     added: dict[int, int] = defaultdict(int)
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -399,11 +400,12 @@ def _insert_new_users(conn: Connection, tag_counts: dict[tuple[int, str, str], l
         chunk = rows[start:start + _CHUNK]
         sql = (
             "INSERT INTO issue_tags (issue_id, key, value, times_seen, first_seen, last_seen) VALUES "
-            + ", ".join([f"({marker}, 'user', {marker}, 0, {marker}, {marker})"] * len(chunk))
-            + " ON CONFLICT (issue_id, key, value) DO NOTHING RETURNING issue_id"
+            + ", ".join([f"({marker}, 'user', {marker}, {marker}, {marker}, {marker})"] * len(chunk))
+            + " ON CONFLICT (issue_id, key, value) DO NOTHING RETURNING issue_id, value"
         )
-        for (issue_id,) in conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)):
+        for issue_id, value in conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)):
             added[issue_id] += 1
+            del tag_counts[(issue_id, "user", value)]
     return added
 
 
