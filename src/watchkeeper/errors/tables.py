@@ -80,6 +80,9 @@ issue_tags = Table(
     Column("times_seen", Integer, nullable=False),
     Column("first_seen", Double, nullable=False),
     Column("last_seen", Double, nullable=False),
+    # Clustered by its key on SQLite: an issue's tags share pages, which every ingest batch updates
+    # (migration 0010 says what it saved).
+    sqlite_with_rowid=False,
 )
 
 # Events per issue per minute: sparklines, occurrence charts and the "events per issue" signal.

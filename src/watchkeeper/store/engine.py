@@ -8,6 +8,13 @@ from sqlalchemy import Engine, create_engine, event
 
 _WRITING = "watchkeeper_writing"
 
+# Pages the WAL may hold before a commit copies them into the database file (SQLite's default: 1000,
+# 4 MiB). Under ingest the same hot index pages are dirtied by every batch: each checkpoint writes them
+# to the database file again, so a WAL ten times longer cut the bytes written per event by a fifth and
+# the writer's CPU per event by ~12 % (bench/writer_batches.py). The WAL file stays ~40 MiB; durability
+# is unchanged (every commit is still fsynced to the WAL).
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+
 
 def for_writing(engine: Engine) -> Engine:
     """The same engine, but its transactions take SQLite's write lock at BEGIN.
@@ -58,6 +65,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
             cursor.execute("PRAGMA temp_store=MEMORY")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
