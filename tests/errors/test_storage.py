@@ -41,16 +41,7 @@ def in_transaction(engine: Engine, function: Callable[[Connection], Any]) -> Any
 
 
 def envelope(project_id: int, culprit: str, user: str | None) -> EnvelopeRecords:
-    payload = {
-        "event_id": uuid.uuid4().hex,
-        "exception": {"values": [{"type": "KeyError", "value": "sku", "stacktrace": {"frames": [
-            {"module": "shop.cart", "function": culprit, "in_app": True}]}}]},
-        **({"user": {"id": user}} if user else {}),
-    }
-    records = EnvelopeRecords(project_id, NOW)
-    records.events.append(process_event(payload, project_id=project_id, received=NOW, client_ip=None,
-                                        rules=ScrubbingRules()))
-    return records
+    return event(project_id, culprit, user=user)
 
 
 def users_by_culprit(engine: Engine) -> dict[str, tuple[int, int, int]]:
