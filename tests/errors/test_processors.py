@@ -89,7 +89,7 @@ def test_processors_run_at_a_lower_priority_than_the_server(server: Server) -> N
         wait_until(lambda pid=pid: os.getpriority(os.PRIO_PROCESS, pid) == lower)
 
 
-def _envelope_job(server: Server, project: ProjectFixture, *payloads: dict[str, Any]) -> EnvelopeJob:
+def _envelope_job(project: ProjectFixture, *payloads: dict[str, Any]) -> EnvelopeJob:
     context = ItemsJob(project.id, 1_767_225_600.0, [], None, "203.0.113.9", ScrubbingRules(), {"event": 1 << 20})
     body = envelope(*(item("event", payload) for payload in payloads))
     return EnvelopeJob(body, None, 1 << 24, auth(project.public_key)["X-Sentry-Auth"], None, context)
@@ -111,11 +111,11 @@ def test_records_packed_in_the_processor_are_stored_as_if_never_packed(
 ) -> None:
     """A processor pickles the records once for the writer process; the server only counts outcomes."""
     payloads = [event(new_id()) | {"user": {"id": "u1"}, "tags": {"shop": "eu"}} for _ in range(2)]
-    job = _envelope_job(server, project, *payloads)
+    job = _envelope_job(project, *payloads)
     packed = process_envelope_for_writer(job).done
     assert packed.packed is not None and not packed.nothing_to_store
     assert packed.records.events == [] and packed.records.outcomes == {("error", "accepted"): 2}
-    plain = process_envelope(_envelope_job(server, project, *payloads)).done
+    plain = process_envelope(_envelope_job(project, *payloads)).done
     assert plain.packed is None and len(plain.records.events) == 2
 
     writer = for_writing(server.runtime.engine)
