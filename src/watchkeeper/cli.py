@@ -65,6 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     role = "" if settings.role == "all" else f", role {settings.role}"
     print(f"Watchkeeper {settings.profile}{role} on {settings.base_url}  (data: {settings.data_dir.resolve()})",
           flush=True)
+    from watchkeeper.errors.processing import processing_build
+
+    logging.getLogger("watchkeeper").info("event processing: %s", processing_build())
     if password:
         print(f"Created admin user {settings.admin_email} with one-time password: {password}", flush=True)
     app = create_app(settings, runtime=runtime)

@@ -331,7 +331,7 @@ def _first_line(text: str, limit: int = MAX_TITLE_CHARS) -> str:
 
 def _primary_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
     """The stack of the exception raised (the last one that has frames), else any loose stack."""
-    for value in reversed(_exception_values(event)):
+    for value in _exception_values(event)[::-1]:  # not reversed(): mypyc (setup.py) cannot compile it here
         frames = _frames(value)
         if frames:
             return frames

@@ -43,7 +43,7 @@ class InvalidEvent(ValueError):
 
 
 def normalize_event(
-    data: dict[str, Any],
+    data: Any,
     *,
     received_at: float,
     client_ip: str | None = None,

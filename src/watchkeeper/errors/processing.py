@@ -54,6 +54,14 @@ KNOWN_SKIPPED_TYPES = frozenset(
 )
 
 
+def processing_build() -> str:
+    """``"compiled"`` when the processing modules run compiled by mypyc (see setup.py), else ``"pure Python"``."""
+    from watchkeeper.errors import grouping, interfaces, normalize, pii_patterns, scrubbing
+
+    modules = (grouping, interfaces, normalize, pii_patterns, scrubbing)
+    return "compiled" if all(not str(m.__file__).endswith(".py") for m in modules) else "pure Python"
+
+
 class IngestError(Exception):
     """A request the ingest refuses: HTTP ``status``, a message for the client, a ``reason`` for metrics."""
 

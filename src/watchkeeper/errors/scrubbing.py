@@ -93,6 +93,11 @@ class ScrubbingRules:
             scrub_ip_addresses=_bool_setting(settings, "scrub_ip_addresses"),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rules travel to the processor processes with each job. By their fields: compiled by mypyc
+        # (setup.py), a frozen dataclass cannot be unpickled attribute by attribute.
+        return (ScrubbingRules, (self.enabled, self.extra_fields, self.safe_fields, self.scrub_ip_addresses))
+
 
 def scrub_event(event: dict[str, Any], rules: ScrubbingRules) -> dict[str, Any]:
     """Scrub ``event`` in place according to ``rules`` and return it.
@@ -256,7 +261,9 @@ class EventScrubber:
         replaced: list[tuple[Any, Any, Any]] = []
         if type(data) is dict and self._bounded_mapping(data, 0, replaced):
             return data
-        for container, key, original in reversed(replaced):
+        # Indexed backwards: mypyc (setup.py) cannot compile reversed() over this list.
+        for i in range(len(replaced) - 1, -1, -1):
+            container, key, original = replaced[i]
             container[key] = original
         data = trim(data)
         self.value(data, 0)
