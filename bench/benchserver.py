@@ -104,6 +104,13 @@ class BenchServer:
                 time.sleep(0.2)
         raise RuntimeError("server did not start in 30 s")
 
+    def build(self) -> str:
+        """Which build of the processing modules the server runs ("compiled" or "pure Python"), from its log."""
+        for line in (self.tmp / "server.log").read_text(errors="replace").splitlines():
+            if "event processing: " in line:
+                return line.split("event processing: ", 1)[1].strip()
+        return "unknown"
+
     @property
     def pid(self) -> int:
         assert self.proc is not None

@@ -156,6 +156,7 @@ def main() -> None:
         project, key, _token = server.setup_project()
         time.sleep(3)
         print(f"server pid {server.pid}, idle RSS {rss_kib(server.pid) / 1024:.1f} MiB", flush=True)
+        print(f"RESULT build: event processing {server.build()} (setup.py; `pip install .` compiles it)", flush=True)
         env = {**os.environ, "WK_BODIES": str(bodydir), "WK_COUNT": str(args.bodies), "WK_PROJECT": str(project),
                "WK_KEY": key, "WK_THREADS": str(args.threads)}
         sampler = Sampler(server.pid)
