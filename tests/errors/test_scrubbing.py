@@ -913,3 +913,13 @@ def test_it_scrubs_an_event_captured_by_the_real_sentry_sdk() -> None:
 )
 def test_substring_prefilters_never_hide_a_match(text: str, scrubbed: str) -> None:
     assert pii_patterns.scrub_text(text, ips=True) == scrubbed
+
+
+def test_rules_travel_to_processor_processes_by_their_fields() -> None:
+    import pickle
+
+    rules = ScrubbingRules(enabled=False, extra_fields=("iban",), safe_fields=("order_id",), scrub_ip_addresses=False)
+    copied = pickle.loads(pickle.dumps(rules, pickle.HIGHEST_PROTOCOL))
+    assert copied == rules
+    assert (copied.enabled, copied.extra_fields, copied.safe_fields, copied.scrub_ip_addresses) == (
+        False, ("iban",), ("order_id",), False)
