@@ -26,6 +26,7 @@ from watchkeeper.errors.records import (
     EventRecord,
     ItemRecord,
     TransactionRecord,
+    pickled_by_fields,
 )
 from watchkeeper.errors.scrubbing import EventScrubber, ScrubbingRules, scrub_event
 from watchkeeper.errors.sentry_auth import AuthError, find_public_key
@@ -279,6 +280,7 @@ def process_item(
     return None
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class ItemsJob:
     """Items of one envelope to process, with everything processing needs: picklable, so a processor
@@ -293,6 +295,7 @@ class ItemsJob:
     limits: dict[str, int]
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class ProcessedItems:
     records: EnvelopeRecords
@@ -350,6 +353,7 @@ def process_items(job: ItemsJob) -> ProcessedItems:
     return done
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class EnvelopeJob:
     """A whole envelope request body for a processor process: it decompresses, parses, checks the
@@ -364,6 +368,7 @@ class EnvelopeJob:
     context: ItemsJob
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class ProcessedEnvelope:
     done: ProcessedItems

@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _pickled_by_fields(cls: type[T]) -> type[T]:
+def pickled_by_fields(cls: type[T]) -> type[T]:
     """Pickle ``cls`` as its class and field values, rebuilt by one positional call.
 
-    Records cross two process boundaries per envelope (processor -> server -> writer). The default
-    for a slots dataclass goes through generated ``__getstate__``/``__setstate__`` functions: this
-    halves the time to unpickle a record.
+    Records cross two process boundaries per envelope (processor -> server -> writer), and the jobs
+    and results of processing (errors/processing.py) one each way. The default for a slots dataclass
+    goes through generated ``__getstate__``/``__setstate__`` functions: this halves the time to
+    unpickle one.
     """
     values = attrgetter(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
 
@@ -25,7 +26,7 @@ def _pickled_by_fields(cls: type[T]) -> type[T]:
     return cls
 
 
-@_pickled_by_fields
+@pickled_by_fields
 @dataclass(slots=True)
 class EventRecord:
     project_id: int
@@ -47,7 +48,7 @@ class EventRecord:
     data: bytes
 
 
-@_pickled_by_fields
+@pickled_by_fields
 @dataclass(slots=True)
 class TransactionRecord:
     project_id: int
@@ -64,7 +65,7 @@ class TransactionRecord:
     data: bytes
 
 
-@_pickled_by_fields
+@pickled_by_fields
 @dataclass(slots=True)
 class ItemRecord:
     """A session, sessions aggregate, client report, check-in or log item, kept for later domains."""
@@ -76,7 +77,7 @@ class ItemRecord:
     data: bytes
 
 
-@_pickled_by_fields
+@pickled_by_fields
 @dataclass(slots=True)
 class AttachmentRecord:
     project_id: int
@@ -88,7 +89,7 @@ class AttachmentRecord:
     data: bytes
 
 
-@_pickled_by_fields
+@pickled_by_fields
 @dataclass(slots=True)
 class EnvelopeRecords:
     """Everything accepted from one request, written in one transaction."""
