@@ -1,4 +1,6 @@
 import gzip
+import json
+import pickle
 import zlib
 from collections.abc import Callable
 
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
-from watchkeeper.errors.envelope import Envelope, EnvelopeError, parse_envelope
+from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope
 
 FUZZ = settings(max_examples=300, deadline=None)
 MAX_SIZE = 64 * 1024
@@ -164,3 +166,53 @@ def test_decode_body_only_raises_decoding_errors_for_mutated_streams(case: tuple
 @given(st.binary(max_size=2000), st.sampled_from(sorted(ENCODERS)))
 def test_decode_body_round_trips(data: bytes, encoding: str) -> None:
     assert decode_body(ENCODERS[encoding](data), encoding, max_size=MAX_SIZE) == data
+
+
+# --- processing: what a processor process runs on each event, for any JSON a client can send -----
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats()
+    | st.text(max_size=30) | st.sampled_from(["bob@example.com", "4111 1111 1111 1111", "10.1.2.3", "é" * 3]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=25,
+)
+# Top-level keys of an event, each given any JSON value, and the nested shapes processing walks.
+EVENT_KEYS = ["event_id", "timestamp", "level", "platform", "release", "environment", "user", "tags", "contexts",
+              "request", "breadcrumbs", "exception", "threads", "stacktrace", "logentry", "message", "extra",
+              "fingerprint", "sdk", "modules", "transaction", "server_name", "type", "spans"]
+FRAMES = st.lists(st.dictionaries(st.sampled_from(["function", "module", "filename", "abs_path", "lineno",
+                                                   "context_line", "pre_context", "in_app", "vars"]), JSON_VALUES),
+                  max_size=4)
+SHAPED = {
+    "exception": st.fixed_dictionaries({"values": st.lists(st.fixed_dictionaries(
+        {"type": JSON_VALUES, "value": JSON_VALUES, "stacktrace": st.fixed_dictionaries({"frames": FRAMES}),
+         "mechanism": JSON_VALUES}), max_size=3)}),
+    "breadcrumbs": st.fixed_dictionaries({"values": st.lists(st.dictionaries(
+        st.sampled_from(["timestamp", "category", "message", "data", "level", "type"]), JSON_VALUES), max_size=4)}),
+    "request": st.dictionaries(st.sampled_from(["url", "method", "headers", "cookies", "data", "query_string", "env"]),
+                               JSON_VALUES),
+}
+EVENT_PAYLOADS = st.fixed_dictionaries(
+    {}, optional={key: st.one_of(SHAPED[key], JSON_VALUES) if key in SHAPED else JSON_VALUES for key in EVENT_KEYS})
+
+
+@settings(max_examples=300, deadline=None)
+@given(EVENT_PAYLOADS, st.sampled_from(["event", "transaction"]))
+def test_processing_answers_any_json_event_with_a_record_or_a_4xx(payload: dict[str, object], kind: str) -> None:
+    """No JSON value anywhere in an event may fail processing with anything but a 4xx for that item.
+    It matters twice: `pip install .` runs this code compiled by mypyc, which checks the annotated
+    types at run time, where a wrong annotation raises TypeError (a 500) instead of passing through."""
+    from watchkeeper.errors.processing import ItemsJob, pack_records, process_items
+    from watchkeeper.errors.records import EnvelopeRecords
+    from watchkeeper.errors.scrubbing import ScrubbingRules
+
+    item = EnvelopeItem(kind, {}, json.dumps(payload).encode())  # not orjson: it refuses huge ints
+    job = ItemsJob(1, 1_700_000_000.0, [item], None, "10.0.0.1", ScrubbingRules(), {"event": 1 << 20})
+    done = process_items(job)
+    if done.rejected is not None:
+        assert 400 <= done.rejected[0] < 500
+        return
+    stored = done.records.events + done.records.transactions
+    assert len(stored) == 1 and stored[0].event_id == done.stored_id
+    pack_records(done)
+    assert isinstance(pickle.loads(done.packed or b""), EnvelopeRecords)
