@@ -8,6 +8,7 @@ alert."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Iterator
 
@@ -26,10 +27,11 @@ from watchkeeper.alerting.channels import title
 from watchkeeper.alerting.dispatch import Dispatcher
 from watchkeeper.alerting.evaluator import _full_alerts
 from watchkeeper.alerting.incident_tables import alert_occurrences
-from watchkeeper.alerting.responder import MAX_NEW_PER_ROUND, anything_to_do
+from watchkeeper.alerting.responder import FULL_LOOK_SECONDS, MAX_NEW_PER_ROUND, anything_to_do
 from watchkeeper.alerting.routing import LogConfig, parse_config
 from watchkeeper.alerting.rules import list_rules
 from watchkeeper.alerting.tables import alert_rules
+from watchkeeper.alerting.tables import alerts as alerts_table
 from watchkeeper.config import Settings
 from watchkeeper.lib.clock import ManualClock
 from watchkeeper.lib.signals import emit_signals
@@ -95,6 +97,45 @@ def test_a_storm_is_recorded_in_bounded_rounds_oldest_first_and_opens_one_incide
     total = in_transaction(world.engine, lambda conn: conn.execute(select(func.count()).select_from(
         alert_occurrences)).scalar())
     assert total == len(fired)
+
+
+def test_later_rounds_of_one_responder_look_only_at_changed_alerts(world: World) -> None:
+    """One process's responder looks at everything in its first round, then only at the alerts whose
+    version moved (and those whose ends_at passed), so an alert storm is not compared with every
+    occurrence again each round; an alert deleted outright is found by the next full look."""
+    responder = world.responder
+
+    def round_here() -> tuple[int, int]:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, responder.round()).result()
+
+    fired = storm(world, 3)
+    assert round_here() == (1, 0)
+    assert recorded(world, open_only=True) == {a.fingerprint for a in fired}
+    world.clock.advance(5)
+    now = world.clock.now()
+    late = Alert(fingerprint({"alertname": "NewIssue", "issue": "late"}), {"alertname": "NewIssue", "issue": "late",
+                 "severity": "critical", "project": "shop"}, {}, "firing", now, now, now + 30, updated_at=now)
+    fired[0].ends_at = fired[0].updated_at = now
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [late], [fired[0]]))
+    world.clock.advance(1)
+    assert round_here() == (0, 0)
+    assert recorded(world, open_only=True) == {fired[1].fingerprint, fired[2].fingerprint, late.fingerprint}
+    world.clock.advance(40)  # the late alert's ends_at passes: nothing was written, it resolves
+    round_here()
+    assert recorded(world, open_only=True) == {fired[1].fingerprint, fired[2].fingerprint}
+    # Deleted outright (as with its rule): unseen by the rounds that follow, closed by the next full look.
+    in_transaction(world.engine, lambda conn: conn.execute(alerts_table.delete().where(
+        alerts_table.c.fingerprint == fired[1].fingerprint)))
+    world.clock.advance(1)
+    round_here()
+    assert recorded(world, open_only=True) == {fired[1].fingerprint, fired[2].fingerprint}
+    world.clock.advance(FULL_LOOK_SECONDS)
+    round_here()
+    assert recorded(world, open_only=True) == {fired[2].fingerprint}
+    incident_id = the_incident(world).id
+    timeline = in_transaction(world.engine, lambda conn: I.timeline(conn, incident_id))
+    assert sum(e["kind"] == "alert.resolved" for e in timeline) == 3
 
 
 def test_an_alert_firing_again_is_a_new_occurrence_and_a_pending_one_none(world: World) -> None:
