@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, union, update
 
 from watchkeeper.alerting import links
 from watchkeeper.alerting.alerts import Alert, alert_from_row, version_counts
@@ -117,14 +117,13 @@ def _ended_occurrences(conn: Connection, now: float, limit: int, versions: Colle
     if versions is None:
         query = select(*columns).where(o.c.resolved_at.is_(None), ~_occurrence_still_firing(now))
         return list(conn.execute(query.order_by(*order).limit(limit)))
-    still = and_(_firing_now(now), _start() == o.c.starts_at)
-    joined = select(*columns).join_from(o, alerts, alerts.c.fingerprint == o.c.fingerprint).where(
-        o.c.resolved_at.is_(None), ~still)
-    found = {(r.fingerprint, r.starts_at): r for r in conn.execute(
-        joined.where(alerts.c.updated_at.in_(sorted(versions))).order_by(*order).limit(limit))}
-    found |= {(r.fingerprint, r.starts_at): r for r in conn.execute(
-        joined.where(alerts.c.ends_at > ended_after, alerts.c.ends_at <= now).order_by(*order).limit(limit))}
-    return sorted(found.values(), key=lambda r: (r.starts_at, r.fingerprint))[:limit]
+    changed = union(select(alerts.c.fingerprint).where(alerts.c.updated_at.in_(sorted(versions))),
+                    select(alerts.c.fingerprint).where(alerts.c.ends_at > ended_after, alerts.c.ends_at <= now))
+    # `resolved_at + 0`: not by the index of open occurrences (SQLite would take it and look at every
+    # open occurrence), but from the few changed alerts to their occurrences by primary key.
+    query = select(*columns).where((o.c.resolved_at + 0).is_(None), o.c.fingerprint.in_(changed),
+                                   ~_occurrence_still_firing(now))
+    return list(conn.execute(query.order_by(*order).limit(limit)))
 
 
 def _ended_since(conn: Connection, since: float, now: float) -> bool:
