@@ -24,8 +24,9 @@ did not move (another dispatcher sent meanwhile), so nothing is sent twice.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -85,12 +86,106 @@ class AggregationGroup:
 @dataclass
 class FlushPlan:
     group: AggregationGroup
+    # The alerts a notification lists, in order: all of them, or the first MAX_LISTED_ALERTS of each
+    # when more (an alert storm's group); `counted` then says what was left out.
     firing: list[Alert]
     resolved: list[Alert]
     # The route's mute/active time intervals hold notifications back now: the group's timer moves on
     # (as in Alertmanager) but nothing is sent and the notification log is left as it was, so the
     # first flush after the interval sends what changed.
     time_muted: bool = False
+    counted: Counted | None = None
+
+    @property
+    def firing_fingerprints(self) -> set[str]:
+        return self.counted.firing if self.counted else {a.fingerprint for a in self.firing}
+
+    @property
+    def resolved_ends(self) -> dict[str, float]:
+        return self.counted.resolved if self.counted else {a.fingerprint: a.ends_at or 0.0 for a in self.resolved}
+
+
+# A notification lists at most this many alerts (the first, in order); the others are counted in its
+# truncatedAlerts, as Alertmanager's max_alerts does. A flush of an alert storm's group (tens of thousands
+# of members) then holds and stores this many, not all of them, and so does its delivery.
+MAX_LISTED_ALERTS = 5000
+
+
+class _Last:
+    """An order key compared the other way round: a heap of these keeps the smallest keys (see `Gathered`)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[float, str]) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Last) -> bool:
+        return self.key > other.key
+
+
+@dataclass
+class Counted:
+    """Every alert of a flush, when it has more than it lists: fingerprints (the notification log), and
+    the labels and annotations all of them share, firing and resolved apart (a notification's common
+    labels are those of every alert it is about, listed or not)."""
+
+    limit: int  # how many of each the notification lists
+    firing: set[str] = field(default_factory=set)
+    resolved: dict[str, float] = field(default_factory=dict)  # fingerprint → ends_at
+    common: dict[str, tuple[set[tuple[str, str]], set[tuple[str, str]]] | None] = field(
+        default_factory=lambda: {"firing": None, "resolved": None})
+
+    def common_of(self, kinds: tuple[str, ...], first: Alert) -> tuple[dict[str, str], dict[str, str]]:
+        """The labels and annotations common to every alert of these kinds, in the order of `first` (the
+        first listed), as `_common` gives them."""
+        labels: set[tuple[str, str]] | None = None
+        annotations: set[tuple[str, str]] | None = None
+        for kind in kinds:
+            found = self.common[kind]
+            if found is None:
+                continue
+            labels = found[0] if labels is None else labels & found[0]
+            annotations = found[1] if annotations is None else annotations & found[1]
+        return ({k: v for k, v in first.labels.items() if (k, v) in (labels or set())},
+                {k: v for k, v in first.annotations.items() if (k, v) in (annotations or set())})
+
+
+class Gathered:
+    """The members of one due group, met one at a time: all are counted, and only the first
+    `limit` firing and resolved ones (by `_order`) are kept whole, in bounded heaps."""
+
+    def __init__(self, group: AggregationGroup, limit: int) -> None:
+        self.group, self.limit, self.counted = group, limit, Counted(limit)
+        self.heaps: dict[str, list[tuple[_Last, str, Alert]]] = {"firing": [], "resolved": []}
+        self.unmuted = False  # an alert of the group was not muted (even if notified resolved already)
+
+    def add(self, alert: Alert, now: float) -> None:
+        self.unmuted = True
+        if alert.resolved(now):
+            if self.group.flushed_resolved.get(alert.fingerprint) == alert.ends_at:
+                return  # notified already: left out, as Alertmanager removes it after the flush
+            kind = "resolved"
+            self.counted.resolved[alert.fingerprint] = alert.ends_at or 0.0
+        else:
+            kind = "firing"
+            self.counted.firing.add(alert.fingerprint)
+        common = self.counted.common[kind]
+        labels, annotations = alert.labels.items(), alert.annotations.items()
+        if common is None:
+            self.counted.common[kind] = (set(labels), set(annotations))
+        else:
+            common[0].intersection_update(labels)
+            common[1].intersection_update(annotations)
+        heap = self.heaps[kind]
+        heapq.heappush(heap, (_Last(_order(alert)), alert.fingerprint, alert))
+        if len(heap) > self.limit:
+            heapq.heappop(heap)  # the last in order of those kept
+
+    def plan(self) -> FlushPlan:
+        listed = {kind: [alert for _, _, alert in sorted(heap, key=lambda item: item[0].key)]
+                  for kind, heap in self.heaps.items()}
+        whole = len(self.counted.firing) <= self.limit and len(self.counted.resolved) <= self.limit
+        return FlushPlan(self.group, listed["firing"], listed["resolved"], counted=None if whole else self.counted)
 
 
 def alert_json(alert: Alert, now: float) -> dict[str, Any]:
@@ -113,16 +208,24 @@ def _common(maps: list[Mapping[str, str]]) -> dict[str, str]:
 
 
 def webhook_payload(group: AggregationGroup, receiver: str, alerts: list[Alert], now: float,
-                    external_url: str) -> dict[str, Any]:
-    """The Alertmanager v4 webhook payload: every channel renders its message from it."""
-    firing = any(not a.resolved(now) for a in alerts)
-    return {
-        "version": "4", "groupKey": group.key, "truncatedAlerts": 0, "status": "firing" if firing else "resolved",
-        "receiver": receiver, "groupLabels": group.labels,
-        "commonLabels": _common([a.labels for a in alerts]),
-        "commonAnnotations": _common([a.annotations for a in alerts]),
+                    external_url: str, *, truncated: int = 0, truncated_firing: int = 0,
+                    common: tuple[dict[str, str], dict[str, str]] | None = None) -> dict[str, Any]:
+    """The Alertmanager v4 webhook payload: every channel renders its message from it.
+
+    `truncated` alerts were left out of `alerts` (`truncated_firing` of them firing, which the
+    channels add to the firing ones listed: a title still counts them all), and `common` gives the
+    labels and annotations common to all of them, listed or not."""
+    firing = any(not a.resolved(now) for a in alerts) or truncated_firing > 0
+    labels, annotations = common or (_common([a.labels for a in alerts]), _common([a.annotations for a in alerts]))
+    payload = {
+        "version": "4", "groupKey": group.key, "truncatedAlerts": truncated,
+        "status": "firing" if firing else "resolved", "receiver": receiver, "groupLabels": group.labels,
+        "commonLabels": labels, "commonAnnotations": annotations,
         "externalURL": external_url, "alerts": [alert_json(a, now) for a in alerts],
     }
+    if truncated_firing:
+        payload["truncatedFiring"] = truncated_firing
+    return payload
 
 
 def needs_update(entry: Any, firing: set[str], resolved: set[str], *, send_resolved: bool, repeat: float,
@@ -165,8 +268,8 @@ def decide_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
         receiver = config.receiver(plan.group.route.receiver)
         if receiver is None or plan.time_muted:
             continue
-        firing = {a.fingerprint for a in plan.firing}
-        resolved = {a.fingerprint for a in plan.resolved}
+        firing = plan.firing_fingerprints
+        resolved = set(plan.resolved_ends)
         key = stored_key(plan.group.key)
         for name, integration in receiver.integrations().items():
             entry = conn.execute(select(notification_log).where(
@@ -176,8 +279,19 @@ def decide_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
                                 repeat=plan.group.route.repeat_interval, now=now):
                 continue
             alerts = plan.firing + (plan.resolved if integration.send_resolved else [])
-            payload = (orjson.dumps(webhook_payload(plan.group, receiver.name, alerts, now, external_url)).decode()
-                       if alerts else None)
+            payload = None
+            if alerts and plan.counted is None:
+                payload = orjson.dumps(webhook_payload(plan.group, receiver.name, alerts, now, external_url)).decode()
+            elif alerts:
+                assert plan.counted is not None
+                kinds = ("firing", "resolved") if integration.send_resolved else ("firing",)
+                listed = alerts[:plan.counted.limit]
+                listed_firing = sum(1 for a in listed if not a.resolved(now))
+                total = len(firing) + (len(resolved) if integration.send_resolved else 0)
+                payload = orjson.dumps(webhook_payload(
+                    plan.group, receiver.name, listed, now, external_url, truncated=total - len(listed),
+                    truncated_firing=len(firing) - listed_firing,
+                    common=plan.counted.common_of(kinds, listed[0]))).decode()
             decisions.append(LogDecision(key, receiver.name, name, entry.sent_at if entry else None, payload,
                                          orjson.dumps(sorted(firing)).decode(),
                                          orjson.dumps(sorted(resolved)).decode(), now))
@@ -252,8 +366,9 @@ class Dispatcher:
     >>> # record_flushes(conn, plans, config, now, url); dispatcher.flushed(plans, now)
     """
 
-    def __init__(self, config: AlertingConfig) -> None:
+    def __init__(self, config: AlertingConfig, *, max_listed: int = MAX_LISTED_ALERTS) -> None:
         self.config = config
+        self.max_listed = max_listed  # alerts a notification lists at most (see MAX_LISTED_ALERTS)
         self.root = build_routes(config.route)
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.groups: dict[str, AggregationGroup] = {}
@@ -352,45 +467,70 @@ class Dispatcher:
     def muted_now(self, conn: Connection, targets: list[Alert], now: float) -> set[str]:
         """Fingerprints of `targets` left out of notifications: silenced, in a maintenance window, or
         inhibited by an alert firing now."""
+        return self._muter(conn, now)(targets)
+
+    def _muter(self, conn: Connection, now: float) -> Callable[[list[Alert]], set[str]]:
+        """`muted_now` for several lots of targets, the silences and inhibition sources read once."""
         silences = active_silences(conn, now)
-        muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
-        monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
-        if monitors:
-            windows = list_windows(conn, {project for project, _ in monitors.values()})
-            muted |= {fp for fp, (project, monitor) in monitors.items()
-                      if in_maintenance(windows, project, monitor, now)}
-        if self.inhibitor.rules:
-            sources = firing_labels(conn, now)
-            muted |= self.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
-        return muted
+        sources = firing_labels(conn, now) if self.inhibitor.rules else []
+
+        def muted_of(targets: list[Alert]) -> set[str]:
+            muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
+            monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
+            if monitors:
+                windows = list_windows(conn, {project for project, _ in monitors.values()})
+                muted |= {fp for fp, (project, monitor) in monitors.items()
+                          if in_maintenance(windows, project, monitor, now)}
+            if self.inhibitor.rules:
+                muted |= self.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
+            return muted
+
+        return muted_of
 
     def plan(self, conn: Connection, now: float) -> list[FlushPlan]:
-        """The groups whose timer is due, each with its members as stored now (read again)."""
+        """The groups whose timer is due, each with its members as stored now (read again, 500 at a time:
+        a group of tens of thousands of alerts is counted whole but held only as far as it is listed)."""
         due = [g for g in self.groups.values() if g.next_flush <= now]
         if not due:
             return []
         members = set().union(*(g.members for g in due))
-        fresh: dict[str, Alert] = {}
+        gathered = {g.key: Gathered(g, self.max_listed) for g in due}
+        muted_of = self._muter(conn, now)
+        seen: set[str] = set()
+        lot: list[Alert] = []
+
+        def gather(alerts: list[Alert]) -> None:
+            targets = [a for a in alerts if a.fingerprint in self.alerts]
+            muted = muted_of(targets)
+            for alert in targets:
+                if alert.fingerprint in muted:
+                    continue
+                for key in self.alerts[alert.fingerprint].group_keys:
+                    found = gathered.get(key)
+                    if found is not None:
+                        found.add(alert, now)
+
         for alert in A.iter_by_fingerprint(conn, members):
-            fresh[alert.fingerprint] = alert
+            seen.add(alert.fingerprint)
             self._put(alert, now)
-        for fp in members - fresh.keys():  # deleted (forgotten after resolving, or its rule was deleted)
+            lot.append(alert)
+            if len(lot) >= 500:
+                gather(lot)
+                lot = []
+        gather(lot)
+        for fp in members - seen:  # deleted (forgotten after resolving, or its rule was deleted)
             self._drop(fp)
-        due = [g for g in due if self.groups.get(g.key) is g]
-        targets = [fresh[fp] for fp in members if fp in self.alerts]
-        muted = self.muted_now(conn, targets, now)
         plans = []
         for group in due:
-            alerts = [fresh[fp] for fp in group.members if fp not in muted]
-            if not alerts:  # all muted: looked at again next round, flushed once something is not
+            if self.groups.get(group.key) is not group:
+                continue
+            found = gathered[group.key]
+            if not found.unmuted:  # all muted: looked at again next round, flushed once something is not
                 continue
             if group.route.muted_at(now, self.intervals):
                 plans.append(FlushPlan(group, [], [], time_muted=True))
                 continue
-            firing = [a for a in alerts if not a.resolved(now)]
-            resolved = [a for a in alerts if a.resolved(now)
-                        and group.flushed_resolved.get(a.fingerprint) != a.ends_at]
-            plans.append(FlushPlan(group, sorted(firing, key=_order), sorted(resolved, key=_order)))
+            plans.append(found.plan())
         return plans
 
     def flushed(self, plans: list[FlushPlan], now: float) -> None:
@@ -400,9 +540,9 @@ class Dispatcher:
             plan.group.flushed_once = True
             if plan.time_muted:
                 continue
-            plan.group.flushed_resolved = {a.fingerprint: a.ends_at or 0.0 for a in plan.resolved} | {
-                fp: ends for fp, ends in plan.group.flushed_resolved.items()
-                if fp not in {a.fingerprint for a in plan.firing}}
+            firing = plan.firing_fingerprints
+            plan.group.flushed_resolved = plan.resolved_ends | {
+                fp: ends for fp, ends in plan.group.flushed_resolved.items() if fp not in firing}
 
     def next_flush(self) -> float | None:
         return min((g.next_flush for g in self.groups.values()), default=None)
