@@ -143,12 +143,18 @@ def version_counts(conn: Connection, since: float) -> dict[float, int]:
     return {float(at): int(n) for at, n in conn.execute(query)}
 
 
-def iter_by_version(conn: Connection, updated_at: Collection[float]) -> Iterator[Alert]:
-    """The alerts whose `updated_at` is one of these, read 500 versions at a time."""
+IndexRow = tuple[str, str, str, float | None, float]
+
+
+def index_rows_by_version(conn: Connection, updated_at: Collection[float]) -> Iterator[IndexRow]:
+    """(fingerprint, labels as stored, state, starts_at, updated_at) of the alerts whose `updated_at` is one
+    of these, 500 versions at a time: what the dispatcher's index needs, without building alerts."""
     keys = sorted(updated_at)
+    t = alerts
     for start in range(0, len(keys), 500):
-        query = select(alerts).where(alerts.c.updated_at.in_(keys[start:start + 500]))
-        yield from [alert_from_row(row) for row in conn.execute(query)]
+        query = select(t.c.fingerprint, t.c.labels, t.c.state, t.c.starts_at, t.c.updated_at).where(
+            t.c.updated_at.in_(keys[start:start + 500]))
+        yield from [(fp, labels, state, starts, float(at)) for fp, labels, state, starts, at in conn.execute(query)]
 
 
 def stream_alerts(conn: Connection, *where: Any, page: int = 1000) -> Iterator[Alert]:

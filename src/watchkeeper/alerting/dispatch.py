@@ -409,41 +409,44 @@ class Dispatcher:
             self._versions = {at: n for at, n in self._versions.items() if at >= since}
             differ = [at for at, n in stored.items() if self._versions.get(at) != n]
             read: dict[float, int] = dict.fromkeys(differ, 0)
-            for alert in A.iter_by_version(conn, differ):
-                read[alert.updated_at] = read.get(alert.updated_at, 0) + 1
-                if alert.state != "firing":
-                    self._drop(alert.fingerprint)
-                else:
-                    self._put(alert, now)
+            for fp, labels, state, starts_at, updated_at in A.index_rows_by_version(conn, differ):
+                read[updated_at] = read.get(updated_at, 0) + 1
+                self._index(fp, state, updated_at, starts_at, labels, now)
             # Versions no longer stored: their alerts moved on (read above in their new version) or were
             # deleted (a flush or the next resync finds that out).
             self._versions = {at: n for at, n in self._versions.items() if at in stored} | read
         self._looked_at = now
 
     def _put(self, alert: Alert, now: float) -> None:
-        fp = alert.fingerprint
-        if alert.state != "firing":  # back to pending (fired again with a `for`)
+        self._index(alert.fingerprint, alert.state, alert.updated_at, alert.starts_at, alert.labels, now)
+
+    def _index(self, fp: str, state: str, updated_at: float, starts_at: float | None,
+               labels: dict[str, str] | str, now: float) -> None:
+        """Index an alert as read (`labels` as stored, JSON, are parsed only for an alert not known yet)."""
+        if state != "firing":  # back to pending (fired again with a `for`)
             self._drop(fp)
             return
         known = self.alerts.get(fp)
         if known is not None:  # the labels are the identity: the same groups
-            if known.updated_at != alert.updated_at:
+            if known.updated_at != updated_at:
                 self._moved(known.updated_at)
-                known.updated_at = alert.updated_at
+                known.updated_at = updated_at
             return
+        if isinstance(labels, str):
+            labels = A.parsed_map(labels)
         keys = []
-        for route in self.root.match(alert.labels):
-            key = route.group_key(alert.labels)
+        for route in self.root.match(labels):
+            key = route.group_key(labels)
             group = self.groups.get(key)
             if group is None:
-                group = self.groups[key] = AggregationGroup(key, route, route.group_labels(alert.labels),
+                group = self.groups[key] = AggregationGroup(key, route, route.group_labels(labels),
                                                             now + route.group_wait)
             group.members.add(fp)
             keys.append(group.key)  # the group's own string, shared by all its members
             # An alert older than group_wait (e.g. after a restart) need not wait again.
-            if not group.flushed_once and (alert.starts_at or now) + route.group_wait <= now:
+            if not group.flushed_once and (starts_at or now) + route.group_wait <= now:
                 group.next_flush = min(group.next_flush, now)
-        self.alerts[fp] = Indexed(alert.updated_at, tuple(keys))
+        self.alerts[fp] = Indexed(updated_at, tuple(keys))
 
     def _moved(self, updated_at: float) -> None:
         """An alert known in this version is now in another (or gone): one fewer to expect in it, so that
