@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, insert, or_, select
@@ -341,13 +341,14 @@ def monitor_of(alert: Alert) -> tuple[int, int] | None:
     return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
 
 
-class Indexed:
-    """An alert in the dispatcher's index: the version (updated_at) read, and the keys of its groups."""
+class Indexed(NamedTuple):
+    """An alert in the dispatcher's index: the version (updated_at) read, and the keys of its groups.
+    Immutable, so that the alerts written by one round into the same groups share one (see
+    `Dispatcher._indexed`): an alert storm keeps tens of thousands of alerts in the index, and one
+    object each cost memory and the garbage collector's time (each full collection walked them all)."""
 
-    __slots__ = ("group_keys", "updated_at")
-
-    def __init__(self, updated_at: float, group_keys: tuple[str, ...]) -> None:
-        self.updated_at, self.group_keys = updated_at, group_keys
+    updated_at: float
+    group_keys: tuple[str, ...]
 
 
 def firing_labels(conn: Connection, now: float) -> list[tuple[str, dict[str, str]]]:
@@ -377,6 +378,7 @@ class Dispatcher:
         # and the groups joined, not the alert itself (labels, annotations), which a flush reads again
         # anyway. An alert storm keeps tens of thousands of them here for as long as they fire.
         self.alerts: dict[str, Indexed] = {}
+        self._shared: dict[tuple[float, tuple[str, ...]], Indexed] = {}
         self._looked_at: float | None = None
         self._synced_at = 0.0
         # How many alerts (any state) carried each version (`updated_at`) when last read, for versions
@@ -395,7 +397,7 @@ class Dispatcher:
         if self._looked_at is None or now - self._synced_at >= RESYNC_SECONDS or now < self._looked_at:
             # Counted before the alerts are read: one that commits in between is read again next look.
             self._versions = A.version_counts(conn, now - OVERLAP_SECONDS)
-            self.alerts = {}
+            self.alerts, self._shared = {}, {}
             for group in self.groups.values():
                 group.members = set()
             for alert in A.stream_alerts(conn, alerts_table.c.state == "firing"):
@@ -430,7 +432,7 @@ class Dispatcher:
         if known is not None:  # the labels are the identity: the same groups
             if known.updated_at != updated_at:
                 self._moved(known.updated_at)
-                known.updated_at = updated_at
+                self.alerts[fp] = self._indexed(updated_at, known.group_keys)
             return
         if isinstance(labels, str):
             labels = A.parsed_map(labels)
@@ -446,7 +448,16 @@ class Dispatcher:
             # An alert older than group_wait (e.g. after a restart) need not wait again.
             if not group.flushed_once and (starts_at or now) + route.group_wait <= now:
                 group.next_flush = min(group.next_flush, now)
-        self.alerts[fp] = Indexed(updated_at, tuple(keys))
+        self.alerts[fp] = self._indexed(updated_at, tuple(keys))
+
+    def _indexed(self, updated_at: float, group_keys: tuple[str, ...]) -> Indexed:
+        """The shared entry for this version and these groups."""
+        found = self._shared.get((updated_at, group_keys))
+        if found is None:
+            if len(self._shared) >= 10_000:  # entries stay valid (immutable): only the sharing starts over
+                self._shared.clear()
+            found = self._shared[(updated_at, group_keys)] = Indexed(updated_at, group_keys)
+        return found
 
     def _moved(self, updated_at: float) -> None:
         """An alert known in this version is now in another (or gone): one fewer to expect in it, so that
