@@ -8,6 +8,7 @@ alert."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Iterator
 
@@ -26,10 +27,11 @@ from watchkeeper.alerting.channels import title
 from watchkeeper.alerting.dispatch import Dispatcher
 from watchkeeper.alerting.evaluator import _full_alerts
 from watchkeeper.alerting.incident_tables import alert_occurrences
-from watchkeeper.alerting.responder import MAX_NEW_PER_ROUND, anything_to_do
+from watchkeeper.alerting.responder import FULL_LOOK_SECONDS, MAX_NEW_PER_ROUND, anything_to_do
 from watchkeeper.alerting.routing import LogConfig, parse_config
 from watchkeeper.alerting.rules import list_rules
-from watchkeeper.alerting.tables import alert_rules
+from watchkeeper.alerting.tables import alert_rules, notification_log
+from watchkeeper.alerting.tables import alerts as alerts_table
 from watchkeeper.config import Settings
 from watchkeeper.lib.clock import ManualClock
 from watchkeeper.lib.signals import emit_signals
@@ -95,6 +97,45 @@ def test_a_storm_is_recorded_in_bounded_rounds_oldest_first_and_opens_one_incide
     total = in_transaction(world.engine, lambda conn: conn.execute(select(func.count()).select_from(
         alert_occurrences)).scalar())
     assert total == len(fired)
+
+
+def test_later_rounds_of_one_responder_look_only_at_changed_alerts(world: World) -> None:
+    """One process's responder looks at everything in its first round, then only at the alerts whose
+    version moved (and those whose ends_at passed), so an alert storm is not compared with every
+    occurrence again each round; an alert deleted outright is found by the next full look."""
+    responder = world.responder
+
+    def round_here() -> tuple[int, int]:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, responder.round()).result()
+
+    fired = storm(world, 3)
+    assert round_here() == (1, 0)
+    assert recorded(world, open_only=True) == {a.fingerprint for a in fired}
+    world.clock.advance(5)
+    now = world.clock.now()
+    late = Alert(fingerprint({"alertname": "NewIssue", "issue": "late"}), {"alertname": "NewIssue", "issue": "late",
+                 "severity": "critical", "project": "shop"}, {}, "firing", now, now, now + 30, updated_at=now)
+    fired[0].ends_at = fired[0].updated_at = now
+    in_transaction(world.engine, lambda conn: save_alerts(conn, [late], [fired[0]]))
+    world.clock.advance(1)
+    assert round_here() == (0, 0)
+    assert recorded(world, open_only=True) == {fired[1].fingerprint, fired[2].fingerprint, late.fingerprint}
+    world.clock.advance(40)  # the late alert's ends_at passes: nothing was written, it resolves
+    round_here()
+    assert recorded(world, open_only=True) == {fired[1].fingerprint, fired[2].fingerprint}
+    # Deleted outright (as with its rule): unseen by the rounds that follow, closed by the next full look.
+    in_transaction(world.engine, lambda conn: conn.execute(alerts_table.delete().where(
+        alerts_table.c.fingerprint == fired[1].fingerprint)))
+    world.clock.advance(1)
+    round_here()
+    assert recorded(world, open_only=True) == {fired[1].fingerprint, fired[2].fingerprint}
+    world.clock.advance(FULL_LOOK_SECONDS)
+    round_here()
+    assert recorded(world, open_only=True) == {fired[2].fingerprint}
+    incident_id = the_incident(world).id
+    timeline = in_transaction(world.engine, lambda conn: I.timeline(conn, incident_id))
+    assert sum(e["kind"] == "alert.resolved" for e in timeline) == 3
 
 
 def test_an_alert_firing_again_is_a_new_occurrence_and_a_pending_one_none(world: World) -> None:
@@ -193,6 +234,42 @@ def test_the_dispatcher_index_keeps_versions_and_groups_not_the_alerts(engine: E
     clock.advance(1)
     in_transaction(engine, lambda conn: dispatcher.refresh(conn, clock.now()))
     assert len(dispatcher.alerts) == 2999 and resolved.fingerprint not in group.members
+
+
+def test_a_group_with_more_alerts_than_a_notification_lists_counts_them_all(engine: Engine,
+                                                                          clock: ManualClock) -> None:
+    """A flush lists the first alerts only (bounded memory for a storm's group) and counts the rest in
+    truncatedAlerts; titles, common labels and the notification log still take every alert into account."""
+    dispatcher = Dispatcher(parse_config(CONFIG), max_listed=10)
+    now = clock.now()
+    fired = []
+    for i in range(25):  # the first 10 (listed) share a shard label that the others do not have
+        labels = {"alertname": "NewIssue", "team": "a", "issue": str(i), "shard": "x" if i < 10 else "y"}
+        fired.append(Alert(fingerprint(labels), labels, {"summary": f"issue {i}", "runbook": "r"}, "firing",
+                           now - 100 + i, now - 100 + i, None, updated_at=now))
+    in_transaction(engine, lambda conn: save_alerts(conn, fired, []))
+    sent = {n["integration"]: n for n in tick(engine, dispatcher, clock)}  # older than group_wait: at once
+    assert sorted(sent) == ["slack/0", "webhook/0"]
+    for payload in sent.values():
+        assert [a["fingerprint"] for a in payload["alerts"]] == [a.fingerprint for a in fired[:10]]
+        assert (payload["truncatedAlerts"], payload["truncatedFiring"], payload["status"]) == (15, 15, "firing")
+        assert payload["commonLabels"] == {"alertname": "NewIssue", "team": "a"}
+        assert payload["commonAnnotations"] == {"runbook": "r"}
+        assert title(payload) == "[FIRING:25] NewIssue"
+    logged = in_transaction(engine, lambda conn: conn.execute(select(notification_log.c.firing)).scalars().all())
+    assert [sorted(orjson.loads(f)) for f in logged] == [sorted(a.fingerprint for a in fired)] * 2
+
+    # 12 resolve: the webhook (send_resolved) lists firing ones first and counts the resolved ones too.
+    clock.advance(300)
+    for alert in fired[:12]:
+        alert.ends_at = alert.updated_at = clock.now()
+    in_transaction(engine, lambda conn: save_alerts(conn, [], fired[:12]))
+    clock.advance(1)
+    sent = {n["integration"]: n for n in tick(engine, dispatcher, clock)}
+    hook = sent["webhook/0"]
+    assert [a["fingerprint"] for a in hook["alerts"]] == [a.fingerprint for a in fired[12:22]]
+    assert (hook["truncatedAlerts"], hook["truncatedFiring"]) == (15, 3) and title(hook) == "[FIRING:13] NewIssue"
+    assert hook["commonLabels"] == {"alertname": "NewIssue", "team": "a"}
 
 
 def test_the_log_channel_writes_a_stored_payload_as_it_would_serialise_it(caplog: pytest.LogCaptureFixture) -> None:

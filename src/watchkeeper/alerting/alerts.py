@@ -134,13 +134,27 @@ def versions(conn: Connection, fingerprints: Collection[str]) -> dict[str, float
     return found
 
 
-def changed_since(conn: Connection, since: float) -> Iterator[tuple[str, float, str]]:
-    """(fingerprint, updated_at, state) of the alerts updated at or after `since` (by the updated_at
-    index; a dispatch round then loads only those it does not know in that version). Rows are yielded
-    as read, not gathered: under an alert storm a minute of changes is tens of thousands of them."""
-    query = select(alerts.c.fingerprint, alerts.c.updated_at, alerts.c.state).where(alerts.c.updated_at >= since)
-    for fp, at, state in conn.execute(query):
-        yield fp, float(at), state
+def version_counts(conn: Connection, since: float) -> dict[float, int]:
+    """How many alerts (any state) carry each `updated_at` at or after `since`, counted on the updated_at
+    index: one row per round (or API post) that wrote alerts, not one per alert. A dispatch round compares
+    these with the counts it knows and reads only the alerts of the versions that differ."""
+    query = (select(alerts.c.updated_at, func.count()).where(alerts.c.updated_at >= since)
+             .group_by(alerts.c.updated_at))
+    return {float(at): int(n) for at, n in conn.execute(query)}
+
+
+IndexRow = tuple[str, str, str, float | None, float]
+
+
+def index_rows_by_version(conn: Connection, updated_at: Collection[float]) -> Iterator[IndexRow]:
+    """(fingerprint, labels as stored, state, starts_at, updated_at) of the alerts whose `updated_at` is one
+    of these, 500 versions at a time: what the dispatcher's index needs, without building alerts."""
+    keys = sorted(updated_at)
+    t = alerts
+    for start in range(0, len(keys), 500):
+        query = select(t.c.fingerprint, t.c.labels, t.c.state, t.c.starts_at, t.c.updated_at).where(
+            t.c.updated_at.in_(keys[start:start + 500]))
+        yield from [(fp, labels, state, starts, float(at)) for fp, labels, state, starts, at in conn.execute(query)]
 
 
 def stream_alerts(conn: Connection, *where: Any, page: int = 1000) -> Iterator[Alert]:

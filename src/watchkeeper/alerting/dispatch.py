@@ -12,10 +12,12 @@ log keeps them from repeating what was sent.
 
 A round is incremental: the dispatcher keeps an index of the firing (and resolved) alerts, loaded
 whole at start and every `RESYNC_SECONDS`, and otherwise reads only the alerts changed since its last
-look (by the indexed `updated_at`). A new alert joins or forms its groups; a group whose timer is due
+look (by the indexed `updated_at`, counted per version so that only the versions whose count moved
+are read). A new alert joins or forms its groups; a group whose timer is due
 re-reads its own members (so resolved and deleted alerts are seen) and is the only one planned.
 Silences, maintenance windows and inhibition are applied when a group is flushed, as Alertmanager's
-notification pipeline does. All of this reads on a reader connection; the writer only stores the
+notification pipeline does; a flush holds a bounded number of a big group's alerts (groups.py).
+All of this reads on a reader connection; the writer only stores the
 outbox rows and notification log entries decided, after checking that the log entries they replace
 did not move (another dispatcher sent meanwhile), so nothing is sent twice.
 """
@@ -24,17 +26,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, insert, or_, select
 
 from watchkeeper.alerting import alerts as A
 from watchkeeper.alerting.alerts import Alert, fingerprint
-from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, Route, build_routes, label_set
+from watchkeeper.alerting.groups import MAX_LISTED_ALERTS, AggregationGroup, FlushPlan, Gathered
+from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, build_routes
 from watchkeeper.alerting.silences import active_silences
 from watchkeeper.alerting.tables import alerts as alerts_table
 from watchkeeper.alerting.tables import notification_log, notification_outbox
@@ -68,30 +71,6 @@ def stored_key(group_key: str) -> str:
     return group_key[: MAX_KEY_CHARS - 17] + "#" + hashlib.sha256(group_key.encode()).hexdigest()[:16]
 
 
-@dataclass
-class AggregationGroup:
-    key: str
-    route: Route
-    labels: dict[str, str]
-    next_flush: float
-    flushed_once: bool = False
-    members: set[str] = field(default_factory=set)
-    # Resolved alerts already notified (fingerprint → ends_at): later flushes leave them out, as
-    # Alertmanager removes them from the group after a successful flush.
-    flushed_resolved: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class FlushPlan:
-    group: AggregationGroup
-    firing: list[Alert]
-    resolved: list[Alert]
-    # The route's mute/active time intervals hold notifications back now: the group's timer moves on
-    # (as in Alertmanager) but nothing is sent and the notification log is left as it was, so the
-    # first flush after the interval sends what changed.
-    time_muted: bool = False
-
-
 def alert_json(alert: Alert, now: float) -> dict[str, Any]:
     """One alert as Alertmanager's webhook and API v2 show it."""
     return {
@@ -112,16 +91,24 @@ def _common(maps: list[Mapping[str, str]]) -> dict[str, str]:
 
 
 def webhook_payload(group: AggregationGroup, receiver: str, alerts: list[Alert], now: float,
-                    external_url: str) -> dict[str, Any]:
-    """The Alertmanager v4 webhook payload: every channel renders its message from it."""
-    firing = any(not a.resolved(now) for a in alerts)
-    return {
-        "version": "4", "groupKey": group.key, "truncatedAlerts": 0, "status": "firing" if firing else "resolved",
-        "receiver": receiver, "groupLabels": group.labels,
-        "commonLabels": _common([a.labels for a in alerts]),
-        "commonAnnotations": _common([a.annotations for a in alerts]),
+                    external_url: str, *, truncated: int = 0, truncated_firing: int = 0,
+                    common: tuple[dict[str, str], dict[str, str]] | None = None) -> dict[str, Any]:
+    """The Alertmanager v4 webhook payload: every channel renders its message from it.
+
+    `truncated` alerts were left out of `alerts` (`truncated_firing` of them firing, which the
+    channels add to the firing ones listed: a title still counts them all), and `common` gives the
+    labels and annotations common to all of them, listed or not."""
+    firing = any(not a.resolved(now) for a in alerts) or truncated_firing > 0
+    labels, annotations = common or (_common([a.labels for a in alerts]), _common([a.annotations for a in alerts]))
+    payload = {
+        "version": "4", "groupKey": group.key, "truncatedAlerts": truncated,
+        "status": "firing" if firing else "resolved", "receiver": receiver, "groupLabels": group.labels,
+        "commonLabels": labels, "commonAnnotations": annotations,
         "externalURL": external_url, "alerts": [alert_json(a, now) for a in alerts],
     }
+    if truncated_firing:
+        payload["truncatedFiring"] = truncated_firing
+    return payload
 
 
 def needs_update(entry: Any, firing: set[str], resolved: set[str], *, send_resolved: bool, repeat: float,
@@ -164,8 +151,8 @@ def decide_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
         receiver = config.receiver(plan.group.route.receiver)
         if receiver is None or plan.time_muted:
             continue
-        firing = {a.fingerprint for a in plan.firing}
-        resolved = {a.fingerprint for a in plan.resolved}
+        firing = plan.firing_fingerprints
+        resolved = set(plan.resolved_ends)
         key = stored_key(plan.group.key)
         for name, integration in receiver.integrations().items():
             entry = conn.execute(select(notification_log).where(
@@ -175,8 +162,19 @@ def decide_flushes(conn: Connection, plans: list[FlushPlan], config: AlertingCon
                                 repeat=plan.group.route.repeat_interval, now=now):
                 continue
             alerts = plan.firing + (plan.resolved if integration.send_resolved else [])
-            payload = (orjson.dumps(webhook_payload(plan.group, receiver.name, alerts, now, external_url)).decode()
-                       if alerts else None)
+            payload = None
+            if alerts and plan.counted is None:
+                payload = orjson.dumps(webhook_payload(plan.group, receiver.name, alerts, now, external_url)).decode()
+            elif alerts:
+                assert plan.counted is not None
+                kinds = ("firing", "resolved") if integration.send_resolved else ("firing",)
+                listed = alerts[:plan.counted.limit]
+                listed_firing = sum(1 for a in listed if not a.resolved(now))
+                total = len(firing) + (len(resolved) if integration.send_resolved else 0)
+                payload = orjson.dumps(webhook_payload(
+                    plan.group, receiver.name, listed, now, external_url, truncated=total - len(listed),
+                    truncated_firing=len(firing) - listed_firing,
+                    common=plan.counted.common_of(kinds, listed[0]))).decode()
             decisions.append(LogDecision(key, receiver.name, name, entry.sent_at if entry else None, payload,
                                          orjson.dumps(sorted(firing)).decode(),
                                          orjson.dumps(sorted(resolved)).decode(), now))
@@ -226,13 +224,14 @@ def monitor_of(alert: Alert) -> tuple[int, int] | None:
     return (int(project), int(monitor)) if project.isdigit() and monitor.isdigit() else None
 
 
-class Indexed:
-    """An alert in the dispatcher's index: the version (updated_at) read, and the keys of its groups."""
+class Indexed(NamedTuple):
+    """An alert in the dispatcher's index: the version (updated_at) read, and the keys of its groups.
+    Immutable, so that the alerts written by one round into the same groups share one (see
+    `Dispatcher._indexed`): an alert storm keeps tens of thousands of alerts in the index, and one
+    object each cost memory and the garbage collector's time (each full collection walked them all)."""
 
-    __slots__ = ("group_keys", "updated_at")
-
-    def __init__(self, updated_at: float, group_keys: tuple[str, ...]) -> None:
-        self.updated_at, self.group_keys = updated_at, group_keys
+    updated_at: float
+    group_keys: tuple[str, ...]
 
 
 def firing_labels(conn: Connection, now: float) -> list[tuple[str, dict[str, str]]]:
@@ -251,8 +250,9 @@ class Dispatcher:
     >>> # record_flushes(conn, plans, config, now, url); dispatcher.flushed(plans, now)
     """
 
-    def __init__(self, config: AlertingConfig) -> None:
+    def __init__(self, config: AlertingConfig, *, max_listed: int = MAX_LISTED_ALERTS) -> None:
         self.config = config
+        self.max_listed = max_listed  # alerts a notification lists at most (see MAX_LISTED_ALERTS)
         self.root = build_routes(config.route)
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.groups: dict[str, AggregationGroup] = {}
@@ -261,14 +261,26 @@ class Dispatcher:
         # and the groups joined, not the alert itself (labels, annotations), which a flush reads again
         # anyway. An alert storm keeps tens of thousands of them here for as long as they fire.
         self.alerts: dict[str, Indexed] = {}
+        self._shared: dict[tuple[float, tuple[str, ...]], Indexed] = {}
         self._looked_at: float | None = None
         self._synced_at = 0.0
+        # How many alerts (any state) carried each version (`updated_at`) when last read, for versions
+        # from a little before the last look: `refresh` reads only the versions whose count moved.
+        self._versions: dict[float, int] = {}
 
     def refresh(self, conn: Connection, now: float) -> None:
         """Bring the index up to date: everything at the first look and every RESYNC_SECONDS, otherwise
-        only the alerts changed since the last look."""
+        only the alerts changed since the last look.
+
+        Changes are found by version: how many alerts carry each `updated_at` since a little before the
+        last look (OVERLAP_SECONDS) is counted by the database, one row per round that wrote alerts, and
+        only the alerts of a version whose count differs from the one known are read. Reading every alert
+        of the overlap each round instead (to find the few that committed late) was, under an alert storm,
+        most of the dispatcher's work: a minute of new alerts, read twice a second."""
         if self._looked_at is None or now - self._synced_at >= RESYNC_SECONDS or now < self._looked_at:
-            self.alerts = {}
+            # Counted before the alerts are read: one that commits in between is read again next look.
+            self._versions = A.version_counts(conn, now - OVERLAP_SECONDS)
+            self.alerts, self._shared = {}, {}
             for group in self.groups.values():
                 group.members = set()
             for alert in A.stream_alerts(conn, alerts_table.c.state == "firing"):
@@ -277,44 +289,71 @@ class Dispatcher:
                 del self.groups[key]
             self._synced_at = now
         else:
-            stale = []
-            for fp, updated_at, state in A.changed_since(conn, self._looked_at - OVERLAP_SECONDS):
-                known = self.alerts.get(fp)
-                if state != "firing":
-                    self._drop(fp)
-                elif known is None or known.updated_at != updated_at:
-                    stale.append(fp)
-            for alert in A.iter_by_fingerprint(conn, stale):
-                self._put(alert, now)
+            since = self._looked_at - OVERLAP_SECONDS
+            stored = A.version_counts(conn, since)
+            self._versions = {at: n for at, n in self._versions.items() if at >= since}
+            differ = [at for at, n in stored.items() if self._versions.get(at) != n]
+            read: dict[float, int] = dict.fromkeys(differ, 0)
+            for fp, labels, state, starts_at, updated_at in A.index_rows_by_version(conn, differ):
+                read[updated_at] = read.get(updated_at, 0) + 1
+                self._index(fp, state, updated_at, starts_at, labels, now)
+            # Versions no longer stored: their alerts moved on (read above in their new version) or were
+            # deleted (a flush or the next resync finds that out).
+            self._versions = {at: n for at, n in self._versions.items() if at in stored} | read
         self._looked_at = now
 
     def _put(self, alert: Alert, now: float) -> None:
-        fp = alert.fingerprint
-        if alert.state != "firing":  # back to pending (fired again with a `for`)
+        self._index(alert.fingerprint, alert.state, alert.updated_at, alert.starts_at, alert.labels, now)
+
+    def _index(self, fp: str, state: str, updated_at: float, starts_at: float | None,
+               labels: dict[str, str] | str, now: float) -> None:
+        """Index an alert as read (`labels` as stored, JSON, are parsed only for an alert not known yet)."""
+        if state != "firing":  # back to pending (fired again with a `for`)
             self._drop(fp)
             return
         known = self.alerts.get(fp)
         if known is not None:  # the labels are the identity: the same groups
-            known.updated_at = alert.updated_at
+            if known.updated_at != updated_at:
+                self._moved(known.updated_at)
+                self.alerts[fp] = self._indexed(updated_at, known.group_keys)
             return
+        if isinstance(labels, str):
+            labels = A.parsed_map(labels)
         keys = []
-        for route in self.root.match(alert.labels):
-            key = route.group_key(alert.labels)
+        for route in self.root.match(labels):
+            key = route.group_key(labels)
             group = self.groups.get(key)
             if group is None:
-                group = self.groups[key] = AggregationGroup(key, route, route.group_labels(alert.labels),
+                group = self.groups[key] = AggregationGroup(key, route, route.group_labels(labels),
                                                             now + route.group_wait)
             group.members.add(fp)
             keys.append(group.key)  # the group's own string, shared by all its members
             # An alert older than group_wait (e.g. after a restart) need not wait again.
-            if not group.flushed_once and (alert.starts_at or now) + route.group_wait <= now:
+            if not group.flushed_once and (starts_at or now) + route.group_wait <= now:
                 group.next_flush = min(group.next_flush, now)
-        self.alerts[fp] = Indexed(alert.updated_at, tuple(keys))
+        self.alerts[fp] = self._indexed(updated_at, tuple(keys))
+
+    def _indexed(self, updated_at: float, group_keys: tuple[str, ...]) -> Indexed:
+        """The shared entry for this version and these groups."""
+        found = self._shared.get((updated_at, group_keys))
+        if found is None:
+            if len(self._shared) >= 10_000:  # entries stay valid (immutable): only the sharing starts over
+                self._shared.clear()
+            found = self._shared[(updated_at, group_keys)] = Indexed(updated_at, group_keys)
+        return found
+
+    def _moved(self, updated_at: float) -> None:
+        """An alert known in this version is now in another (or gone): one fewer to expect in it, so that
+        an alert of that version committing late still shows as a difference in the counts."""
+        count = self._versions.get(updated_at)
+        if count is not None:
+            self._versions[updated_at] = count - 1
 
     def _drop(self, fp: str) -> None:
         indexed = self.alerts.pop(fp, None)
         if indexed is None:
             return
+        self._moved(indexed.updated_at)
         for key in indexed.group_keys:
             group = self.groups.get(key)
             if group is not None:
@@ -325,45 +364,70 @@ class Dispatcher:
     def muted_now(self, conn: Connection, targets: list[Alert], now: float) -> set[str]:
         """Fingerprints of `targets` left out of notifications: silenced, in a maintenance window, or
         inhibited by an alert firing now."""
+        return self._muter(conn, now)(targets)
+
+    def _muter(self, conn: Connection, now: float) -> Callable[[list[Alert]], set[str]]:
+        """`muted_now` for several lots of targets, the silences and inhibition sources read once."""
         silences = active_silences(conn, now)
-        muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
-        monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
-        if monitors:
-            windows = list_windows(conn, {project for project, _ in monitors.values()})
-            muted |= {fp for fp, (project, monitor) in monitors.items()
-                      if in_maintenance(windows, project, monitor, now)}
-        if self.inhibitor.rules:
-            sources = firing_labels(conn, now)
-            muted |= self.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
-        return muted
+        sources = firing_labels(conn, now) if self.inhibitor.rules else []
+
+        def muted_of(targets: list[Alert]) -> set[str]:
+            muted = {a.fingerprint for a in targets if any(s.mutes(a.labels, now) for s in silences)}
+            monitors = {a.fingerprint: m for a in targets if (m := monitor_of(a)) is not None}
+            if monitors:
+                windows = list_windows(conn, {project for project, _ in monitors.values()})
+                muted |= {fp for fp, (project, monitor) in monitors.items()
+                          if in_maintenance(windows, project, monitor, now)}
+            if self.inhibitor.rules:
+                muted |= self.inhibitor.inhibited(sources, [(a.fingerprint, a.labels) for a in targets])
+            return muted
+
+        return muted_of
 
     def plan(self, conn: Connection, now: float) -> list[FlushPlan]:
-        """The groups whose timer is due, each with its members as stored now (read again)."""
+        """The groups whose timer is due, each with its members as stored now (read again, 500 at a time:
+        a group of tens of thousands of alerts is counted whole but held only as far as it is listed)."""
         due = [g for g in self.groups.values() if g.next_flush <= now]
         if not due:
             return []
         members = set().union(*(g.members for g in due))
-        fresh: dict[str, Alert] = {}
+        gathered = {g.key: Gathered(g, self.max_listed) for g in due}
+        muted_of = self._muter(conn, now)
+        seen: set[str] = set()
+        lot: list[Alert] = []
+
+        def gather(alerts: list[Alert]) -> None:
+            targets = [a for a in alerts if a.fingerprint in self.alerts]
+            muted = muted_of(targets)
+            for alert in targets:
+                if alert.fingerprint in muted:
+                    continue
+                for key in self.alerts[alert.fingerprint].group_keys:
+                    found = gathered.get(key)
+                    if found is not None:
+                        found.add(alert, now)
+
         for alert in A.iter_by_fingerprint(conn, members):
-            fresh[alert.fingerprint] = alert
+            seen.add(alert.fingerprint)
             self._put(alert, now)
-        for fp in members - fresh.keys():  # deleted (forgotten after resolving, or its rule was deleted)
+            lot.append(alert)
+            if len(lot) >= 500:
+                gather(lot)
+                lot = []
+        gather(lot)
+        for fp in members - seen:  # deleted (forgotten after resolving, or its rule was deleted)
             self._drop(fp)
-        due = [g for g in due if self.groups.get(g.key) is g]
-        targets = [fresh[fp] for fp in members if fp in self.alerts]
-        muted = self.muted_now(conn, targets, now)
         plans = []
         for group in due:
-            alerts = [fresh[fp] for fp in group.members if fp not in muted]
-            if not alerts:  # all muted: looked at again next round, flushed once something is not
+            if self.groups.get(group.key) is not group:
+                continue
+            found = gathered[group.key]
+            if not found.unmuted:  # all muted: looked at again next round, flushed once something is not
                 continue
             if group.route.muted_at(now, self.intervals):
                 plans.append(FlushPlan(group, [], [], time_muted=True))
                 continue
-            firing = [a for a in alerts if not a.resolved(now)]
-            resolved = [a for a in alerts if a.resolved(now)
-                        and group.flushed_resolved.get(a.fingerprint) != a.ends_at]
-            plans.append(FlushPlan(group, sorted(firing, key=_order), sorted(resolved, key=_order)))
+            plans.append(found.plan())
         return plans
 
     def flushed(self, plans: list[FlushPlan], now: float) -> None:
@@ -373,16 +437,12 @@ class Dispatcher:
             plan.group.flushed_once = True
             if plan.time_muted:
                 continue
-            plan.group.flushed_resolved = {a.fingerprint: a.ends_at or 0.0 for a in plan.resolved} | {
-                fp: ends for fp, ends in plan.group.flushed_resolved.items()
-                if fp not in {a.fingerprint for a in plan.firing}}
+            firing = plan.firing_fingerprints
+            plan.group.flushed_resolved = plan.resolved_ends | {
+                fp: ends for fp, ends in plan.group.flushed_resolved.items() if fp not in firing}
 
     def next_flush(self) -> float | None:
         return min((g.next_flush for g in self.groups.values()), default=None)
-
-
-def _order(alert: Alert) -> tuple[float, str]:
-    return (alert.starts_at or alert.active_at, label_set(alert.labels))
 
 
 @dataclass

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, union, update
 
 from watchkeeper.alerting import links
-from watchkeeper.alerting.alerts import Alert, alert_from_row
+from watchkeeper.alerting.alerts import Alert, alert_from_row, version_counts
 from watchkeeper.alerting.dispatch import Dispatcher, firing_labels, monitor_of, stored_key
 from watchkeeper.alerting.escalation import Pager, escalate_due, policy_for
 from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incident_settings, incidents
@@ -60,6 +60,13 @@ def severities_for(conn: Connection, project_id: int | None, default: Collection
     return cache[project_id]
 
 
+# A round reads only the alerts changed since a little before its last look (by version, as the
+# dispatcher does); everything (two anti-joins over all firing alerts and all open occurrences, most of
+# a round's work under an alert storm) is looked at in the first round and then this often, which also
+# finds the occurrences of alerts deleted outright (their rule deleted).
+FULL_LOOK_SECONDS = 60.0
+OVERLAP_SECONDS = 60.0
+
 # New occurrences recorded per round at most: an alert storm (tens of thousands of new alerts at once) is
 # taken in rounds of this many, the oldest first, so a round's reads and writes stay bounded in memory
 # and in writer time. The next round follows at once while there are more (see `Responder.run`).
@@ -88,21 +95,47 @@ def _occurrence_still_firing(now: float) -> Any:
     return exists().where(alerts.c.fingerprint == o.c.fingerprint, _start() == o.c.starts_at, _firing_now(now))
 
 
-def _new_firing(conn: Connection, now: float, limit: int) -> list[Alert]:
+def _new_firing(conn: Connection, now: float, limit: int, versions: Collection[float] | None = None) -> list[Alert]:
     """Firing alerts without an open occurrence (fired since the last round), oldest first, at most `limit`:
-    the database compares them with the occurrences, so a round holds only these in memory."""
-    query = (select(alerts).where(_firing_now(now), ~_has_open_occurrence())
-             .order_by(_start(), alerts.c.fingerprint).limit(limit))
-    return [alert_from_row(row) for row in conn.execute(query)]
+    the database compares them with the occurrences, so a round holds only these in memory. With
+    `versions`, only the alerts of those versions (`updated_at`) are looked at."""
+    query = select(alerts).where(_firing_now(now), ~_has_open_occurrence())
+    if versions is not None:
+        query = query.where(alerts.c.updated_at.in_(sorted(versions)))
+    return [alert_from_row(row) for row in conn.execute(query.order_by(_start(), alerts.c.fingerprint).limit(limit))]
 
 
-def _ended_occurrences(conn: Connection, now: float, limit: int) -> list[Any]:
-    """Open occurrences whose alert resolved, went back to pending or went away, at most `limit`."""
+def _ended_occurrences(conn: Connection, now: float, limit: int, versions: Collection[float] | None = None,
+                       ended_after: float = 0.0) -> list[Any]:
+    """Open occurrences whose alert resolved, went back to pending or went away, at most `limit`. With
+    `versions`, only those of the alerts of those versions, or whose `ends_at` passed after `ended_after`
+    (not those whose alert was deleted outright with its rule: the full look of `Responder.round` finds
+    them)."""
     o = alert_occurrences
-    query = (select(o.c.fingerprint, o.c.starts_at, o.c.incident_id, o.c.name)
-             .where(o.c.resolved_at.is_(None), ~_occurrence_still_firing(now))
-             .order_by(o.c.starts_at, o.c.fingerprint).limit(limit))
-    return list(conn.execute(query))
+    columns = (o.c.fingerprint, o.c.starts_at, o.c.incident_id, o.c.name)
+    order = (o.c.starts_at, o.c.fingerprint)
+    if versions is None:
+        query = select(*columns).where(o.c.resolved_at.is_(None), ~_occurrence_still_firing(now))
+        return list(conn.execute(query.order_by(*order).limit(limit)))
+    changed = union(select(alerts.c.fingerprint).where(alerts.c.updated_at.in_(sorted(versions))),
+                    select(alerts.c.fingerprint).where(alerts.c.ends_at > ended_after, alerts.c.ends_at <= now))
+    # `resolved_at + 0`: not by the index of open occurrences (SQLite would take it and look at every
+    # open occurrence), but from the few changed alerts to their occurrences by primary key.
+    query = select(*columns).where((o.c.resolved_at + 0).is_(None), o.c.fingerprint.in_(changed),
+                                   ~_occurrence_still_firing(now))
+    return list(conn.execute(query.order_by(*order).limit(limit)))
+
+
+def _ended_since(conn: Connection, since: float, now: float) -> bool:
+    """Whether an alert's `ends_at` passed after `since` (an alert resolves when its time comes)."""
+    query = select(alerts.c.fingerprint).where(alerts.c.ends_at > since, alerts.c.ends_at <= now)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def escalation_due(conn: Connection, now: float) -> bool:
+    """Whether an escalation step of a triggered incident is due."""
+    due = select(incidents.c.id).where(incidents.c.state == "triggered", incidents.c.next_escalation_at <= now)
+    return conn.execute(due.limit(1)).first() is not None
 
 
 def anything_to_do(conn: Connection, now: float) -> bool:
@@ -116,8 +149,7 @@ def anything_to_do(conn: Connection, now: float) -> bool:
     ended = select(o.c.fingerprint).where(o.c.resolved_at.is_(None), ~_occurrence_still_firing(now))
     if conn.execute(ended.limit(1)).first() is not None:
         return True
-    due = select(incidents.c.id).where(incidents.c.state == "triggered", incidents.c.next_escalation_at <= now)
-    return conn.execute(due.limit(1)).first() is not None
+    return escalation_due(conn, now)
 
 
 @dataclass
@@ -152,11 +184,13 @@ def _muted(conn: Connection, dispatcher: Dispatcher, targets: list[Alert], now: 
 
 
 def plan_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, severities: Collection[str],
-                     *, limit: int = MAX_NEW_PER_ROUND) -> AlertPlan:
+                     *, limit: int = MAX_NEW_PER_ROUND, versions: Collection[float] | None = None,
+                     ended_after: float = 0.0) -> AlertPlan:
     """Read the alerts fired and the occurrences ended since the last round (at most `limit` of each, the
-    oldest first) and decide (all the reading and matching, off the writer)."""
-    fired = _new_firing(conn, now, limit)
-    plan = AlertPlan(ended=_ended_occurrences(conn, now, limit))
+    oldest first) and decide (all the reading and matching, off the writer). With `versions`, only the
+    alerts of those versions and those whose `ends_at` passed after `ended_after` are looked at."""
+    fired = _new_firing(conn, now, limit, versions)
+    plan = AlertPlan(ended=_ended_occurrences(conn, now, limit, versions, ended_after))
     plan.more = len(fired) >= limit or len(plan.ended) >= limit
     # Silences, maintenance and inhibition only matter for alerts not seen before.
     muted = _muted(conn, dispatcher, fired, now) if fired else set()
@@ -227,6 +261,11 @@ class Responder:
         self.dispatcher = Dispatcher(alerting.config)  # for routes and mutes only: groups are the dispatcher's
         self._secret: bytes | None = None
         self.more = False  # the last round left alerts for the next one (MAX_NEW_PER_ROUND)
+        # The last round that took everything it found: when it looked, when it last looked at all the
+        # alerts, and how many alerts carried each version (updated_at) from a little before then.
+        self._looked_at: float | None = None
+        self._full_at = 0.0
+        self._versions: dict[float, int] = {}
         name = self.settings.oncall_email_receiver
         if name is not None:
             receiver = alerting.config.receiver(name)
@@ -251,17 +290,34 @@ class Responder:
 
         severities = list(self.settings.incident_severities)
 
-        def look() -> AlertPlan | None:
+        def look() -> tuple[AlertPlan | None, dict[float, int], bool]:
             """None when the round has nothing to do; else what the alerts ask for (read and matched
-            here, on a reader: under an alert storm that is most of the work, and the writer is shared)."""
+            here, on a reader: under an alert storm that is most of the work, and the writer is shared).
+            Also the versions counted, and whether this was a full look."""
             with engine.connect() as conn:
+                last = self._looked_at
+                full = last is None or now - self._full_at >= FULL_LOOK_SECONDS or now < last
+                if not full:
+                    assert last is not None
+                    since = last - OVERLAP_SECONDS
+                    stored = version_counts(conn, since)
+                    known = self._versions
+                    differ = [at for at, n in stored.items() if at >= since and known.get(at) != n]
+                    if len(differ) <= 500:
+                        if not differ and not _ended_since(conn, since, now) and not escalation_due(conn, now):
+                            return None, stored, False
+                        return plan_from_alerts(conn, self.dispatcher, now, severities, versions=differ,
+                                                ended_after=since), stored, False
+                # Counted before the alerts are read: one committed in between is read again next round.
+                stored = version_counts(conn, now - OVERLAP_SECONDS)
                 if not anything_to_do(conn, now):
-                    return None
-                return plan_from_alerts(conn, self.dispatcher, now, severities)
+                    return None, stored, True
+                return plan_from_alerts(conn, self.dispatcher, now, severities), stored, True
 
-        plan = await asyncio.to_thread(look)
+        plan, stored, full = await asyncio.to_thread(look)
         self.more = plan is not None and plan.more
         if plan is None:
+            self._looked(now, stored, full)
             return 0, 0
         pager = await self.pager()
 
@@ -269,9 +325,16 @@ class Responder:
             return apply_alert_plan(conn, plan, now), escalate_due(conn, pager, now)
 
         opened, steps = await self.alerting.write(work)
+        if not plan.more:  # else the next round looks from where this one did
+            self._looked(now, stored, full)
         if steps:
             self.alerting.wake()  # deliver the pages now, not at the next dispatch interval
         return opened, steps
+
+    def _looked(self, now: float, stored: dict[float, int], full: bool) -> None:
+        self._looked_at, self._versions = now, stored
+        if full:
+            self._full_at = now
 
     async def run(self) -> None:
         while True:

@@ -80,9 +80,20 @@ async def post(ctx: ChannelContext, url: str, *, content: bytes | None = None, j
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True) from None
 
 
+def alert_count(payload: dict[str, Any]) -> int:
+    """How many alerts a notification is about: those it lists and those left out (`truncatedAlerts`)."""
+    return len(payload["alerts"]) + int(payload.get("truncatedAlerts") or 0)
+
+
+def firing_count(payload: dict[str, Any]) -> int:
+    """How many firing alerts a notification is about, listed or left out (`truncatedFiring`, set by the
+    dispatcher when an alert storm's group has more than a notification lists)."""
+    return sum(1 for a in payload["alerts"] if a["status"] == "firing") + int(payload.get("truncatedFiring") or 0)
+
+
 def title(payload: dict[str, Any]) -> str:
     """`[FIRING:2] HighErrors shop` like Alertmanager's default title."""
-    firing = sum(1 for a in payload["alerts"] if a["status"] == "firing")
+    firing = firing_count(payload)
     status = payload["status"].upper() + (f":{firing}" if payload["status"] == "firing" else "")
     return f"[{status}] " + " ".join(payload["groupLabels"].values())
 

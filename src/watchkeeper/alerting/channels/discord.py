@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.alerting.channels import ChannelContext, alert_line, check_response, cut, post, title
+from watchkeeper.alerting.channels import ChannelContext, alert_count, alert_line, check_response, cut, post, title
 from watchkeeper.alerting.routing import DiscordConfig
 
 MAX_EMBEDS = 10
@@ -17,7 +17,8 @@ def message(payload: dict[str, Any]) -> dict[str, Any]:
     embeds = [{"title": cut(alert_line(a), 256),
                "description": cut(a["annotations"].get("description", "") or a["status"], 4096),
                "color": COLOURS.get(a["status"], 0)} for a in alerts[:MAX_EMBEDS]]
-    more = f" (showing {MAX_EMBEDS} of {len(alerts)})" if len(alerts) > MAX_EMBEDS else ""
+    total = alert_count(payload)
+    more = f" (showing {min(MAX_EMBEDS, len(alerts))} of {total})" if total > MAX_EMBEDS else ""
     return {"content": cut(title(payload) + more, 2000), "embeds": embeds}
 
 

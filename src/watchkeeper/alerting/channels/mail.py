@@ -36,6 +36,9 @@ def compose(payload: dict[str, Any], config: EmailConfig, now: float) -> EmailMe
             lines.append(f"  {description}")
         rows.append(f"<li><b>{html.escape(alert['status'])}</b> {html.escape(alert_line(alert))}"
                     + (f"<br>{html.escape(description)}" if description else "") + "</li>")
+    if payload.get("truncatedAlerts"):
+        lines.append(f"- and {payload['truncatedAlerts']} more alerts")
+        rows.append(f"<li>and {int(payload['truncatedAlerts'])} more alerts</li>")
     if payload.get("externalURL"):
         lines += ["", f"Watchkeeper: {payload['externalURL']}"]
     message = EmailMessage()

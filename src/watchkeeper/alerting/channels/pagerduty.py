@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from watchkeeper.alerting.channels import ChannelContext, alert_line, check_response, cut, post, title
+from watchkeeper.alerting.channels import ChannelContext, alert_line, check_response, cut, firing_count, post, title
 from watchkeeper.alerting.routing import PagerDutyConfig
 
 MAX_SUMMARY_CHARS = 1024
@@ -37,7 +37,7 @@ def event(payload: dict[str, Any], config: PagerDutyConfig) -> dict[str, Any]:
             "group": payload["groupLabels"].get("alertname"),
             "component": payload["commonLabels"].get("service"),
             "custom_details": {"firing": [alert_line(a) for a in firing][:100],
-                               "num_firing": len(firing), "group_labels": payload["groupLabels"]},
+                               "num_firing": firing_count(payload), "group_labels": payload["groupLabels"]},
         }
         if payload.get("externalURL"):
             body["links"] = [{"href": payload["externalURL"], "text": "Watchkeeper"}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.alerting.channels import ChannelContext, alert_line, check_response, cut, post, title
+from watchkeeper.alerting.channels import ChannelContext, alert_count, alert_line, check_response, cut, post, title
 from watchkeeper.alerting.routing import SlackConfig
 
 MAX_BLOCKS = 50
@@ -27,9 +27,10 @@ def message(payload: dict[str, Any], config: SlackConfig) -> dict[str, Any]:
         if alert["annotations"].get("runbook_url"):
             text += f"\n<{alert['annotations']['runbook_url']}|Runbook>"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, MAX_SECTION_CHARS)}})
-    if len(alerts) > room:
+    total = alert_count(payload)
+    if total > room:
         blocks.append({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"and {len(alerts) - room} more alerts"}]})
+            {"type": "mrkdwn", "text": f"and {total - min(room, len(alerts))} more alerts"}]})
     body: dict[str, Any] = {"text": cut(heading, MAX_SECTION_CHARS), "blocks": blocks}
     if config.channel:
         body["channel"] = config.channel

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.alerting.channels import ChannelContext, alert_line, check_response, cut, post, title
+from watchkeeper.alerting.channels import ChannelContext, alert_count, alert_line, check_response, cut, post, title
 from watchkeeper.alerting.routing import TeamsConfig
 
 MAX_LINES = 50
@@ -17,8 +17,9 @@ def card(payload: dict[str, Any]) -> dict[str, Any]:
                                    "text": title(payload)}]
     body += [{"type": "TextBlock", "wrap": True, "text": cut(f"**{a['status']}** {alert_line(a)}", 1000)}
              for a in alerts[:MAX_LINES]]
-    if len(alerts) > MAX_LINES:
-        body.append({"type": "TextBlock", "text": f"and {len(alerts) - MAX_LINES} more alerts"})
+    total = alert_count(payload)
+    if total > MAX_LINES:
+        body.append({"type": "TextBlock", "text": f"and {total - min(MAX_LINES, len(alerts))} more alerts"})
     content: dict[str, Any] = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
                                "type": "AdaptiveCard", "version": "1.4", "body": body}
     if payload.get("externalURL"):

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from watchkeeper.alerting.channels import ChannelContext, check_response, post
+from watchkeeper.alerting.channels import ChannelContext, alert_count, check_response, post
 from watchkeeper.alerting.routing import WebhookConfig
 
 SIGNATURE_HEADER = "X-Watchkeeper-Signature"
@@ -28,7 +28,7 @@ def truncate(payload: dict[str, Any], max_alerts: int) -> dict[str, Any]:
     if not max_alerts or len(payload["alerts"]) <= max_alerts:
         return payload
     return {**payload, "alerts": payload["alerts"][:max_alerts],
-            "truncatedAlerts": len(payload["alerts"]) - max_alerts}
+            "truncatedAlerts": alert_count(payload) - max_alerts}
 
 
 async def send(config: WebhookConfig, payload: dict[str, Any], ctx: ChannelContext) -> None:
