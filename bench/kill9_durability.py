@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of load per round")
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--events", type=int, default=12000, help="unique events per round (upper bound)")
+    ap.add_argument("--events", type=int, default=40000,
+                    help="unique events per round (upper bound: the kill must come before they run out)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     rng = random.Random(args.seed)
