@@ -132,6 +132,15 @@ def test_dispatch_decisions_are_written_once(engine: Engine, clock: ManualClock)
     assert count == 1
 
 
+def _look(engine: Engine, dispatcher: Dispatcher, clock: ManualClock) -> list[str]:
+    """One dispatcher pass as the server makes it: refresh, plan, flush; the alertnames of the groups flushed."""
+    with engine.connect() as conn:
+        dispatcher.refresh(conn, clock.now())
+        plans = dispatcher.plan(conn, clock.now())
+    dispatcher.flushed(plans, clock.now())
+    return sorted(p.group.labels["alertname"] for p in plans)
+
+
 def test_dispatch_reads_only_changed_alerts_and_due_groups(engine: Engine, clock: ManualClock) -> None:
     dispatcher = Dispatcher(parse_config(ROUTING))
     start = clock.now()
@@ -140,11 +149,7 @@ def test_dispatch_reads_only_changed_alerts_and_due_groups(engine: Engine, clock
     in_transaction(engine, lambda conn: save_alerts(conn, rows, []))
 
     def look() -> list[str]:
-        with engine.connect() as conn:
-            dispatcher.refresh(conn, clock.now())
-            plans = dispatcher.plan(conn, clock.now())
-        dispatcher.flushed(plans, clock.now())
-        return sorted(p.group.labels["alertname"] for p in plans)
+        return _look(engine, dispatcher, clock)
 
     assert len(look()) == 20  # group_wait 0: every group flushes, then waits group_interval (5 min)
     # Deleted behind the index's back (no change it can see): the index learns it only when the
@@ -177,11 +182,7 @@ def test_dispatch_sees_an_alert_that_committed_late(engine: Engine, clock: Manua
     clock.advance(5)
 
     def look() -> list[str]:
-        with engine.connect() as conn:
-            dispatcher.refresh(conn, clock.now())
-            plans = dispatcher.plan(conn, clock.now())
-        dispatcher.flushed(plans, clock.now())
-        return sorted(p.group.labels["alertname"] for p in plans)
+        return _look(engine, dispatcher, clock)
 
     assert look() == ["Early"]
     clock.advance(1)
