@@ -55,8 +55,8 @@ def _ext_modules() -> list[object]:
     try:
         # Only the compiled modules' own imports are type-checked: the build environment has mypy,
         # not the project's dependencies.
-        return list(mypycify(["--ignore-missing-imports", "--config-file", os.devnull, *COMPILED], opt_level="3",
-                                  group_name="watchkeeper"))
+        options = ["--ignore-missing-imports", "--config-file", os.devnull]
+        return list(mypycify([*options, *COMPILED], opt_level="3", group_name="watchkeeper"))
     except Exception as exc:  # mypyc could not translate: pure Python is still correct
         print(f"watchkeeper: mypyc failed ({exc}); event processing runs as pure Python", file=sys.stderr)
         return []
