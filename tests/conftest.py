@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import Browser, Playwright, sync_playwright
 from sqlalchemy import Connection, create_engine, text
 
@@ -29,6 +33,33 @@ from watchkeeper.lib.clock import Clock
 from watchkeeper.store.engine import for_writing
 
 TEST_DATABASE_URL = os.environ.get("WATCHKEEPER_TEST_DATABASE_URL")
+
+# Property tests are reproducible by default: the same examples on every machine and every run, so a
+# green suite stays green by construction rather than by the luck of a seed. `.ci/run` runs them once
+# more with HYPOTHESIS_PROFILE=random and a seed it prints, to keep looking for new failures.
+hypothesis_settings.register_profile("default", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("random", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# A runaway test (a strategy that expands to billions of nodes, a leak) fails alone with MemoryError
+# instead of taking the machine down: the test process and its children get an address-space limit.
+# Chromium and Node reserve tens of GB of address space they never use, so the browser fixture lifts the
+# soft limit while Playwright starts its driver (which then starts Chromium) and restores it after.
+MEMORY_LIMIT_BYTES = int(float(os.environ.get("WATCHKEEPER_TEST_MEMORY_LIMIT_GB", "8")) * 2**30)
+_soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+if _hard == resource.RLIM_INFINITY or _hard > MEMORY_LIMIT_BYTES:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, _hard))
+
+
+@contextlib.contextmanager
+def without_memory_limit() -> Iterator[None]:
+    """Processes started inside inherit no address-space limit (for Chromium and Playwright's Node)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def _reset_postgres(url: str) -> None:
@@ -167,12 +198,38 @@ def api(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
+CLIENTS_DIR = Path(__file__).parent / "clients"
+
+
+def client_packages(name: str) -> Path:
+    """A folder holding the pinned packages of tests/clients/<name>.txt (e.g. sentry-sdk 3.x, which cannot
+    share the venv with the 2.x line), installed once per venv; put it first on a subprocess's PYTHONPATH."""
+    requirements = CLIENTS_DIR / f"{name}.txt"
+    target = Path(sys.prefix) / "test-clients" / name
+    stamp = target / ".requirements"
+    wanted = requirements.read_text()
+    if not stamp.exists() or stamp.read_text() != wanted:
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+             "-r", str(requirements)],
+            check=True,
+        )
+        stamp.write_text(wanted)
+    return target
+
+
 # One Playwright and one Chromium (Debian's) for the whole session, shared by every module's browser
 # tests: a second sync Playwright cannot start in the same thread while the first runs.
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
+    with without_memory_limit():
+        manager = sync_playwright()
+        p = manager.start()
+    try:
         yield p
+    finally:
+        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
