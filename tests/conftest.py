@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import Browser, Playwright, sync_playwright
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import URL, Connection, create_engine, make_url, text
 
 from watchkeeper.app import Runtime, build_runtime, create_app
 from watchkeeper.auth.projects import create_project, list_keys
@@ -30,7 +30,8 @@ from watchkeeper.auth.tokens import create_token
 from watchkeeper.auth.users import create_user
 from watchkeeper.config import Settings, load_settings
 from watchkeeper.lib.clock import Clock
-from watchkeeper.store.engine import for_writing
+from watchkeeper.store import migrate
+from watchkeeper.store.engine import for_writing, make_engine
 
 TEST_DATABASE_URL = os.environ.get("WATCHKEEPER_TEST_DATABASE_URL")
 
@@ -62,21 +63,62 @@ def without_memory_limit() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+# Each test starts from a copy of one database migrated once per session, instead of running every
+# migration per test (about a third of the suite's time before): a file copy on SQLite, CREATE DATABASE
+# … TEMPLATE on PostgreSQL (the test database is dropped and recreated, so the URL's user must be
+# allowed to; the template is "<database>_template").
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if TEST_DATABASE_URL:
+        url = make_url(TEST_DATABASE_URL)
+        template = f"{url.database}_template"
+        with _maintenance(url) as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{template}"'))
+        engine = make_engine(url.set(database=template).render_as_string(hide_password=False))
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield template
+        with _maintenance(url) as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        return
+    path = tmp_path_factory.mktemp("template") / "watchkeeper.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()  # the last connection checkpoints the WAL into the file
+    yield str(path)
+
+
+@contextlib.contextmanager
+def _maintenance(url: URL) -> Iterator[Connection]:
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def fresh_database(template: str, data_dir: Path) -> None:
+    """The test database as the template left it (every migration applied, no rows)."""
+    if TEST_DATABASE_URL:
+        url = make_url(TEST_DATABASE_URL)
+        with _maintenance(url) as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{url.database}" TEMPLATE "{template}"'))
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, data_dir / "watchkeeper.db")
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, migrated_template: str) -> Settings:
     overrides: dict[str, object] = {"data_dir": tmp_path / "data", "admin_password": "admin-password-1"}
     if TEST_DATABASE_URL:
-        _reset_postgres(TEST_DATABASE_URL)
         overrides["database_url"] = TEST_DATABASE_URL
-    return load_settings(environ={}, overrides=overrides)
+    settings = load_settings(environ={}, overrides=overrides)
+    fresh_database(migrated_template, settings.data_dir)
+    return settings
 
 
 @pytest.fixture

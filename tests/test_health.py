@@ -38,12 +38,11 @@ def test_readiness_reports_each_check(server: Server) -> None:
     assert set(checks) == {"database:writable", "database:migrations", "writer:queue", "disk:free"}
     assert checks["database:writable"][0]["status"] == "pass"
     assert checks["database:migrations"][0]["status"] == "pass"
-    assert checks["writer:queue"][0] == {
-        "componentType": "component",
-        "observedValue": 0,
-        "observedUnit": "jobs",
-        "status": "pass",
-    }
+    # The background work (lease, alerting rounds) may have a write queued at that moment.
+    queue = checks["writer:queue"][0]
+    assert queue == {"componentType": "component", "observedValue": queue["observedValue"], "observedUnit": "jobs",
+                     "status": "pass"}
+    assert 0 <= queue["observedValue"] <= 5
     assert checks["disk:free"][0]["observedValue"] > 0
     # on a nearly full test disk the free-space check may warn, which still answers 200
     assert body["status"] in ("pass", "warn") and response.status_code == 200

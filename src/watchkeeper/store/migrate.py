@@ -6,6 +6,7 @@ child process (`upgrade_in_child`), so the long-running server never holds Alemb
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,10 @@ def _config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest revision of the migration scripts (read once per process: Alembic compiles and runs
+    every script to learn it)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_config()).get_current_head()
@@ -54,6 +58,8 @@ def upgrade(engine: Engine) -> None:
 
     from watchkeeper.store.engine import for_writing
 
+    if current_revision(engine) == head_revision():
+        return  # what Alembic would find too, after loading every script and the environment (~0.2 s)
     config = _config()
     # The write lock from BEGIN: Alembic reads the version table before it changes the schema, and a
     # server already running on the database (a rolling restart, `watchkeeper migrate` beside it)
