@@ -229,7 +229,10 @@ def cmd_team_add(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from watchkeeper.alerting.service import check_files
+
     settings = _settings(args)
+    check_files(settings.alerting)  # the routing and rules files, as `serve` reads them at start
     shown = settings.model_dump(mode="json")
     for secret in ("secret_key", "admin_password"):
         if shown.get(secret):

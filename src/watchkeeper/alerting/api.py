@@ -202,7 +202,9 @@ async def test_receiver(request: Request, name: Annotated[str, Path(max_length=2
                         owner: AdminEditor) -> dict[str, Any]:
     """Send a test notification through every integration of the receiver (delivered by the outbox
     worker; see its status in `/alerting/notifications`)."""
-    config = request.app.state.alerting.config
+    alerting = request.app.state.alerting
+    await alerting.refresh_config()
+    config = alerting.config
     runtime = runtime_of(request)
     now, url = runtime.clock.now(), runtime.settings.base_url
     try:
@@ -213,14 +215,8 @@ async def test_receiver(request: Request, name: Annotated[str, Path(max_length=2
     return {"queued": ids}
 
 
-@router.get("/alerting/receivers")
-async def receivers(request: Request, owner: AdminReader) -> dict[str, Any]:
-    """The receivers of the routing file and their integrations (secrets not shown)."""
-    config = request.app.state.alerting.config
-    return {"receivers": [{"name": r.name, "integrations": sorted(r.integrations())} for r in config.receivers]}
-
-
 # On-call schedules, escalation policies and incidents: their own module, served under the same prefix.
-from watchkeeper.alerting import incident_api  # noqa: E402
+from watchkeeper.alerting import incident_api, routing_api  # noqa: E402
 
 router.include_router(incident_api.router)
+router.include_router(routing_api.router)

@@ -25,6 +25,7 @@ from watchkeeper.alerting.dispatch import Dispatcher, firing_labels, monitor_of,
 from watchkeeper.alerting.escalation import Pager, escalate_due, policy_for
 from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incident_settings, incidents
 from watchkeeper.alerting.incidents import declare
+from watchkeeper.alerting.routing import AlertingConfig
 from watchkeeper.alerting.silences import active_silences
 from watchkeeper.alerting.tables import alerts
 from watchkeeper.config import ConfigError
@@ -252,6 +253,17 @@ def apply_alert_plan(conn: Connection, plan: AlertPlan, now: float) -> int:
     return opened
 
 
+def check_email_receiver(config: AlertingConfig, name: str | None) -> None:
+    """`alerting.oncall_email_receiver` must name a receiver with an e-mail integration (pages to on-call
+    users go through its mail server)."""
+    if name is None:
+        return
+    receiver = config.receiver(name)
+    if receiver is None or not receiver.email_configs:
+        raise ConfigError(f"setting 'alerting.oncall_email_receiver': the routing tree has no receiver "
+                          f"{name!r} with an e-mail integration")
+
+
 class Responder:
     """The loop of one server process; `round()` is one pass (the tests call it with a manual clock)."""
 
@@ -266,12 +278,7 @@ class Responder:
         self._looked_at: float | None = None
         self._full_at = 0.0
         self._versions: dict[float, int] = {}
-        name = self.settings.oncall_email_receiver
-        if name is not None:
-            receiver = alerting.config.receiver(name)
-            if receiver is None or not receiver.email_configs:
-                raise ConfigError(f"setting 'alerting.oncall_email_receiver': the routing file has no receiver "
-                                  f"{name!r} with an e-mail integration")
+        check_email_receiver(alerting.config, self.settings.oncall_email_receiver)
 
     async def pager(self) -> Pager:
         if self._secret is None:
@@ -287,6 +294,8 @@ class Responder:
         """Declare incidents from new alerts, then run due escalation steps: (opened, steps run)."""
         now = self.alerting.runtime.clock.now()
         engine = self.alerting.runtime.engine
+        if self.dispatcher.config is not self.alerting.config:  # reloaded (a file change, an edit)
+            self.dispatcher = Dispatcher(self.alerting.config)
 
         severities = list(self.settings.incident_severities)
 

@@ -7,9 +7,12 @@ Each step also has a `*_once` method that runs one round; the tests drive those 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -24,8 +27,10 @@ from watchkeeper.alerting.metrics import recent_totals
 from watchkeeper.alerting.outbox import DeliveryWorker
 from watchkeeper.alerting.rounds import RoundPlan, RoundReport, apply_round, has_new_signals
 from watchkeeper.alerting.routing import AlertingConfig, load_config
+from watchkeeper.alerting.routing_store import load_stored, stored_if_newer
 from watchkeeper.alerting.rules import apply_default_pack, projects_without_pack
 from watchkeeper.alerting.rules_file import load_rules_file, sync_rules
+from watchkeeper.config import AlertingSettings, ConfigError
 from watchkeeper.lib.outbound import Outbound
 from watchkeeper.store.writer import call_each
 
@@ -73,8 +78,22 @@ class Alerting:
     def __init__(self, runtime: Runtime, config: AlertingConfig | None = None) -> None:
         self.runtime = runtime
         self.settings = runtime.settings.alerting
-        # Validated now, so a wrong routing file stops start-up with a message naming the key.
-        self.config = config or load_config(self.settings.config_file)
+        # Where the receivers and the routing tree come from: the file (read-only in the UI and the API,
+        # reloaded when it changes or on SIGHUP), the database (edited in the UI and the API), or the
+        # caller (tests: fixed).
+        self.source = "given" if config is not None else "file" if self.settings.config_file else "database"
+        self.config_error: str | None = None  # why the file's last change was not taken
+        self._file_stamp: tuple[int, int, int] | None = None
+        self._stored_version: int | None = None
+        self._reload_asked = False
+        if config is None and self.settings.config_file is not None:
+            # Validated now, so a wrong routing file stops start-up with a message naming the key.
+            self._file_stamp = file_stamp(self.settings.config_file)
+            config = load_config(self.settings.config_file)
+        elif config is None:
+            with runtime.engine.connect() as conn:
+                self._stored_version, config = load_stored(conn)
+        self.config: AlertingConfig = config
         path = self.settings.rules_file
         self.rules_file = load_rules_file(path) if path is not None else None
         self.dispatcher = Dispatcher(self.config)
@@ -91,6 +110,56 @@ class Alerting:
 
     async def write(self, function: Callable[[Connection], Any]) -> Any:
         return await self.runtime.writer.run(call_each, function)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the receivers and routes come from somewhere else than the database."""
+        return self.source != "database"
+
+    def ask_reload(self) -> None:
+        """SIGHUP: read the routing file again at the next round, changed or not."""
+        self._reload_asked = True
+        self.wake()
+
+    async def refresh_config(self) -> bool:
+        """Take up a changed routing file (a bad one is logged and kept in `config_error`; the running
+        configuration stays) or a change stored by any process; True when the configuration changed.
+        One `stat` or one small read when nothing changed: called every round and by the pages."""
+        if self.source == "file":
+            path = self.settings.config_file
+            assert path is not None
+            stamp = file_stamp(path)
+            if stamp == self._file_stamp and not self._reload_asked:
+                return False
+            self._file_stamp, self._reload_asked = stamp, False
+            try:
+                config = await asyncio.to_thread(load_config, path)
+            except ConfigError as exc:
+                self.config_error = str(exc)
+                log.error("routing file not reloaded, the previous configuration stays: %s", exc)
+                return False
+            self.config_error = None
+        elif self.source == "database":
+            known = self._stored_version
+            version, stored = await self._read(lambda conn: stored_if_newer(conn, known))
+            self._stored_version = version
+            if stored is None:
+                return False
+            config = stored
+        else:
+            return False
+        if config == self.config:
+            return False
+        self.use_config(config)
+        log.info("alerting configuration reloaded from the %s", self.source)
+        return True
+
+    def use_config(self, config: AlertingConfig) -> None:
+        """Route, group and deliver with `config` from now on. The aggregation groups form again at the
+        next round (as after a restart); the notification log keeps them from repeating what was sent."""
+        self.config = config
+        self.dispatcher = Dispatcher(config, max_listed=self.dispatcher.max_listed)
+        self.delivery.config = config
 
     async def _timed_write(self, round_kind: str, function: Callable[[Connection], Any]) -> Any:
         """A write of alerting's rounds, its time inside the writer observed (measured there)."""
@@ -173,13 +242,16 @@ class Alerting:
         """One look at the changed alerts and the due groups; returns how many notifications were queued.
         The index, the plans and the notification log are read on a reader connection; the writer
         stores only the decided outbox rows and log entries."""
+        await self.refresh_config()
         now = self.runtime.clock.now()
         url = self.runtime.settings.base_url
+        # One configuration for the whole round, even if a page reloads it meanwhile.
+        dispatcher, config = self.dispatcher, self.config
 
         def decide(conn: Connection) -> tuple[list[Any], list[Any]]:
-            self.dispatcher.refresh(conn, now)
-            plans = self.dispatcher.plan(conn, now)
-            return plans, decide_flushes(conn, plans, self.config, now, url)
+            dispatcher.refresh(conn, now)
+            plans = dispatcher.plan(conn, now)
+            return plans, decide_flushes(conn, plans, config, now, url)
 
         plans, decisions = await self._read(decide)
         queued: int | None = 0
@@ -188,7 +260,7 @@ class Alerting:
         if queued is None:
             self.metrics.conflicts.labels("dispatch").inc()
             return 0  # the groups' timers stay: tried again next round
-        self.dispatcher.flushed(plans, now)
+        dispatcher.flushed(plans, now)
         return queued
 
     async def deliver_once(self) -> int:
@@ -232,6 +304,13 @@ class Alerting:
 
     async def run(self) -> None:
         self._evaluated = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        hangup = False
+        if self.source == "file":
+            # Not possible off the main thread (tests serving in a thread): changes are still seen.
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signal.SIGHUP, self.ask_reload)
+                hangup = True
         try:
             try:
                 await self.sync_rules_file()
@@ -239,7 +318,29 @@ class Alerting:
                 log.exception("syncing the rules file failed; rules from it are unchanged")
             await asyncio.gather(self._evaluate_loop(), self._notify_loop())
         finally:
+            if hangup:
+                loop.remove_signal_handler(signal.SIGHUP)
             await self.outbound.aclose()
+
+
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """What tells that a file changed: modification time, size, inode (an editor's or a ConfigMap's
+    rename gives a new inode); zeros when it cannot be read (the reload then says why)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (found.st_mtime_ns, found.st_size, found.st_ino)
+
+
+def check_files(settings: AlertingSettings) -> None:
+    """What `serve` validates of alerting's files at start (`watchkeeper config check` runs the same):
+    ConfigError names the file and the key."""
+    config = load_config(settings.config_file)
+    if settings.config_file is not None:
+        responder.check_email_receiver(config, settings.oncall_email_receiver)
+    if settings.rules_file is not None:
+        load_rules_file(settings.rules_file)
 
 
 def mount(app: FastAPI) -> None:

@@ -112,5 +112,44 @@ alerting_cursors = Table(
     Column("position", RowId, nullable=False),
 )
 
+# The receivers and the routing tree edited in the web UI and the REST API (alerting.routing_store); not
+# read when `alerting.config_file` is set (the file is the configuration then).
+notification_receivers = Table(
+    "notification_receivers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    # JSON: the receiver's integrations as Alertmanager writes them ({"webhook_configs": [...]}), secrets
+    # included (an admin's API shows them masked).
+    Column("integrations", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+notification_routes = Table(
+    "notification_routes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # None: the root route (exactly one).
+    Column("parent_id", Integer, ForeignKey("notification_routes.id", ondelete="CASCADE"), nullable=True,
+           index=True),
+    # Order among siblings: the first matching child takes an alert.
+    Column("position", Integer, nullable=False),
+    # JSON: the route's own settings as Alertmanager writes them (receiver, matchers, group_by, continue, timers).
+    Column("settings", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+# One row (id 1): bumped by every change of the two tables above, so every process sees that the
+# configuration moved with one cheap read per round.
+notification_config = Table(
+    "notification_config",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
 # On-call, escalation and incident tables (their own module), so load_all_tables() sees them.
 from watchkeeper.alerting import incident_tables as _incident_tables  # noqa: E402, F401
