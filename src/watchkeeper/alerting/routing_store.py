@@ -198,7 +198,8 @@ def masked(value: Any, name: str) -> str:
     return str(value)
 
 
-def _hides(value: Any, name: str) -> bool:
+def hides(value: Any, name: str) -> bool:
+    """Whether `masked` shows this setting other than it is (a secret, a URL with a path)."""
     return isinstance(value, SecretStr) or (isinstance(value, str) and masked(value, name) != value)
 
 
@@ -214,7 +215,7 @@ def masked_receiver(receiver: Receiver) -> dict[str, Any]:
             item = {}
             for name, info in type(config).model_fields.items():
                 value = getattr(config, name)
-                item[info.alias or name] = masked(value, name) if _hides(value, name) else value
+                item[info.alias or name] = masked(value, name) if hides(value, name) else value
             items.append(item)
         out[f"{kind}_configs"] = items
     return out
@@ -238,7 +239,7 @@ def keep_masked(new: Receiver, old: Receiver | None) -> Receiver:
             restore = {}
             for name in type(config).model_fields:
                 sent, had = getattr(config, name), getattr(stored, name)
-                if had is None or not _hides(had, name):
+                if had is None or not hides(had, name):
                     continue
                 text = sent.get_secret_value() if isinstance(sent, SecretStr) else sent
                 if text == masked(had, name):

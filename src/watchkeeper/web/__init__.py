@@ -16,6 +16,7 @@ def mount(app: FastAPI) -> None:
         account_pages,
         admin_pages,
         alert_pages,
+        channel_pages,
         incident_pages,
         issue_pages,
         login_pages,
@@ -23,6 +24,7 @@ def mount(app: FastAPI) -> None:
         monitor_pages,
         oncall_pages,
         project_pages,
+        route_pages,
         routing_pages,
         rule_pages,
         silence_pages,
@@ -34,7 +36,7 @@ def mount(app: FastAPI) -> None:
     app.state.filter_choices = FilterChoices()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (login_pages, project_pages, issue_pages, account_pages, admin_pages,
-                   alert_pages, rule_pages, silence_pages, routing_pages, incident_pages, oncall_pages,
-                   monitor_pages, monitor_form_pages, status_page_editor):
+                   alert_pages, rule_pages, silence_pages, channel_pages, route_pages, routing_pages, incident_pages,
+                   oncall_pages, monitor_pages, monitor_form_pages, status_page_editor):
         app.include_router(module.router)
     install_page_errors(app)

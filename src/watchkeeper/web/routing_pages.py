@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 from sqlalchemy import Connection, func, select
 
 from watchkeeper.alerting.dispatch import queue_test_notification
 from watchkeeper.alerting.matchers import format_duration, parse_matchers
 from watchkeeper.alerting.routing import AlertingConfig, Receiver, Route, RouteConfig, label_set
+from watchkeeper.alerting.routing_store import StoredRoute, masked, stored_tree
 from watchkeeper.alerting.silences import active_silences
 from watchkeeper.alerting.tables import notification_outbox
 from watchkeeper.api import read, runtime_of, write
@@ -31,7 +32,6 @@ from watchkeeper.web.viewer import CurrentPage, checked_form
 
 router = APIRouter(include_in_schema=False)
 HISTORY_PER_RECEIVER = 20
-MASK = "••••••"
 
 
 @dataclass
@@ -42,6 +42,7 @@ class RouteNode:
     route: Route
     depth: int
     children: list[RouteNode] = field(default_factory=list)
+    id: int | None = None  # the stored route's id (None: from the file, not editable here)
 
     @property
     def matchers(self) -> list[str]:
@@ -85,29 +86,19 @@ def extra_settings(model: BaseModel, shown: set[str]) -> list[tuple[str, str]]:
     return out
 
 
-def route_tree(config: RouteConfig, route: Route, depth: int = 0) -> RouteNode:
-    node = RouteNode(config, route, depth)
-    node.children = [route_tree(c, r, depth + 1) for c, r in zip(config.routes, route.routes, strict=True)]
+def route_tree(config: RouteConfig, route: Route, depth: int = 0, stored: StoredRoute | None = None) -> RouteNode:
+    """The tree to show; `stored` (the database's, read just after the configuration) gives the ids."""
+    node = RouteNode(config, route, depth, id=stored.id if stored is not None else None)
+    same = stored is not None and len(stored.routes) == len(config.routes)
+    node.children = [route_tree(c, r, depth + 1, stored.routes[i] if same and stored is not None else None)
+                     for i, (c, r) in enumerate(zip(config.routes, route.routes, strict=True))]
     return node
 
 
-def masked(value: Any, name: str) -> str:
-    """A setting as the page may show it: secrets hidden, URLs cut to their host (webhook URLs carry
-    their token in the path or the query)."""
-    if isinstance(value, SecretStr):
-        return MASK if value.get_secret_value() else ""
-    if isinstance(value, list):
-        return ", ".join(masked(v, name) for v in value)
-    if isinstance(value, str) and name.endswith("url"):
-        parts = urlsplit(value)
-        if parts.scheme and parts.netloc:
-            host = parts.hostname or ""
-            port = f":{parts.port}" if parts.port else ""
-            return f"{parts.scheme}://{host}{port}/{MASK if parts.path.strip('/') or parts.query else ''}"
-        return MASK
-    if value is None:
-        return ""
-    return str(value)
+def reaches_nobody(config: AlertingConfig) -> bool:
+    """Whether every notification only goes to the server log (a fresh install): the pages then lead
+    the admin to add a channel."""
+    return all(key.startswith("log/") for r in config.receivers for key in r.integrations())
 
 
 def integration_settings(config: BaseModel) -> list[tuple[str, str]]:
@@ -121,8 +112,8 @@ def integration_settings(config: BaseModel) -> list[tuple[str, str]]:
 
 
 def receivers_view(config: AlertingConfig) -> list[dict[str, Any]]:
-    return [{"name": r.name, "integrations": [(key, integration_settings(i)) for key, i in r.integrations().items()]}
-            for r in config.receivers]
+    return [{"name": r.name, "integrations": [(key, integration_settings(i)) for key, i in r.integrations().items()],
+             "single": len(r.integrations()) == 1} for r in config.receivers]
 
 
 def parse_label_set(text: str) -> dict[str, str]:
@@ -141,7 +132,9 @@ def parse_label_set(text: str) -> dict[str, str]:
 async def routing_page(page: CurrentPage) -> Response:
     require_admin(page, "the routing tree")
     alerting = alerting_of(page.request)
-    config = alerting.config
+    await alerting.refresh_config()
+    config, root = alerting.config, alerting.dispatcher.root
+    stored = await read(page.request, stored_tree) if alerting.source == "database" else None
     text = page.request.query_params.get("labels", "")[:5000]
     labels: dict[str, str] | None = None
     error = None
@@ -153,7 +146,7 @@ async def routing_page(page: CurrentPage) -> Response:
         except ValueError as exc:
             error = str(exc)
     if labels is not None:
-        for route in alerting.dispatcher.root.match(labels):
+        for route in root.match(labels):
             matched.append({"key": route.key, "receiver": route.receiver, "group_key": route.group_key(labels),
                             "group_labels": label_set(route.group_labels(labels)),
                             "timers": [format_duration(route.group_wait), format_duration(route.group_interval),
@@ -162,10 +155,11 @@ async def routing_page(page: CurrentPage) -> Response:
         silences = await read(page.request, lambda conn: active_silences(conn, now))
         silenced_by = [s.comment or s.id for s in silences if s.mutes(labels, now)]
     return await page.render(
-        "routing.html", tree=route_tree(config.route, alerting.dispatcher.root), receivers=receivers_view(config),
+        "routing.html", tree=route_tree(config.route, root, stored=stored), receivers=receivers_view(config),
         inhibit_rules=config.inhibit_rules, other_config=extra_settings(config, CONFIG_FIELDS_SHOWN),
         labels_text=text, labels=labels, error=error, matched=matched,
         matched_keys={m["key"] for m in matched}, silenced_by=silenced_by, from_file=alerting.settings.config_file,
+        editable=alerting.source == "database", file_error=alerting.config_error, done=_done(page),
         status=422 if error else 200,
     )
 
@@ -200,7 +194,9 @@ def delivery_counts(conn: Connection) -> dict[str, dict[str, int]]:
 @router.get("/alerting/channels")
 async def channels_page(page: CurrentPage) -> Response:
     require_admin(page, "the notification channels")
-    config = alerting_of(page.request).config
+    alerting = alerting_of(page.request)
+    await alerting.refresh_config()
+    config = alerting.config
     names = [r.name for r in config.receivers]
 
     def load(conn: Connection) -> dict[str, Any]:
@@ -210,7 +206,19 @@ async def channels_page(page: CurrentPage) -> Response:
     tested = page.request.query_params.get("tested", "")
     return await page.render("channels.html", receivers=receivers_view(config),
                              tested=tested if tested in names else "",
-                             queued=page.request.query_params.get("queued", ""), **data)
+                             queued=page.request.query_params.get("queued", ""),
+                             editable=alerting.source == "database", from_file=alerting.settings.config_file,
+                             file_error=alerting.config_error, reaches_nobody=reaches_nobody(config),
+                             done=_done(page), **data)
+
+
+def _done(page: Any) -> str:
+    """What the last change did, for the notice after its redirect (a short word from our own links)."""
+    return DONE.get(page.request.query_params.get("done", ""), "")
+
+
+DONE = {"channel-added": "Channel added.", "channel-saved": "Channel saved.", "channel-deleted": "Channel deleted.",
+        "route-added": "Route added.", "route-saved": "Route saved.", "route-deleted": "Route deleted."}
 
 
 @router.post("/alerting/channels/{name}/test")
@@ -218,6 +226,7 @@ async def test_channel(name: str, page: CurrentPage) -> Response:
     await checked_form(page.request, page.viewer)
     require_admin(page, "the notification channels")
     alerting = alerting_of(page.request)
+    await alerting.refresh_config()
     receiver: Receiver | None = alerting.config.receiver(name)
     if receiver is None:
         raise PageError(404, "No such receiver.")
