@@ -14,10 +14,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from watchkeeper.alerting.matchers import Matcher, parse_duration, parse_matchers
 from watchkeeper.alerting.time_intervals import NamedTimeInterval
@@ -35,12 +45,23 @@ def _durations(value: Any) -> Any:
     return None if value is None else parse_duration(value)
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.strip()
+
+
+# An endpoint a channel posts to (checked here, not at the first delivery).
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class _Integration(_Model):
     send_resolved: bool = True
 
 
 class WebhookConfig(_Integration):
-    url: str
+    url: HttpUrl
     # Alertmanager's max_alerts: 0 = all; the rest are counted in truncatedAlerts.
     max_alerts: int = Field(0, ge=0)
     # Signs the body: X-Watchkeeper-Signature: sha256=<hex HMAC-SHA256 of the body>.
@@ -49,7 +70,7 @@ class WebhookConfig(_Integration):
 
 class SlackConfig(_Integration):
     send_resolved: bool = False
-    api_url: str
+    api_url: HttpUrl
     channel: str | None = None
     username: str | None = None
 
@@ -78,22 +99,22 @@ class EmailConfig(_Integration):
 
 class PagerDutyConfig(_Integration):
     routing_key: SecretStr
-    url: str = "https://events.pagerduty.com/v2/enqueue"
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
     source: str = "watchkeeper"
 
 
 class OpsgenieConfig(_Integration):
     api_key: SecretStr
-    api_url: str = "https://api.opsgenie.com/"
+    api_url: HttpUrl = "https://api.opsgenie.com/"
 
 
 class DiscordConfig(_Integration):
-    webhook_url: str
+    webhook_url: HttpUrl
 
 
 class TeamsConfig(_Integration):
     # A Teams Workflows ("Post to a channel when a webhook request is received") URL.
-    webhook_url: str
+    webhook_url: HttpUrl
 
 
 class TwilioConfig(_Integration):
@@ -102,7 +123,7 @@ class TwilioConfig(_Integration):
     auth_token: SecretStr
     from_: str = Field(alias="from")
     to: list[str] = Field(min_length=1, max_length=20)
-    api_url: str = "https://api.twilio.com"
+    api_url: HttpUrl = "https://api.twilio.com"
 
 
 class LogConfig(_Integration):

@@ -66,7 +66,11 @@ class RouteIn(BaseModel):
     @field_validator("matchers")
     @classmethod
     def _parse(cls, items: list[str]) -> list[str]:
-        parse_matchers(items)
+        for item in items:  # one at a time, so the message says which
+            try:
+                parse_matchers([item])
+            except ValueError as exc:
+                raise ValueError(f"{item}: {exc}") from None
         return items
 
     def stored(self) -> dict[str, Any]:

@@ -116,6 +116,13 @@ class Alerting:
         """Whether the receivers and routes come from somewhere else than the database."""
         return self.source != "database"
 
+    @property
+    def needs_channel(self) -> bool:
+        """Whether notifications only reach the server log and an admin can add a channel here (a fresh
+        install): the pages then lead the admin to add one."""
+        return self.source == "database" and all(
+            key.startswith("log/") for r in self.config.receivers for key in r.integrations())
+
     def ask_reload(self) -> None:
         """SIGHUP: read the routing file again at the next round, changed or not."""
         self._reload_asked = True

@@ -95,12 +95,6 @@ def route_tree(config: RouteConfig, route: Route, depth: int = 0, stored: Stored
     return node
 
 
-def reaches_nobody(config: AlertingConfig) -> bool:
-    """Whether every notification only goes to the server log (a fresh install): the pages then lead
-    the admin to add a channel."""
-    return all(key.startswith("log/") for r in config.receivers for key in r.integrations())
-
-
 def integration_settings(config: BaseModel) -> list[tuple[str, str]]:
     out = []
     for name, info in type(config).model_fields.items():
@@ -208,7 +202,7 @@ async def channels_page(page: CurrentPage) -> Response:
                              tested=tested if tested in names else "",
                              queued=page.request.query_params.get("queued", ""),
                              editable=alerting.source == "database", from_file=alerting.settings.config_file,
-                             file_error=alerting.config_error, reaches_nobody=reaches_nobody(config),
+                             file_error=alerting.config_error, reaches_nobody=alerting.needs_channel,
                              done=_done(page), **data)
 
 

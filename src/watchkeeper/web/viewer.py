@@ -97,7 +97,11 @@ class Page:
         return html_page(template, self.context(projects=projects, **context), status=status)
 
     def context(self, **extra: Any) -> dict[str, Any]:
+        alerting = getattr(self.request.app.state, "alerting", None)
         return {
+            # A fresh install whose alerts reach nobody: every page leads an admin to add a channel.
+            "channel_needed": bool(self.viewer.principal.is_admin and alerting is not None
+                                   and alerting.needs_channel),
             "request": self.request,
             "viewer": self.viewer,
             "zone": self.viewer.zone,
