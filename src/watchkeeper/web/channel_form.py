@@ -20,7 +20,7 @@ from watchkeeper.web.rule_form import FORM_ERROR, FormField, FormInputError, Kin
 from watchkeeper.web.rule_form import model_fields as schema_fields
 
 # What each kind is called in the menu (the schema's names are Alertmanager's).
-KIND_TITLES = {"webhook": "Webhook (Alertmanager payload)", "slack": "Slack", "email": "E-mail (SMTP)",
+KIND_TITLES = {"webhook": "Webhook", "slack": "Slack", "email": "E-mail (SMTP)",
                "pagerduty": "PagerDuty", "opsgenie": "Opsgenie", "discord": "Discord",
                "teams": "Microsoft Teams", "twilio": "Twilio SMS", "log": "Server log"}
 # Labels clearer than the field names.
