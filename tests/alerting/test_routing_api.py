@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.alerting.conftest import START
-from tests.alerting.receivers import HttpReceiver
+from tests.alerting.receivers import HttpReceiver, SmtpReceiver
 from tests.conftest import Server, make_token, run_server
 from tests.test_cli import CONSOLE_SCRIPT, _environ, _free_port
 from watchkeeper.config import AlertingSettings, Settings
@@ -222,6 +222,24 @@ def test_an_alert_routed_by_a_stored_route_reaches_a_local_webhook_signed_with_t
     assert admin_api.post("/alerting/receivers/disks/test").status_code == 202
     (_, test) = receiver.wait_for(2)
     assert test.json()["alerts"][0]["labels"]["alertname"] == "TestNotification"
+
+
+def test_an_email_channel_added_over_the_api_logs_in_with_its_kept_password(admin_api: httpx.Client) -> None:
+    with SmtpReceiver(auth=("alerts", SMTP_PASSWORD)) as smtp:
+        created = admin_api.post("/alerting/receivers", json={"name": "mail", "email_configs": [{
+            "to": "ops@example.com", "smarthost": smtp.smarthost, "auth_username": "alerts",
+            "auth_password": SMTP_PASSWORD, "require_tls": False}]})
+        assert created.status_code == 201, created.text
+        view = admin_api.get("/alerting/receivers/mail").json()
+        assert view["email_configs"][0]["auth_password"] == "••••••"
+        del view["integrations"]
+        view["email_configs"][0]["to"] = "team@example.com"
+        assert admin_api.put("/alerting/receivers/mail", json=view).status_code == 200
+        assert admin_api.post("/alerting/receivers/mail/test").status_code == 202
+        with smtp.recorder.arrived:
+            assert smtp.recorder.arrived.wait_for(lambda: smtp.messages, 20)
+        (_, recipients, message) = smtp.messages[0]
+        assert recipients == ["team@example.com"] and "TestNotification" in str(message["Subject"])
 
 
 # --- the routing file ---------------------------------------------------------------------------------
