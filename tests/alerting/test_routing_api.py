@@ -74,7 +74,8 @@ def test_a_fresh_server_has_the_log_receiver_and_a_root_route_in_the_database(ad
     assert tree["receiver"] == "log" and tree["group_by"] == ["alertname", "project"] and tree["routes"] == []
 
 
-def test_receivers_and_routes_are_created_read_replaced_and_deleted(admin_api: httpx.Client) -> None:
+def test_receivers_and_routes_are_created_read_replaced_and_deleted(fast_server: Server,
+                                                                   admin_api: httpx.Client) -> None:
     created = admin_api.post("/alerting/receivers", json={
         "name": "ops", "webhook_configs": [{"url": "https://hooks.example.com/ops", "max_alerts": 5}]})
     assert created.status_code == 201, created.text
@@ -116,6 +117,15 @@ def test_receivers_and_routes_are_created_read_replaced_and_deleted(admin_api: h
     assert admin_api.delete("/alerting/receivers/oncall").status_code == 204
     assert [r["name"] for r in admin_api.get("/alerting/receivers").json()["receivers"]] == ["log"]
     assert admin_api.delete("/alerting/routes/99999").status_code == 404
+    from watchkeeper.auth.audit import list_entries
+
+    with fast_server.runtime.engine.connect() as conn:
+        entries, _ = list_entries(conn, limit=100)
+    assert [(e.action, e.target_id) for e in reversed(entries)] == [
+        ("receiver.create", "ops"), ("route.create", str(route.json()["id"])), ("route.create", str(second["id"])),
+        ("route.create", str(nested["id"])), ("receiver.update", "oncall"), ("route.update", str(child["id"])),
+        ("route.delete", str(child["id"])), ("receiver.delete", "oncall")]
+    assert entries[3].details["renamed_from"] == "ops" and entries[0].actor_email is not None
 
 
 def test_bad_receivers_and_routes_are_422_naming_the_field(admin_api: httpx.Client) -> None:

@@ -99,7 +99,7 @@ async def create_receiver(request: Request, body: Receiver, owner: AdminEditor) 
     "auth_username": "ops", "auth_password": "…"}]}`."""
     await _editable(request)
     now = runtime_of(request).clock.now()
-    saved = await _changed(request, lambda conn: S.save_receiver(conn, body, now=now))
+    saved = await _changed(request, lambda conn: S.save_receiver(conn, body, now=now, actor=owner.user_id))
     return _receiver_view(saved)
 
 
@@ -109,7 +109,8 @@ async def replace_receiver(request: Request, name: ReceiverName, body: Receiver,
     await _editable(request)
     now = runtime_of(request).clock.now()
     try:
-        saved = await _changed(request, lambda conn: S.save_receiver(conn, body, now=now, replacing=name))
+        saved = await _changed(request, lambda conn: S.save_receiver(conn, body, now=now, replacing=name,
+                                                                                  actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"receiver {name} not found") from None
     return _receiver_view(saved)
@@ -121,7 +122,7 @@ async def delete_receiver(request: Request, name: ReceiverName, owner: AdminEdit
     await _editable(request)
     now = runtime_of(request).clock.now()
     try:
-        await _changed(request, lambda conn: S.delete_receiver(conn, name, now=now))
+        await _changed(request, lambda conn: S.delete_receiver(conn, name, now=now, actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"receiver {name} not found") from None
 
@@ -153,7 +154,7 @@ async def create_route(request: Request, body: RouteCreate, owner: AdminEditor) 
     await _editable(request)
     now = runtime_of(request).clock.now()
     created = await _changed(request, lambda conn: S.add_route(conn, body.parent_id, body, now=now,
-                                                               position=body.position))
+                                                               position=body.position, actor=owner.user_id))
     return dict(created.to_api())
 
 
@@ -163,7 +164,7 @@ async def replace_route(request: Request, route_id: RouteId, body: RouteUpdate, 
     now = runtime_of(request).clock.now()
     try:
         replaced = await _changed(request, lambda conn: S.replace_route(conn, route_id, body, now=now,
-                                                                        position=body.position))
+                                                                        position=body.position, actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"route {route_id} not found") from None
     return dict(replaced.to_api())
@@ -175,6 +176,6 @@ async def delete_route(request: Request, route_id: RouteId, owner: AdminEditor) 
     await _editable(request)
     now = runtime_of(request).clock.now()
     try:
-        await _changed(request, lambda conn: S.delete_route(conn, route_id, now=now))
+        await _changed(request, lambda conn: S.delete_route(conn, route_id, now=now, actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"route {route_id} not found") from None

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from watchkeeper.alerting.matchers import format_duration, parse_duration, parse_matchers
 from watchkeeper.alerting.routing import INTEGRATION_KINDS, AlertingConfig, Receiver, parse_config
 from watchkeeper.alerting.tables import notification_config, notification_receivers, notification_routes
+from watchkeeper.auth.audit import record
 from watchkeeper.config import ConfigError
 
 MASK = "••••••"
@@ -256,9 +257,13 @@ def keep_masked(new: Receiver, old: Receiver | None) -> Receiver:
 # --- changing -----------------------------------------------------------------------------------------
 
 
-def _bump(conn: Connection, now: float) -> None:
+def _changed(conn: Connection, now: float, actor: int | None, action: str, target: tuple[str, int | str],
+             details: dict[str, Any]) -> None:
+    """Every change: a new version for the processes to pick up, and an audit log entry (no secrets)."""
     t = notification_config
     conn.execute(update(t).where(t.c.id == 1).values(version=t.c.version + 1, updated_at=now))
+    record(conn, actor_user_id=actor, action=action, target_type=target[0], target_id=target[1], details=details,
+           now=now)
 
 
 def _check_whole(conn: Connection) -> None:
@@ -285,7 +290,8 @@ def _integrations_json(receiver: Receiver) -> str:
     return orjson.dumps({k: v for k, v in dump.items() if k != "name" and v}).decode()
 
 
-def save_receiver(conn: Connection, receiver: Receiver, *, now: float, replacing: str | None = None) -> Receiver:
+def save_receiver(conn: Connection, receiver: Receiver, *, now: float, replacing: str | None = None,
+                  actor: int | None = None) -> Receiver:
     """Create a receiver (`replacing` None) or replace the one named `replacing` (a new name renames it,
     and the routes naming it follow). Masked secrets sent back keep their stored value.
     LookupError: no receiver `replacing`; RoutingInvalid: the name is taken."""
@@ -310,12 +316,15 @@ def save_receiver(conn: Connection, receiver: Receiver, *, now: float, replacing
                 if node.settings.receiver == replacing:
                     settings = node.settings.model_copy(update={"receiver": receiver.name})
                     _write_settings(conn, node.id, settings, now)
-    _bump(conn, now)
+    _changed(conn, now, actor, "receiver." + ("create" if replacing is None else "update"),
+             ("receiver", receiver.name), {"integrations": sorted(receiver.integrations()),
+                                           **({"renamed_from": replacing} if replacing not in (None, receiver.name)
+                                              else {})})
     _check_whole(conn)
     return receiver
 
 
-def delete_receiver(conn: Connection, name: str, *, now: float) -> None:
+def delete_receiver(conn: Connection, name: str, *, now: float, actor: int | None = None) -> None:
     """LookupError: no such receiver; RoutingConflict: a route still sends to it."""
     if _receiver_row(conn, name) is None:
         raise LookupError(name)
@@ -325,7 +334,7 @@ def delete_receiver(conn: Connection, name: str, *, now: float) -> None:
         raise RoutingConflict(f"receiver {name!r} is used by route{'s' if len(users) > 1 else ''} {which}: "
                               "send those routes elsewhere first")
     conn.execute(delete(notification_receivers).where(notification_receivers.c.name == name))
-    _bump(conn, now)
+    _changed(conn, now, actor, "receiver.delete", ("receiver", name), {})
 
 
 def _write_settings(conn: Connection, route_id: int, settings: RouteIn, now: float) -> None:
@@ -364,7 +373,7 @@ def get_route(conn: Connection, route_id: int) -> StoredRoute | None:
 
 
 def add_route(conn: Connection, parent_id: int, settings: RouteIn, *, now: float,
-              position: int | None = None) -> StoredRoute:
+              position: int | None = None, actor: int | None = None) -> StoredRoute:
     """A child route of `parent_id` (last among its siblings unless `position` says where)."""
     t = notification_routes
     if get_route(conn, parent_id) is None:
@@ -378,7 +387,8 @@ def add_route(conn: Connection, parent_id: int, settings: RouteIn, *, now: float
         settings.stored()).decode(), created_at=now, updated_at=now))
     route_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     _place(conn, parent_id, route_id, position, now)
-    _bump(conn, now)
+    _changed(conn, now, actor, "route.create", ("route", route_id),
+             {"parent_id": parent_id, **settings.stored()})
     _check_whole(conn)
     found = get_route(conn, route_id)
     assert found is not None
@@ -386,7 +396,7 @@ def add_route(conn: Connection, parent_id: int, settings: RouteIn, *, now: float
 
 
 def replace_route(conn: Connection, route_id: int, settings: RouteIn, *, now: float,
-                  position: int | None = None) -> StoredRoute:
+                  position: int | None = None, actor: int | None = None) -> StoredRoute:
     """LookupError: no such route."""
     found = get_route(conn, route_id)
     if found is None:
@@ -395,14 +405,14 @@ def replace_route(conn: Connection, route_id: int, settings: RouteIn, *, now: fl
     _write_settings(conn, route_id, settings, now)
     if found.parent_id is not None:
         _place(conn, found.parent_id, route_id, position, now)
-    _bump(conn, now)
+    _changed(conn, now, actor, "route.update", ("route", route_id), settings.stored())
     _check_whole(conn)
     replaced = get_route(conn, route_id)
     assert replaced is not None
     return replaced
 
 
-def delete_route(conn: Connection, route_id: int, *, now: float) -> None:
+def delete_route(conn: Connection, route_id: int, *, now: float, actor: int | None = None) -> None:
     """The route and its children. LookupError: no such route; RoutingConflict: the root."""
     found = get_route(conn, route_id)
     if found is None:
@@ -413,7 +423,7 @@ def delete_route(conn: Connection, route_id: int, *, now: float) -> None:
     # Children first: SQLite enforces the foreign key only with its pragma on, so the cascade is not relied on.
     conn.execute(delete(notification_routes).where(notification_routes.c.id.in_(ids)))
     _place_siblings(conn, found.parent_id, now)
-    _bump(conn, now)
+    _changed(conn, now, actor, "route.delete", ("route", route_id), {"routes_deleted": len(ids)})
 
 
 def _place_siblings(conn: Connection, parent_id: int, now: float) -> None:

@@ -71,10 +71,10 @@ async def edit_channel(name: str, page: CurrentPage) -> Response:
 async def _save(page: Page, posted: ChannelForm, replacing: Receiver | None) -> Response:
     if posted.receiver is None:
         return await _form(page, replacing, posted.values, posted.errors, status=422)
-    receiver, now = posted.receiver, page.now
+    receiver, now, actor = posted.receiver, page.now, page.viewer.principal.user_id
     name = replacing.name if replacing is not None else None
     try:
-        await write(page.request, lambda conn: S.save_receiver(conn, receiver, now=now, replacing=name))
+        await write(page.request, lambda conn: S.save_receiver(conn, receiver, now=now, replacing=name, actor=actor))
     except S.RoutingInvalid as exc:
         field = exc.field if exc.field in ("name", "kind") else FORM_ERROR
         return await _form(page, replacing, posted.values, {field: exc.message}, status=422)
@@ -102,9 +102,9 @@ async def save_channel(name: str, page: CurrentPage) -> Response:
 async def delete_channel(name: str, page: CurrentPage) -> Response:
     await checked_form(page.request, page.viewer)
     receiver = await _receiver(page, name)
-    now = page.now
+    now, actor = page.now, page.viewer.principal.user_id
     try:
-        await write(page.request, lambda conn: S.delete_receiver(conn, receiver.name, now=now))
+        await write(page.request, lambda conn: S.delete_receiver(conn, receiver.name, now=now, actor=actor))
     except S.RoutingConflict as exc:
         raise PageError(409, f"Not deleted: {exc}.") from None
     await alerting_of(page.request).refresh_config()

@@ -107,13 +107,15 @@ async def _save(page: Page, values: dict[str, Any], route: S.StoredRoute | None,
                 parent: S.StoredRoute | None) -> Response:
     settings, errors = _read(values)
     if settings is not None:
-        now = page.now
+        now, actor = page.now, page.viewer.principal.user_id
         try:
             if route is None:
                 assert parent is not None
-                await write(page.request, lambda conn: S.add_route(conn, parent.id, settings, now=now))
+                await write(page.request, lambda conn: S.add_route(conn, parent.id, settings, now=now,
+                                                                      actor=actor))
             else:
-                await write(page.request, lambda conn: S.replace_route(conn, route.id, settings, now=now))
+                await write(page.request, lambda conn: S.replace_route(conn, route.id, settings, now=now,
+                                                                          actor=actor))
         except S.RoutingInvalid as exc:
             errors = {exc.field if exc.field in values else FORM_ERROR: exc.message}
     if errors:
@@ -145,9 +147,9 @@ async def delete_route(route_id: int, page: CurrentPage) -> Response:
     await checked_form(page.request, page.viewer)
     await _editable(page)
     route = await _route(page, route_id)
-    now = page.now
+    now, actor = page.now, page.viewer.principal.user_id
     try:
-        await write(page.request, lambda conn: S.delete_route(conn, route.id, now=now))
+        await write(page.request, lambda conn: S.delete_route(conn, route.id, now=now, actor=actor))
     except S.RoutingConflict as exc:
         raise PageError(409, f"Not deleted: {exc}.") from None
     await alerting_of(page.request).refresh_config()
