@@ -28,14 +28,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from watchkeeper.uptime.availability import combined, monitors_availability
 from watchkeeper.uptime.incidents import list_incidents
 from watchkeeper.uptime.maintenance import list_windows
-from watchkeeper.uptime.reports import daily_bars, uptime_between
+from watchkeeper.uptime.reports import bars_of
+from watchkeeper.uptime.results import DAY
 from watchkeeper.uptime.tables import monitors, status_components, status_pages
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
 )
+BAR_DAYS = 90
 # Worst first: a component is as bad as its worst monitor.
 SEVERITY = ["down", "degraded", "maintenance", "up", "unknown"]
 OVERALL = {"down": "Some systems are down", "degraded": "Some systems are slow",
@@ -50,6 +53,11 @@ def _monitor_state(row: Any, maintenance: bool) -> str:
     if row.status == "up":
         return "degraded" if row.degraded else "up"
     return "unknown"  # new or paused
+
+
+def component_uptime_30d(conn: Connection, monitor_ids: list[int], now: float) -> float | None:
+    """A component's uptime % over the last 30 days, as its public page shows it (None: no data)."""
+    return combined(monitors_availability(conn, monitor_ids, now - 30 * DAY, now, now).values()).percent
 
 
 def compute_page(conn: Connection, slug: str, now: float) -> dict[str, Any] | None:
@@ -69,13 +77,13 @@ def compute_page(conn: Connection, slug: str, now: float) -> dict[str, Any] | No
         states = [_monitor_state(rows[i], i in active) for i in ids_of[component.id] if i in rows] or ["unknown"]
         status = min(states, key=SEVERITY.index)
         monitor_ids = [i for i in ids_of[component.id] if i in rows]
-        uptime = [uptime_between(conn, i, now - 30 * 86400, now, percentiles=False) for i in monitor_ids]
-        checks = sum(u["checks"] for u in uptime)
-        failures = sum(u["failures"] for u in uptime)
+        # One definition of uptime (docs/uptime.md): the same numbers as the editor, the API and the SLA.
+        seen = combined(monitors_availability(conn, monitor_ids, (int(now // DAY) - BAR_DAYS + 1) * DAY, now,
+                                              now).values())
         shown.append({
             "id": component.id, "name": component.name, "group": component.group_name, "status": status,
-            "uptime_30d_percent": round(100.0 * (checks - failures) / checks, 3) if checks else None,
-            "days": daily_bars(conn, monitor_ids, now),
+            "uptime_30d_percent": seen.between(now - 30 * DAY, now).percent,
+            "days": bars_of(seen, now, BAR_DAYS),
         })
     overall = min([c["status"] for c in shown] or ["unknown"], key=SEVERITY.index)
     if overall == "unknown" and any(c["status"] == "up" for c in shown):

@@ -234,7 +234,9 @@ async def monitor_page(monitor_id: int, page: CurrentPage) -> Response:
 
     data = await read(page.request, load)
     series = data.pop("series")
-    chart = {"x": series["x"], "y": series["ms"], "failures": series["failures"], "zone": page.viewer.zone.key}
+    # The axis spans the chosen range ending now, however few points there are (one, for a new monitor).
+    chart = {"x": series["x"], "y": series["ms"], "failures": series["failures"], "zone": page.viewer.zone.key,
+             "start": tr.since, "end": tr.until, "step": series["step"]}
     base_url = runtime_of(page.request).settings.base_url
     return await page.render(
         "monitor_detail.html", project=project, monitor=monitor, target=target_of(monitor), chart=chart,

@@ -28,6 +28,7 @@ from watchkeeper.uptime.status_page_api import (
     save_page,
     spec_problem,
 )
+from watchkeeper.uptime.status_pages import component_uptime_30d
 from watchkeeper.uptime.tables import incidents, status_pages
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
@@ -157,6 +158,8 @@ async def _render_editor(page: Page, project: Project, status_page: dict[str, An
         return {
             "monitors": MO.list_monitors(conn, project.id),
             "sla": {s["id"]: s for s in components_sla(conn, status_page, year, month, page.now)},
+            "uptime": {c["id"]: component_uptime_30d(conn, c["monitor_ids"], page.now)
+                       for c in status_page["components"]},
             "incidents": list_incidents(conn, status_page["id"], since=page.now - 90 * 86400),
         }
 
