@@ -26,8 +26,10 @@ def test_a_new_monitors_chart_spans_the_range_and_failed_checks_are_not_zero_ms(
     log_in(page, server)
 
     page.goto(f"{server.url}/projects/{project.id}/monitors")
-    # One check, one hour of data: the sparkline shows it at once (its latest point is a dot).
-    expect(page.locator(f'tr[data-monitor="{monitor_id}"] svg.spark circle')).to_have_count(1)
+    # One check: the sparkline shows it at once (the latest point is a dot), per minute of the last hour.
+    spark = page.locator(f'tr[data-monitor="{monitor_id}"] svg.spark')
+    expect(spark.locator("circle")).to_have_count(1)
+    expect(spark).to_have_attribute("aria-label", "response time over the last hour, latest 42.0 ms")
 
     page.goto(f"{server.url}/monitors/{monitor_id}?range=24h")
     chart = page.locator("#response-chart")
@@ -53,6 +55,10 @@ def test_a_new_monitors_chart_spans_the_range_and_failed_checks_are_not_zero_ms(
     shot(page, "uptime-12-new-monitor-chart-dark-phone")
     page.emulate_media(color_scheme="light")
     shot(page, "uptime-13-new-monitor-chart-phone")
+    # A few minutes on, the same hour draws a line of the minutes' checks.
+    record(server, monitor_id, True, now - 120, 30.0)
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{server.url}/projects/{project.id}/monitors")
-    expect(page.locator("svg.spark circle")).to_have_count(1)
-    assert re.search(r"/monitors$", page.url)
+    points = spark.locator("polyline").get_attribute("points") or ""
+    assert len(points.split()) == 2 and re.search(r"/monitors$", page.url)
+    shot(page, "uptime-14-new-monitor-list")
