@@ -25,35 +25,44 @@ def record(world: UptimeWorld, monitor_id: int, outcomes: list[tuple[float, bool
     world.write(lambda conn: record_results(conn, batch))
 
 
-def test_uptime_percent_and_percentiles(world: UptimeWorld) -> None:
-    monitor = world.create({"name": "x", "type": "tcp", "config": {"host": "127.0.0.1", "port": 1}})
+def test_uptime_percent_is_confirmed_downtime_over_the_time_watched_and_percentiles(world: UptimeWorld) -> None:
+    monitor = world.create({"name": "x", "type": "tcp", "failures_to_down": 1,
+                            "config": {"host": "127.0.0.1", "port": 1}})
     start = NOV_1 + 3600
-    # 100 checks a minute apart: 95 good with 10..104 ms, 5 failures.
-    record(world, monitor.id, [(start + 60 * i, i % 20 != 19, 10.0 + i if i % 20 != 19 else None) for i in range(100)])
+    # 100 checks a minute apart: 95 good with 10..104 ms, 5 failures (5 one-minute outages), and a good one.
+    record(world, monitor.id, [(start + 60 * i, i % 20 != 19, 10.0 + i if i % 20 != 19 else None) for i in range(100)]
+           + [(start + 6000, True, 58.0)])
+    now = NOV_1 + 86400
     with world.runtime.engine.connect() as conn:
-        day = uptime_between(conn, monitor.id, NOV_1, NOV_1 + 86400)
-        month = uptime_between(conn, monitor.id, NOV_1, NOV_1 + 30 * 86400)
-        bars = daily_bars(conn, [monitor.id], NOV_1 + 86400 - 1, days=2)
-    assert day["checks"] == 100 and day["failures"] == 5 and day["uptime_percent"] == 95.0
-    assert month["uptime_percent"] == 95.0  # from the hour rollups
+        day = uptime_between(conn, monitor.id, NOV_1, now, now=now)
+        month = uptime_between(conn, monitor.id, NOV_1, NOV_1 + 30 * 86400, now=now)
+        bars = daily_bars(conn, [monitor.id], now - 1, days=2)
+    # Counted from the first check (01:00), not from midnight: 23 hours watched, 5 minutes down.
+    expected = round(100 * (1 - 300 / (23 * 3600)), 4)
+    assert day["checks"] == 101 and day["failures"] == 5 and day["uptime_percent"] == expected
+    assert day["downtime_seconds"] == 300 and day["counted_seconds"] == 23 * 3600
+    assert month["uptime_percent"] == expected  # nothing after now is counted
     assert day["response_ms_p50"] == pytest.approx(58, rel=0.03)
     assert day["response_ms_p95"] == pytest.approx(104, rel=0.03)
-    assert bars[-1] == {"date": "2026-11-01", "uptime_percent": 95.0, "failures": 5}
+    assert bars[0] == {"date": "2026-10-31", "uptime_percent": None, "downtime_minutes": 0}
+    assert bars[-1]["date"] == "2026-11-01" and bars[-1]["downtime_minutes"] == 5
 
 
 def test_sla_compliance_and_error_budget(world: UptimeWorld) -> None:
     monitor = world.create({"name": "x", "type": "tcp", "failures_to_down": 1, "sla_target": 99.9,
                             "config": {"host": "127.0.0.1", "port": 1}})
-    # Down 30 minutes on Nov 10th: 43.2 minutes of budget in a 30-day month at 99.9 %.
+    # Watched from Nov 1st, down 30 minutes on Nov 10th: 43.2 minutes of budget in a 30-day month at 99.9 %.
     down_at = NOV_1 + 9 * 86400
-    record(world, monitor.id, [(down_at - 60, True, 5.0), (down_at, False, None), (down_at + 1800, True, 5.0)])
+    record(world, monitor.id, [(NOV_1, True, 5.0), (down_at - 60, True, 5.0), (down_at, False, None),
+                               (down_at + 1800, True, 5.0)])
     with world.runtime.engine.connect() as conn:
         report = sla_month(conn, monitor.id, 99.9, 2026, 11, now=NOV_1 + 30 * 86400)
         october = sla_month(conn, monitor.id, 99.9, 2026, 10, now=NOV_1 + 30 * 86400)
     assert report["downtime_minutes"] == 30 and report["budget_minutes"] == 43.2
     assert report["budget_remaining_minutes"] == 13.2 and report["met"]
     assert report["compliance_percent"] == pytest.approx(100 * (1 - 30 / (30 * 1440)), abs=1e-4)
-    assert october["downtime_minutes"] == 0
+    # October, before the first check: no data, neither 100 % nor met.
+    assert october["downtime_minutes"] == 0 and october["compliance_percent"] is None and october["met"] is None
 
 
 def write_file(path: Path, text: str) -> Path:
@@ -126,8 +135,8 @@ def test_a_component_is_down_while_any_of_its_monitors_is(world: UptimeWorld) ->
                                    "config": {"host": "127.0.0.1", "port": 1}}).id for n in ("a", "b"))
     down_at = NOV_1 + 9 * 86400
     # a: down 20 min; b: down from minute 10 to minute 40 (overlapping): the component 40 minutes.
-    record(world, first, [(down_at, False, None), (down_at + 1200, True, 5.0)])
-    record(world, second, [(down_at + 600, False, None), (down_at + 2400, True, 5.0)])
+    record(world, first, [(NOV_1, True, 5.0), (down_at, False, None), (down_at + 1200, True, 5.0)])
+    record(world, second, [(NOV_1, True, 5.0), (down_at + 600, False, None), (down_at + 2400, True, 5.0)])
     with world.runtime.engine.connect() as conn:
         report = components_sla_month(conn, [first, second], 99.9, 2026, 11, now=NOV_1 + 30 * 86400)
         alone = components_sla_month(conn, [first], 99.9, 2026, 11, now=NOV_1 + 30 * 86400)

@@ -43,5 +43,5 @@ def test_status_page_in_a_browser(server: Server, api: httpx.Client, project: Pr
     expect(page.locator(".component")).to_have_count(2)
     expect(page.locator(".component").first).to_have_attribute("data-status", "down")
     expect(page.locator(".component").first.locator(".bars span")).to_have_count(90)
-    expect(page.locator(".incident").first).to_contain_text("Web is down")
+    expect(page.locator(".incident").first).to_contain_text("Website is experiencing issues")
     assert errors == []

@@ -69,16 +69,19 @@ def test_outages_open_and_resolve_incidents_shown_in_feeds(server: Server, api: 
     record(server, ids[1], True, now)
     record(server, ids[1], False, now + 60, "status 500")
     (incident,) = httpx.get(f"{server.url}/status/acme/json").json()["incidents"]
-    assert incident["title"] == "API is down" and incident["status"] == "investigating"
+    # The component's name in neutral words; the monitor ("API") and its error stay internal.
+    assert incident["title"] == "Backend is experiencing issues" and incident["status"] == "investigating"
+    assert "status 500" not in incident["updates"][0]["message"]
     record(server, ids[1], True, now + 120)
     (incident,) = httpx.get(f"{server.url}/status/acme/json").json()["incidents"]
     assert incident["status"] == "resolved" and [u["status"] for u in incident["updates"]] == [
         "resolved", "investigating"]
     atom = ET.fromstring(httpx.get(f"{server.url}/status/acme/feed.atom").content)
     ns = {"a": "http://www.w3.org/2005/Atom"}
-    assert [e.findtext("a:title", namespaces=ns) for e in atom.findall("a:entry", ns)] == ["[resolved] API is down"]
+    titles = [e.findtext("a:title", namespaces=ns) for e in atom.findall("a:entry", ns)]
+    assert titles == ["[resolved] Backend is experiencing issues"]
     rss = ET.fromstring(httpx.get(f"{server.url}/status/acme/rss").content)
-    assert [i.findtext("title") for i in rss.iter("item")] == ["[resolved] API is down"]
+    assert [i.findtext("title") for i in rss.iter("item")] == ["[resolved] Backend is experiencing issues"]
 
 
 def test_manual_incidents_and_updates(server: Server, api: httpx.Client, project: ProjectFixture,

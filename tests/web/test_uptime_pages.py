@@ -64,7 +64,9 @@ def test_create_an_http_monitor_through_the_form_and_see_it_listed_and_detailed(
     record(server, monitor_id, True, now - 60, 30.0)
     listing = admin.get(f"/projects/{project.id}/monitors")
     assert listing.status_code == 200 and "Shop API" in listing.text and "<polyline" in listing.text
-    assert re.search(r"66\.67 %", listing.text)  # 2 of 3 checks good in 24 h
+    # Watched for 5 minutes, down (this form's monitor confirms at the first failure) for one: 80 % uptime,
+    # the time-based figure every page shows (docs/uptime.md), not 2 good checks out of 3.
+    assert re.search(r"80\.0\d %", listing.text)
     detail = admin.get(f"/monitors/{monitor_id}")
     assert detail.status_code == 200
     for text in ("Uptime", "Response time over", "response-data", "Outages", "Recent checks", "status 500",

@@ -179,7 +179,7 @@ async def monitor_uptime(
     def query(conn: Connection) -> dict[str, Any]:
         body: dict[str, Any] = {"ranges": reports.uptime_summary(conn, monitor_id, now)}
         if start is not None and end is not None:
-            body["custom"] = reports.uptime_between(conn, monitor_id, start, end)
+            body["custom"] = reports.uptime_between(conn, monitor_id, start, end, now=now)
         return body
 
     return await read(request, query)

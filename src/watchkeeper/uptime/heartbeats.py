@@ -89,6 +89,8 @@ def record_ping(conn: Connection, monitor: Monitor, kind: PingKind, *, now: floa
         conn.execute(update(monitors).where(monitors.c.id == monitor.id).values(run_started_at=now))
         return {"status": monitor.status}
     values: dict[str, Any] = {"run_started_at": None, "last_check_at": now}
+    if monitor.first_result_at is None:
+        values["first_result_at"] = now  # uptime is counted from here (docs/uptime.md)
     if monitor.type == "heartbeat":
         values["heartbeat_deadline"] = deadline_after(monitor.config, now)
     conn.execute(update(monitors).where(monitors.c.id == monitor.id).values(values))

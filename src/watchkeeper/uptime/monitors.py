@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import Connection, delete, func, select, update
 
 from watchkeeper.uptime.specs import MonitorSpec
-from watchkeeper.uptime.tables import monitors, outages
+from watchkeeper.uptime.tables import monitor_pauses, monitors, outages
 
 SPEC_COLUMNS = ("name", "slug", "type", "interval_seconds", "timeout_seconds", "failures_to_down",
                 "successes_to_up", "sla_target", "paused")
@@ -50,6 +50,7 @@ class Monitor:
     cert_expires_at: float | None
     heartbeat_deadline: float | None
     run_started_at: float | None
+    first_result_at: float | None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +93,8 @@ def create_monitor(conn: Connection, project_id: int, spec: MonitorSpec, *, now:
         "status_changed_at": now,
     }
     monitor_id = conn.execute(monitors.insert().values(values)).inserted_primary_key[0]  # type: ignore[index]
+    if spec.paused:
+        _record_pause(conn, monitor_id, True, now)
     found = get_monitor(conn, monitor_id)
     assert found is not None
     return found
@@ -105,6 +108,8 @@ def change_monitor(conn: Connection, monitor: Monitor, spec: MonitorSpec, *, now
     if spec.type != monitor.type or spec.paused != monitor.paused:
         values |= _reset_state(now, paused=spec.paused)
         _end_outage(conn, monitor.id, now)
+        if spec.paused != monitor.paused:
+            _record_pause(conn, monitor.id, spec.paused, now)
     conn.execute(update(monitors).where(monitors.c.id == monitor.id).values(values))
     found = get_monitor(conn, monitor.id)
     assert found is not None
@@ -128,6 +133,16 @@ def set_paused(conn: Connection, monitor_id: int, paused: bool, *, now: float) -
                            .values(paused=paused, updated_at=now, **_reset_state(now, paused=paused))).rowcount
     if changed:
         _end_outage(conn, monitor_id, now)
+        _record_pause(conn, monitor_id, paused, now)
+
+
+def _record_pause(conn: Connection, monitor_id: int, paused: bool, now: float) -> None:
+    # Paused time is left out of uptime and SLA (docs/uptime.md), so when it began and ended is kept.
+    if paused:
+        conn.execute(monitor_pauses.insert().values(monitor_id=monitor_id, started_at=now))
+    else:
+        conn.execute(update(monitor_pauses).where(monitor_pauses.c.monitor_id == monitor_id,
+                                                  monitor_pauses.c.ended_at.is_(None)).values(ended_at=now))
 
 
 def delete_monitor(conn: Connection, monitor_id: int) -> None:

@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from watchkeeper.uptime.availability import monitors_availability
 from watchkeeper.uptime.results import HOUR, MINUTE
 from watchkeeper.uptime.tables import check_results, monitor_rollups, monitors
 
 SPARK_HOURS = 24
+SPARK_MINUTES = 60
 
 
 def status_counts(conn: Connection, project_id: int) -> dict[str, int]:
@@ -22,38 +24,46 @@ def status_counts(conn: Connection, project_id: int) -> dict[str, int]:
 
 
 def last_day(conn: Connection, monitor_ids: list[int], now: float) -> dict[int, dict[str, Any]]:
-    """Per monitor: uptime % over the last 24 hours and the average response time of each hour (None
-    where there were no timed checks), oldest first, for the list's sparklines.
+    """Per monitor: uptime % over the last 24 hours and, for the list's sparkline, the average response time
+    of each hour (None where there were no timed checks), oldest first. A monitor with fewer than two such
+    hours (a new one) gets the last hour per minute instead (`spark_step` 60), so its line starts with its
+    first checks rather than after an hour.
 
-    >>> # last_day(conn, [1, 2], now)[1] → {"uptime_percent": 99.3, "hourly_ms": [12.0, None, ...]}
+    >>> # last_day(conn, [1, 2], now)[1] → {"uptime_percent": 99.3, "spark_ms": [12.0, None, ...], "spark_step": 3600}
     """
-    first = (int(now // HOUR) - SPARK_HOURS + 1) * HOUR
     found: dict[int, dict[str, Any]] = {
-        i: {"checks": 0, "failures": 0, "hourly_ms": [None] * SPARK_HOURS} for i in monitor_ids}
+        i: {"uptime_percent": None, "spark_ms": [None] * SPARK_HOURS, "spark_step": HOUR} for i in monitor_ids}
     if not monitor_ids:
         return found
-    rows = conn.execute(
-        select(monitor_rollups.c.monitor_id, monitor_rollups.c.bucket, monitor_rollups.c.checks,
-               monitor_rollups.c.failures, monitor_rollups.c.response_ms_sum, monitor_rollups.c.response_count)
-        .where(monitor_rollups.c.monitor_id.in_(monitor_ids), monitor_rollups.c.resolution == HOUR,
-               monitor_rollups.c.bucket >= first))
-    for monitor_id, bucket, checks, failures, total_ms, count in rows:
-        entry = found[monitor_id]
-        entry["checks"] += checks
-        entry["failures"] += failures
-        slot = (int(bucket) - first) // HOUR
-        if 0 <= slot < SPARK_HOURS and count:
-            entry["hourly_ms"][slot] = round(total_ms / count, 1)
-    for entry in found.values():
-        checks = entry.pop("checks")
-        failures = entry.pop("failures")
-        entry["uptime_percent"] = round(100.0 * (checks - failures) / checks, 2) if checks else None
+    _fill(conn, found, monitor_ids, HOUR, now)
+    young = [i for i, entry in found.items() if sum(v is not None for v in entry["spark_ms"]) < 2]
+    if young:
+        for monitor_id in young:
+            found[monitor_id] |= {"spark_ms": [None] * SPARK_MINUTES, "spark_step": MINUTE}
+        _fill(conn, found, young, MINUTE, now)
+    # The one definition of uptime (docs/uptime.md), as on the monitor's page and the status page.
+    for monitor_id, seen in monitors_availability(conn, monitor_ids, now - 86400, now, now).items():
+        found[monitor_id]["uptime_percent"] = seen.percent
     return found
 
 
-def response_series(conn: Connection, monitor_id: int, start: float, end: float) -> dict[str, list[Any]]:
+def _fill(conn: Connection, found: dict[int, dict[str, Any]], monitor_ids: list[int], step: int, now: float) -> None:
+    slots = len(found[monitor_ids[0]]["spark_ms"])
+    first = (int(now // step) - slots + 1) * step
+    rows = conn.execute(
+        select(monitor_rollups.c.monitor_id, monitor_rollups.c.bucket, monitor_rollups.c.response_ms_sum,
+               monitor_rollups.c.response_count)
+        .where(monitor_rollups.c.monitor_id.in_(monitor_ids), monitor_rollups.c.resolution == step,
+               monitor_rollups.c.bucket >= first))
+    for monitor_id, bucket, total_ms, count in rows:
+        slot = (int(bucket) - first) // step
+        if 0 <= slot < slots and count:
+            found[monitor_id]["spark_ms"][slot] = round(total_ms / count, 1)
+
+
+def response_series(conn: Connection, monitor_id: int, start: float, end: float) -> dict[str, Any]:
     """Average response time and failed checks per bucket over [start, end): per minute up to two days,
-    else per hour. `x` are bucket starts (epoch seconds)."""
+    else per hour. `x` are bucket starts (epoch seconds), `step` the bucket size."""
     resolution = MINUTE if end - start <= 2 * 86400 else HOUR
     rows = conn.execute(
         select(monitor_rollups.c.bucket, monitor_rollups.c.failures, monitor_rollups.c.response_ms_sum,
@@ -61,7 +71,7 @@ def response_series(conn: Connection, monitor_id: int, start: float, end: float)
         .where(monitor_rollups.c.monitor_id == monitor_id, monitor_rollups.c.resolution == resolution,
                monitor_rollups.c.bucket >= int(start // resolution) * resolution, monitor_rollups.c.bucket < end)
         .order_by(monitor_rollups.c.bucket))
-    series: dict[str, list[Any]] = {"x": [], "ms": [], "failures": []}
+    series: dict[str, Any] = {"x": [], "ms": [], "failures": [], "step": resolution}
     for bucket, failures, total_ms, count in rows:
         series["x"].append(int(bucket))
         series["ms"].append(round(total_ms / count, 2) if count else None)

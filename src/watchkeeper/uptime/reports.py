@@ -1,8 +1,8 @@
-"""Uptime percentages, response-time percentiles, outages and SLA compliance, read from the rollups.
+"""Uptime percentages, response-time percentiles, outages and SLA compliance.
 
-Uptime % counts checks: (checks - failures) / checks, leaving out checks made during maintenance.
-SLA compliance counts confirmed downtime: the minutes between an outage's start and end (less any
-maintenance window), so it agrees with the outages a person sees, and the error budget is in minutes.
+Uptime % and SLA compliance have one definition, in `availability` (docs/uptime.md): confirmed downtime
+over counted time (from the first check, less paused time and maintenance), so the numbers agree with the
+outages a person sees and with each other on every page. Response times come from the rollups.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 
-from watchkeeper.uptime.maintenance import list_windows, merged_periods
+from watchkeeper.uptime.availability import Availability, combined, monitors_availability
 from watchkeeper.uptime.results import DAY, HOUR, MINUTE
 from watchkeeper.uptime.sketches import merged, quantile
-from watchkeeper.uptime.tables import check_results, heartbeat_pings, monitor_rollups, monitors, outages
+from watchkeeper.uptime.tables import check_results, heartbeat_pings, monitor_rollups, outages
 
 RANGES = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
 
@@ -37,9 +37,9 @@ def _bucket_filter(monitor_id: int, resolution: int, start: float, end: float) -
     )
 
 
-def uptime_between(conn: Connection, monitor_id: int, start: float, end: float, *,
+def uptime_between(conn: Connection, monitor_id: int, start: float, end: float, *, now: float | None = None,
                    percentiles: bool = True) -> dict[str, Any]:
-    """Uptime % and response times over [start, end).
+    """Uptime % (the one definition, `availability`) and response times over [start, end), up to `now`.
 
     >>> # uptime_between(conn, 7, now - 86400, now) → {"uptime_percent": 99.93, "checks": 1440, ...}
     """
@@ -54,38 +54,36 @@ def uptime_between(conn: Connection, monitor_id: int, start: float, end: float, 
     sketch_resolution = DAY if end - start > 90 * 86400 else HOUR
     sketch = merged(conn.execute(select(monitor_rollups.c.sketch).where(
         _bucket_filter(monitor_id, sketch_resolution, start, end))).scalars() if percentiles else ())
+    seen = monitors_availability(conn, [monitor_id], start, end, end if now is None else now)[monitor_id]
     return {
         "start": start, "end": end, "checks": int(checks), "failures": int(failures),
-        "uptime_percent": round(100.0 * (checks - failures) / checks, 4) if checks else None,
+        "uptime_percent": seen.percent, "counted_seconds": round(seen.counted_seconds, 3),
+        "downtime_seconds": round(seen.down_seconds, 3),
         "response_ms_avg": round(float(total_ms) / count, 3) if count else None,
         "response_ms_p50": quantile(sketch, 0.5), "response_ms_p95": quantile(sketch, 0.95),
     }
 
 
 def uptime_summary(conn: Connection, monitor_id: int, now: float) -> dict[str, Any]:
-    return {name: uptime_between(conn, monitor_id, now - seconds, now) for name, seconds in RANGES.items()}
+    return {name: uptime_between(conn, monitor_id, now - seconds, now, now=now) for name, seconds in RANGES.items()}
 
 
 def daily_bars(conn: Connection, monitor_ids: list[int], now: float, days: int = 90) -> list[dict[str, Any]]:
-    """One entry per UTC day, oldest first: uptime % of the monitors together (None: no checks that day)."""
+    """One entry per UTC day, oldest first: uptime % of the monitors together (a component: down while any
+    is down), None where no time was counted that day."""
+    first = (int(now // DAY) - days + 1) * DAY
+    return bars_of(combined(monitors_availability(conn, monitor_ids, first, now, now).values()), now, days)
+
+
+def bars_of(seen: Availability, now: float, days: int = 90) -> list[dict[str, Any]]:
+    """`daily_bars` of availability already read (covering at least the `days` UTC days up to `now`)."""
     today = int(now // DAY) * DAY
-    first = today - (days - 1) * DAY
-    totals: dict[int, list[int]] = {}
-    if monitor_ids:
-        rows = conn.execute(
-            select(monitor_rollups.c.bucket, func.sum(monitor_rollups.c.checks), func.sum(monitor_rollups.c.failures))
-            .where(monitor_rollups.c.monitor_id.in_(monitor_ids), monitor_rollups.c.resolution == DAY,
-                   monitor_rollups.c.bucket >= first)
-            .group_by(monitor_rollups.c.bucket)
-        )
-        totals = {int(bucket): [int(c), int(f)] for bucket, c, f in rows}
     bars = []
-    for day in range(first, today + 1, DAY):
-        checks, failures = totals.get(day, [0, 0])
+    for day in range(today - (days - 1) * DAY, today + 1, DAY):
+        part = seen.between(day, day + DAY)
         bars.append({
             "date": dt.datetime.fromtimestamp(day, dt.UTC).date().isoformat(),
-            "uptime_percent": round(100.0 * (checks - failures) / checks, 3) if checks else None,
-            "failures": failures,
+            "uptime_percent": part.percent, "downtime_minutes": round(part.down_seconds / 60.0, 1),
         })
     return bars
 
@@ -98,45 +96,6 @@ def list_outages(conn: Connection, monitor_id: int, now: float, *, limit: int = 
          "duration_seconds": round((r.ended_at or now) - r.started_at, 3), "ongoing": r.ended_at is None}
         for r in rows
     ]
-
-
-def maintenance_between(conn: Connection, monitor_id: int, start: float, end: float) -> list[tuple[float, float]]:
-    """The monitor's maintenance periods within [start, end), merged."""
-    project_id = conn.execute(select(monitors.c.project_id).where(monitors.c.id == monitor_id)).scalar()
-    if project_id is None:
-        return []
-    windows = [w for w in list_windows(conn, [project_id]) if w.covers(monitor_id)]
-    periods = [(max(b, start), min(e, end)) for w in windows for b, e in w.periods_between(start, end)]
-    return merged_periods(periods)
-
-
-def _without(span: tuple[float, float], holes: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """`span` less the (merged, ordered) `holes`."""
-    pieces, begin = [], span[0]
-    for hole_begin, hole_end in holes:
-        if hole_end <= begin or hole_begin >= span[1]:
-            continue
-        if hole_begin > begin:
-            pieces.append((begin, hole_begin))
-        begin = max(begin, hole_end)
-    if begin < span[1]:
-        pieces.append((begin, span[1]))
-    return pieces
-
-
-def down_periods(conn: Connection, monitor_id: int, start: float, end: float) -> list[tuple[float, float]]:
-    """The monitor's confirmed outages within [start, end), less its maintenance, merged."""
-    rows = conn.execute(select(outages.c.started_at, outages.c.ended_at).where(
-        outages.c.monitor_id == monitor_id, outages.c.started_at < end,
-        (outages.c.ended_at.is_(None)) | (outages.c.ended_at > start)))
-    spans = merged_periods((max(started, start), min(ended or end, end)) for started, ended in rows)
-    maintenance = maintenance_between(conn, monitor_id, start, end) if spans else []
-    return [piece for span in spans for piece in _without(span, maintenance)]
-
-
-def downtime_between(conn: Connection, monitor_id: int, start: float, end: float) -> float:
-    """Seconds of confirmed outage within [start, end), not counting maintenance."""
-    return sum(e - b for b, e in down_periods(conn, monitor_id, start, end))
 
 
 def month_bounds(year: int, month: int) -> tuple[float, float]:
@@ -155,21 +114,26 @@ def sla_month(conn: Connection, monitor_id: int, target: float, year: int, month
 
 def components_sla_month(conn: Connection, monitor_ids: list[int], target: float, year: int, month: int,
                          now: float) -> dict[str, Any]:
-    """`sla_month` for a status-page component: it is down while any of its monitors is down, so its
-    downtime is the union of their outages (each less its own maintenance).
+    """`sla_month` for a status-page component (down while any of its monitors is down).
+
+    Compliance is the month's uptime % so far (`availability`); `met` is None ("no data") for a month with no
+    counted time. The error budget is `100 - target` % of the month's counted time, the rest of a current
+    month assumed counted, so a monitor added mid-month has the budget of the days it is watched.
 
     >>> # components_sla_month(conn, [7, 8], 99.9, 2026, 11, now) → {"compliance_percent": 99.9, ...}
     """
     start, end = month_bounds(year, month)
-    elapsed = max(0.0, min(now, end) - start)
-    periods = [p for monitor_id in monitor_ids for p in down_periods(conn, monitor_id, start, min(now, end))]
-    down = sum(e - b for b, e in merged_periods(periods))
-    budget = (1 - target / 100.0) * (end - start) / 60.0
-    compliance = 100.0 * (1 - down / elapsed) if elapsed else None
+    seen = combined(monitors_availability(conn, monitor_ids, start, end, now).values())
+    compliance = seen.percent
+    expected = seen.counted_seconds
+    if compliance is not None and now < end:
+        expected += end - max(now, start)
+    budget = (1 - target / 100.0) * expected / 60.0
+    down = seen.down_seconds
     return {
         "month": f"{year:04d}-{month:02d}", "target_percent": target,
-        "compliance_percent": round(compliance, 4) if compliance is not None else None,
-        "met": compliance is None or compliance >= target,
+        "compliance_percent": compliance, "met": None if compliance is None else compliance >= target,
+        "counted_minutes": round(seen.counted_seconds / 60.0, 3),
         "downtime_minutes": round(down / 60.0, 3), "budget_minutes": round(budget, 3),
         "budget_remaining_minutes": round(budget - down / 60.0, 3),
     }

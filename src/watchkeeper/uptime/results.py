@@ -50,7 +50,7 @@ class CheckOutcome:
 
 STATE_FIELDS = (
     "status", "status_changed_at", "consecutive_failures", "consecutive_successes", "failing_since",
-    "degraded", "last_check_at", "last_error", "cert_warned_days", "cert_expires_at",
+    "degraded", "last_check_at", "last_error", "cert_warned_days", "cert_expires_at", "first_result_at",
 )
 
 
@@ -84,6 +84,8 @@ def _apply(state: dict[str, Any], outcome: CheckOutcome, maintenance: bool, batc
     error = result.error[:MAX_ERROR_CHARS] if result.error else None
     state["last_check_at"] = at
     state["last_error"] = error
+    if state["first_result_at"] is None:
+        state["first_result_at"] = at  # uptime is counted from here (docs/uptime.md)
     if result.ok:
         state["consecutive_successes"] += 1
         state["consecutive_failures"] = 0

@@ -12,7 +12,14 @@ from sqlalchemy import Connection, delete, select, update
 
 from watchkeeper.api import Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
 from watchkeeper.uptime.api import _check_project
-from watchkeeper.uptime.incidents import IncidentSpec, IncidentUpdateSpec, add_update, open_incident
+from watchkeeper.uptime.incidents import (
+    DEFAULT_INCIDENT_MESSAGE,
+    DEFAULT_INCIDENT_TITLE,
+    IncidentSpec,
+    IncidentUpdateSpec,
+    add_update,
+    open_incident,
+)
 from watchkeeper.uptime.reports import components_sla_month
 from watchkeeper.uptime.specs import Slug
 from watchkeeper.uptime.tables import incidents, monitors, status_components, status_pages
@@ -37,6 +44,12 @@ class StatusPageSpec(BaseModel):
     logo_url: str | None = Field(None, max_length=500, pattern=r"^https?://")
     description: str | None = Field(None, max_length=2000)
     components: list[ComponentSpec] = Field(default_factory=list, max_length=200)
+    incident_title: str | None = Field(None, max_length=200, description=(
+        "title of incidents opened automatically; {component} is replaced (default: "
+        f"{DEFAULT_INCIDENT_TITLE!r})"))
+    incident_message: str | None = Field(None, max_length=2000, description=(
+        "first message of incidents opened automatically; {component} is replaced (default: "
+        f"{DEFAULT_INCIDENT_MESSAGE!r})"))
 
 
 def _page_json(conn: Connection, page_id: int) -> dict[str, Any] | None:
@@ -73,15 +86,18 @@ def spec_problem(conn: Connection, project_id: int, spec: StatusPageSpec, page_i
     return None
 
 
+def _settings(spec: StatusPageSpec) -> dict[str, Any]:
+    return {"slug": spec.slug, "title": spec.title, "logo_url": spec.logo_url, "description": spec.description,
+            "incident_title": spec.incident_title or None, "incident_message": spec.incident_message or None}
+
+
 def save_page(conn: Connection, project_id: int, spec: StatusPageSpec, page_id: int | None, *, now: float) -> int:
     """Create the page (page_id None) or replace its settings and components; returns its id."""
     if page_id is None:
         page_id = int(conn.execute(status_pages.insert().values(
-            project_id=project_id, slug=spec.slug, title=spec.title, logo_url=spec.logo_url,
-            description=spec.description, created_at=now)).inserted_primary_key[0])  # type: ignore[index]
+            project_id=project_id, created_at=now, **_settings(spec))).inserted_primary_key[0])  # type: ignore[index]
     else:
-        conn.execute(update(status_pages).where(status_pages.c.id == page_id).values(
-            slug=spec.slug, title=spec.title, logo_url=spec.logo_url, description=spec.description))
+        conn.execute(update(status_pages).where(status_pages.c.id == page_id).values(**_settings(spec)))
     _save_components(conn, page_id, spec.components)
     return page_id
 

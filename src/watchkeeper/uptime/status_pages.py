@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,22 +23,29 @@ from xml.sax.saxutils import escape
 
 import jinja2
 import orjson
+from markupsafe import Markup
 from sqlalchemy import Connection, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from watchkeeper import __version__
+from watchkeeper.uptime.availability import combined, monitors_availability
 from watchkeeper.uptime.incidents import list_incidents
 from watchkeeper.uptime.maintenance import list_windows
-from watchkeeper.uptime.reports import daily_bars, uptime_between
+from watchkeeper.uptime.reports import bars_of
+from watchkeeper.uptime.results import DAY
 from watchkeeper.uptime.tables import monitors, status_components, status_pages
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
 )
+BAR_DAYS = 90
 # Worst first: a component is as bad as its worst monitor.
 SEVERITY = ["down", "degraded", "maintenance", "up", "unknown"]
+COMPONENT_WORDS = {"up": "Operational", "degraded": "Degraded performance", "maintenance": "Under maintenance",
+                   "down": "Outage", "unknown": "No data"}
 OVERALL = {"down": "Some systems are down", "degraded": "Some systems are slow",
            "maintenance": "Maintenance in progress", "up": "All systems operational", "unknown": "No data yet"}
 
@@ -50,6 +58,11 @@ def _monitor_state(row: Any, maintenance: bool) -> str:
     if row.status == "up":
         return "degraded" if row.degraded else "up"
     return "unknown"  # new or paused
+
+
+def component_uptime_30d(conn: Connection, monitor_ids: list[int], now: float) -> float | None:
+    """A component's uptime % over the last 30 days, as its public page shows it (None: no data)."""
+    return combined(monitors_availability(conn, monitor_ids, now - 30 * DAY, now, now).values()).percent
 
 
 def compute_page(conn: Connection, slug: str, now: float) -> dict[str, Any] | None:
@@ -69,13 +82,13 @@ def compute_page(conn: Connection, slug: str, now: float) -> dict[str, Any] | No
         states = [_monitor_state(rows[i], i in active) for i in ids_of[component.id] if i in rows] or ["unknown"]
         status = min(states, key=SEVERITY.index)
         monitor_ids = [i for i in ids_of[component.id] if i in rows]
-        uptime = [uptime_between(conn, i, now - 30 * 86400, now, percentiles=False) for i in monitor_ids]
-        checks = sum(u["checks"] for u in uptime)
-        failures = sum(u["failures"] for u in uptime)
+        # One definition of uptime (docs/uptime.md): the same numbers as the editor, the API and the SLA.
+        seen = combined(monitors_availability(conn, monitor_ids, (int(now // DAY) - BAR_DAYS + 1) * DAY, now,
+                                              now).values())
         shown.append({
             "id": component.id, "name": component.name, "group": component.group_name, "status": status,
-            "uptime_30d_percent": round(100.0 * (checks - failures) / checks, 3) if checks else None,
-            "days": daily_bars(conn, monitor_ids, now),
+            "uptime_30d_percent": seen.between(now - 30 * DAY, now).percent,
+            "days": bars_of(seen, now, BAR_DAYS),
         })
     overall = min([c["status"] for c in shown] or ["unknown"], key=SEVERITY.index)
     if overall == "unknown" and any(c["status"] == "up" for c in shown):
@@ -108,7 +121,9 @@ class PageCache:
         done = self.rendered.get(slug)
         if done is not None and done[0] is page:
             return done[1]
-        html = _templates.get_template("status_page.html").render(page=page, iso=_iso).encode()
+        html = _templates.get_template("status_page.html").render(
+            page=page, heading=page_title(page["title"]), when=readable_time, words=COMPONENT_WORDS,
+            version=__version__).encode()
         if len(self.rendered) > 10_000:
             self.rendered.clear()
         self.rendered[slug] = (page, html)
@@ -152,8 +167,32 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def readable_time(epoch: float) -> Markup:
+    """A <time> in readable UTC, which static/status-page.js shows in the reader's zone and language.
+
+    >>> str(readable_time(1796652300.0))
+    '<time datetime="2026-12-07T14:05:00Z">7 Dec 2026, 14:05 UTC</time>'
+    """
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return Markup(f'<time datetime="{_iso(epoch)}">{moment.day} {moment:%b %Y, %H:%M} UTC</time>')
+
+
+def page_title(title: str) -> str:
+    """The page's title as the browser tab and feeds name it: "Acme status", but "Acme Status" stays.
+
+    >>> page_title("Acme"), page_title("Acme Status"), page_title("Status of Acme")
+    ('Acme status', 'Acme Status', 'Status of Acme')
+    """
+    return title if re.search(r"\bstatus\b", title, re.IGNORECASE) else f"{title} status"
+
+
 def _public_headers(seconds: float) -> dict[str, str]:
     return {"Cache-Control": f"public, max-age={max(1, int(seconds))}"}
+
+
+# Only our own script and stylesheet run on the public page (the logo may come from elsewhere).
+PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; "
+               "base-uri 'none'; form-action 'none'")
 
 
 async def page_html(request: Request) -> Response:
@@ -162,7 +201,8 @@ async def page_html(request: Request) -> Response:
     if page is None:
         return HTMLResponse("<h1>Status page not found</h1>", status_code=404)
     cache = _cache(request)
-    return HTMLResponse(cache.html(slug, page), headers=_public_headers(cache.seconds))
+    return HTMLResponse(cache.html(slug, page), headers=_public_headers(cache.seconds) | {
+        "Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff"})
 
 
 async def page_json(request: Request) -> Response:
@@ -180,7 +220,7 @@ def _incident_text(incident: dict[str, Any]) -> str:
 def atom_feed(page: dict[str, Any], base: str) -> bytes:
     ns = "http://www.w3.org/2005/Atom"
     feed = ET.Element("feed", xmlns=ns)
-    ET.SubElement(feed, "title").text = f"{page['title']} status"
+    ET.SubElement(feed, "title").text = page_title(page["title"])
     ET.SubElement(feed, "id").text = f"{base}/status/{page['slug']}"
     ET.SubElement(feed, "link", href=f"{base}/status/{page['slug']}")
     updated = max([page["generated_at"], *(i["started_at"] for i in page["incidents"])])
@@ -200,7 +240,7 @@ def atom_feed(page: dict[str, Any], base: str) -> bytes:
 def rss_feed(page: dict[str, Any], base: str) -> bytes:
     rss = ET.Element("rss", version="2.0")
     channel = ET.SubElement(rss, "channel")
-    ET.SubElement(channel, "title").text = f"{page['title']} status"
+    ET.SubElement(channel, "title").text = page_title(page["title"])
     ET.SubElement(channel, "link").text = f"{base}/status/{page['slug']}"
     ET.SubElement(channel, "description").text = page["description"] or f"Incidents of {page['title']}"
     for incident in page["incidents"]:

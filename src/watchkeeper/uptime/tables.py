@@ -57,6 +57,8 @@ monitors = Table(
     # Heartbeats: when the next ping is due at the latest (grace included), and the open run.
     Column("heartbeat_deadline", Double, nullable=True),
     Column("run_started_at", Double, nullable=True),
+    # The first check result or ping: uptime is counted from here (docs/uptime.md); NULL = no data yet.
+    Column("first_result_at", Double, nullable=True),
     UniqueConstraint("project_id", "slug"),
 )
 Index("ix_monitors_type_status_deadline", monitors.c.type, monitors.c.status, monitors.c.heartbeat_deadline)
@@ -105,6 +107,17 @@ outages = Table(
     Column("first_error", Text, nullable=True),
 )
 Index("ix_outages_monitor_started", outages.c.monitor_id, outages.c.started_at)
+
+# When a monitor was paused: left out of its uptime and SLA (docs/uptime.md). ended_at NULL = still paused.
+monitor_pauses = Table(
+    "monitor_pauses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("monitor_id", Integer, ForeignKey("monitors.id", ondelete="CASCADE"), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("ended_at", Double, nullable=True),
+)
+Index("ix_monitor_pauses_monitor_started", monitor_pauses.c.monitor_id, monitor_pauses.c.started_at)
 
 maintenance_windows = Table(
     "maintenance_windows",
@@ -164,6 +177,10 @@ status_pages = Table(
     Column("logo_url", String(500), nullable=True),
     Column("description", Text, nullable=True),
     Column("created_at", Double, nullable=False),
+    # Title and first message of incidents opened automatically; {component} is replaced, NULL = the
+    # neutral default (uptime.incidents). Internal details (errors, deadlines) never go here.
+    Column("incident_title", String(200), nullable=True),
+    Column("incident_message", Text, nullable=True),
 )
 
 status_components = Table(

@@ -66,16 +66,32 @@ def _monitor_query(page: Page) -> MonitorQuery:
 
 
 def response_points(values: list[float | None]) -> str:
-    """SVG polyline points of hourly response times, skipping hours without any.
+    """SVG polyline points of response times (per hour, or per minute for a new monitor), skipping gaps;
+    2 px inside the box so the dot on the latest point is not cut off.
 
     >>> response_points([10.0, None, 20.0])
-    '0.0,23.0 120.0,1.0'
+    '2.0,12.0 118.0,2.0'
     """
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in _spark_xy(values))
+
+
+def latest_point(values: list[float | None]) -> tuple[float, float] | None:
+    """Where the sparkline's latest value is, marked with a dot: a line of one point draws nothing, so the
+    dot shows a new monitor's first check at once.
+
+    >>> latest_point([None, 12.0])
+    (118.0, 2.0)
+    """
+    points = _spark_xy(values)
+    return (round(points[-1][0], 1), round(points[-1][1], 1)) if points else None
+
+
+def _spark_xy(values: list[float | None]) -> list[tuple[float, float]]:
     top = max((v for v in values if v is not None), default=0.0) or 1.0
-    step = SPARK_WIDTH / max(1, len(values) - 1)
-    usable = SPARK_HEIGHT - 2
-    return " ".join(f"{i * step:.1f},{SPARK_HEIGHT - 1 - usable * v / top:.1f}"
-                    for i, v in enumerate(values) if v is not None)
+    pad = 2
+    step = (SPARK_WIDTH - 2 * pad) / max(1, len(values) - 1)
+    usable = SPARK_HEIGHT - 2 * pad
+    return [(pad + i * step, SPARK_HEIGHT - pad - usable * v / top) for i, v in enumerate(values) if v is not None]
 
 
 def target_of(monitor: Monitor) -> str:
@@ -122,8 +138,10 @@ async def monitors_page(project_id: int, page: CurrentPage) -> Response:
 
     data = await read(page.request, load)
     rows = [{"monitor": m, "target": target_of(m), "uptime": data["day"][m.id]["uptime_percent"],
-             "spark": response_points(data["day"][m.id]["hourly_ms"]),
-             "last_ms": next((v for v in reversed(data["day"][m.id]["hourly_ms"]) if v is not None), None)}
+             "spark": response_points(data["day"][m.id]["spark_ms"]),
+             "latest": latest_point(data["day"][m.id]["spark_ms"]),
+             "spark_span": "hour" if data["day"][m.id]["spark_step"] == 60 else "24 hours",
+             "last_ms": next((v for v in reversed(data["day"][m.id]["spark_ms"]) if v is not None), None)}
             for m in data["monitors"]]
     return await page.render(
         "monitor_list.html", project=project, q=q, rows=rows, total=data["total"], counts=data["counts"],
@@ -234,7 +252,9 @@ async def monitor_page(monitor_id: int, page: CurrentPage) -> Response:
 
     data = await read(page.request, load)
     series = data.pop("series")
-    chart = {"x": series["x"], "y": series["ms"], "failures": series["failures"], "zone": page.viewer.zone.key}
+    # The axis spans the chosen range ending now, however few points there are (one, for a new monitor).
+    chart = {"x": series["x"], "y": series["ms"], "failures": series["failures"], "zone": page.viewer.zone.key,
+             "start": tr.since, "end": tr.until, "step": series["step"]}
     base_url = runtime_of(page.request).settings.base_url
     return await page.render(
         "monitor_detail.html", project=project, monitor=monitor, target=target_of(monitor), chart=chart,

@@ -18,7 +18,15 @@ from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth.projects import Project
 from watchkeeper.uptime import maintenance as M
 from watchkeeper.uptime import monitors as MO
-from watchkeeper.uptime.incidents import IncidentSpec, IncidentUpdateSpec, add_update, list_incidents, open_incident
+from watchkeeper.uptime.incidents import (
+    DEFAULT_INCIDENT_MESSAGE,
+    DEFAULT_INCIDENT_TITLE,
+    IncidentSpec,
+    IncidentUpdateSpec,
+    add_update,
+    list_incidents,
+    open_incident,
+)
 from watchkeeper.uptime.status_page_api import (
     StatusPageSpec,
     components_sla,
@@ -28,6 +36,7 @@ from watchkeeper.uptime.status_page_api import (
     save_page,
     spec_problem,
 )
+from watchkeeper.uptime.status_pages import component_uptime_30d
 from watchkeeper.uptime.tables import incidents, status_pages
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
@@ -94,7 +103,9 @@ async def _render_list(page: Page, project: Project, *, values: dict[str, str] |
 
 def _settings_of(form: FormData) -> dict[str, Any]:
     return {"slug": _text(form, "slug", 64), "title": _text(form, "title", 200),
-            "logo_url": _text(form, "logo_url", 500) or None, "description": _text(form, "description") or None}
+            "logo_url": _text(form, "logo_url", 500) or None, "description": _text(form, "description") or None,
+            "incident_title": _text(form, "incident_title", 201) or None,
+            "incident_message": _text(form, "incident_message", 2001) or None}
 
 
 @router.post("/projects/{project_id:int}/status-pages")
@@ -142,6 +153,8 @@ def _shown_page(status_page: dict[str, Any]) -> dict[str, Any]:
     return {
         "slug": status_page["slug"], "title": status_page["title"], "logo_url": status_page["logo_url"] or "",
         "description": status_page["description"] or "",
+        "incident_title": status_page["incident_title"] or "",
+        "incident_message": status_page["incident_message"] or "",
         "components": [{"name": c["name"], "group": c["group"] or "", "monitor_ids": c["monitor_ids"],
                         "sla_target": "" if c["sla_target"] is None else f"{c['sla_target']:g}"}
                        for c in status_page["components"]],
@@ -157,6 +170,8 @@ async def _render_editor(page: Page, project: Project, status_page: dict[str, An
         return {
             "monitors": MO.list_monitors(conn, project.id),
             "sla": {s["id"]: s for s in components_sla(conn, status_page, year, month, page.now)},
+            "uptime": {c["id"]: component_uptime_30d(conn, c["monitor_ids"], page.now)
+                       for c in status_page["components"]},
             "incidents": list_incidents(conn, status_page["id"], since=page.now - 90 * 86400),
         }
 
@@ -167,6 +182,7 @@ async def _render_editor(page: Page, project: Project, status_page: dict[str, An
         "status_editor.html", status=status, project=project, status_page=status_page, values=values, rows=rows,
         stored_ids=[c["id"] for c in stored], errors=errors or {}, incident_errors=incident_errors or {},
         month=f"{year:04d}-{month:02d}", incident_statuses=INCIDENT_STATUSES,
+        default_incident_title=DEFAULT_INCIDENT_TITLE, default_incident_message=DEFAULT_INCIDENT_MESSAGE,
         can_write=page.viewer.principal.can_write(project.id), **data,
     )
 
