@@ -1,4 +1,5 @@
 import gzip
+import itertools
 import json
 import pickle
 import zlib
@@ -221,7 +222,7 @@ def test_processing_answers_any_json_event_with_a_record_or_a_4xx(payload: dict[
 def _read_in_pieces(body: bytes, cuts: list[int], skip: set[int]) -> tuple[str, object]:
     """What EnvelopeReader makes of ``body`` split at ``cuts``: the header and items, or the error."""
     bounds = sorted({0, len(body), *(cut % (len(body) + 1) for cut in cuts)})
-    pieces = iter([body[a:b] for a, b in zip(bounds, bounds[1:], strict=False)])
+    pieces = iter([body[a:b] for a, b in itertools.pairwise(bounds)])
     reader = EnvelopeReader(pieces)
     try:
         if not body:

@@ -5,8 +5,8 @@ Payloads are returned as bytes and never parsed here; the caller decides per ite
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
