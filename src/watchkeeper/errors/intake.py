@@ -34,6 +34,7 @@ from watchkeeper.errors.processing import (
     process_envelope_for_writer,
     process_items,
     read_envelope,
+    read_envelope_header,
 )
 from watchkeeper.errors.processors import ProcessorUnavailable
 from watchkeeper.errors.rate_limits import Refusal
@@ -277,13 +278,18 @@ async def envelope_endpoint(runtime: Runtime, request: Request) -> Response:
     project_id = _project_id(request)
     grant = await _authorize_early(runtime, request, project_id)
     body = await _read_body(request, runtime.settings.ingest.max_body_bytes)
+    encoding = request.headers.get("content-encoding")
+    if grant is None:
+        # No key in the header or query: it may be in the envelope header's dsn. Only that first line
+        # is decoded before the key is checked; the rest waits until the request is authorised.
+        header = read_envelope_header(body, encoding, runtime.settings.ingest.max_decompressed_bytes)
+        grant = await _authorize(runtime, request, project_id, header.get("dsn"))
     # The common case — a key in the header, quotas not exhausted, a processor pool — never
     # decompresses the body in this process.
     if grant is not None and runtime.processors is not None and not runtime.quotas.exhausted(grant):
         answer = await _accept_body(runtime, request, grant, body)
         if answer is not None:
             return answer
-    encoding = request.headers.get("content-encoding")
     envelope = read_envelope(body, encoding, runtime.settings.ingest.max_decompressed_bytes)
     # Again with the envelope's dsn: a dsn naming another key than the header is refused (400).
     grant = await _authorize(runtime, request, project_id, envelope.headers.get("dsn"))

@@ -9,8 +9,15 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
-from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope, parse_json_object
+from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body, iter_decoded
+from watchkeeper.errors.envelope import (
+    Envelope,
+    EnvelopeError,
+    EnvelopeItem,
+    EnvelopeReader,
+    parse_envelope,
+    parse_json_object,
+)
 from watchkeeper.errors.grouping import (
     GROUPING_CONFIG,
     compute_grouping,
@@ -93,6 +100,34 @@ def read_envelope(body: bytes, content_encoding: str | None, max_decompressed_by
         return parse_envelope(raw)
     except EnvelopeError as exc:
         raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+
+
+def read_envelope_header(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> dict[str, Any]:
+    """Only the envelope header (its first line) of a request body: what an unauthenticated request
+    costs before its key, which may sit in the header's `dsn`, is checked. Decodes at most the first
+    64 KiB and a piece, however far the body would expand."""
+    if len(_encoding_layers(content_encoding)) > 1:
+        # All but the last layer of a stack are decoded whole: too much to do for a stranger.
+        raise IngestError(
+            401,
+            "missing authorization information: a body with stacked Content-Encodings must name its "
+            "key in X-Sentry-Auth or the sentry_key query parameter",
+            "unauthorized",
+        )
+    try:
+        pieces = iter_decoded(body, content_encoding, max_size=max_decompressed_bytes)
+        return EnvelopeReader(pieces).header()
+    except BodyTooLarge as exc:
+        raise IngestError(413, str(exc), "too_large") from None
+    except BodyDecodingError as exc:
+        raise IngestError(400, str(exc), "invalid") from None
+    except EnvelopeError as exc:
+        raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+
+
+def _encoding_layers(content_encoding: str | None) -> list[str]:
+    names = (name.strip().lower() for name in (content_encoding or "").split(","))
+    return [name for name in names if name and name != "identity"]
 
 
 class ItemRejected(Exception):
