@@ -71,7 +71,8 @@ def admit_items(
             if refuse:
                 if payload is None:
                     reader.skip()
-                _refused(admitted, kind, category)
+                # An attachment dropped with its event is not over a quota of its own.
+                _refused(admitted, kind, None if event_refused and category == "attachment" else category)
                 if kind == "event" and not event_refused:
                     event_refused = True
                     _drop_attachments(admitted)
@@ -85,9 +86,9 @@ def admit_items(
     return admitted
 
 
-def _refused(admitted: AdmittedEnvelope, kind: str, category: str) -> None:
+def _refused(admitted: AdmittedEnvelope, kind: str, category: str | None) -> None:
     admitted.refused[kind] = admitted.refused.get(kind, 0) + 1
-    if category not in admitted.refused_categories:
+    if category is not None and category not in admitted.refused_categories:
         admitted.refused_categories.append(category)
 
 
