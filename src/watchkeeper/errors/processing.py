@@ -27,6 +27,7 @@ from watchkeeper.errors.grouping import (
 )
 from watchkeeper.errors.interfaces import trace_id
 from watchkeeper.errors.normalize import InvalidEvent, normalize_event
+from watchkeeper.errors.pii_patterns import PLACEHOLDERS
 from watchkeeper.errors.records import (
     AttachmentRecord,
     EnvelopeRecords,
@@ -174,13 +175,16 @@ def user_key(event: dict[str, Any]) -> str | None:
 
     >>> user_key({"user": {"email": "a@b.c", "id": 7}})
     'id:7'
+    >>> user_key({"user": {"email": "[email]", "username": "jane"}})
+    'username:jane'
     """
     user = event.get("user")
     if not isinstance(user, dict):
         return None
     for field, prefix in (("id", "id"), ("email", "email"), ("username", "username"), ("ip_address", "ip")):
         value = user.get(field)
-        if value not in (None, ""):
+        # A scrubbed value ("[email]") would make every user one.
+        if value not in (None, "") and value not in PLACEHOLDERS:
             return f"{prefix}:{value}"[:200]
     return None
 
