@@ -91,7 +91,7 @@ def main() -> None:
         context = ItemsJob(1, received, [], None, "10.0.0.1", rules, LIMITS)
         return [
             EnvelopeJob(body, "gzip", MAX_BODY, f"Sentry sentry_key={KEY}, sentry_version=7", None,
-                        ItemsJob(**{name: getattr(context, name) for name in ItemsJob.__slots__}))
+                        ItemsJob(**{name: getattr(context, name) for name in ItemsJob.__slots__}), {})
             for body in bodies
         ]
 

@@ -23,7 +23,7 @@ from watchkeeper.auth.users import count_users, create_user, generate_password
 from watchkeeper.config import Settings
 from watchkeeper.errors import intake
 from watchkeeper.errors.processors import ProcessorPool
-from watchkeeper.errors.rate_limits import EventQuotas
+from watchkeeper.errors.rate_limits import Quotas
 from watchkeeper.errors.retention import retention_batch
 from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.errors.storage import save_envelopes, save_packed_envelopes
@@ -46,7 +46,7 @@ class Runtime:
     engine: Engine
     writer: Writer
     key_cache: KeyCache
-    quotas: EventQuotas
+    quotas: Quotas
     metrics: Metrics
     # None: events are processed in this process (ingest.processors: 0, or a 1-core machine).
     processors: ProcessorPool | None = None
@@ -123,8 +123,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None, *, migrate_in_
         writer=writer,
         key_cache=KeyCache(engine, clock),
         metrics=metrics,
-        quotas=EventQuotas(
-            settings.ingest.default_events_per_minute, settings.ingest.default_events_per_hour
+        quotas=Quotas(
+            settings.ingest.default_events_per_minute,
+            settings.ingest.default_events_per_hour,
+            {category: quota.model_dump() for category, quota in settings.ingest.default_quotas.items()},
         ),
     )
 

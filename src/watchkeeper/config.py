@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "WATCHKEEPER_"
 # Variables with our prefix that are not settings (read by the CLI or the test suite).
@@ -28,6 +28,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class CategoryQuota(_Section):
+    per_minute: int | None = Field(None, gt=0)
+    per_hour: int | None = Field(None, gt=0)
+
+
 class IngestSettings(_Section):
     # Relay's defaults: SDKs are built around them, so larger bodies are a bug or an attack.
     max_body_bytes: int = Field(20 * MiB, gt=0)
@@ -39,6 +44,13 @@ class IngestSettings(_Section):
     # None = unlimited: a self-hoster's own apps should not be throttled by surprise.
     default_events_per_minute: int | None = Field(None, gt=0)
     default_events_per_hour: int | None = Field(None, gt=0)
+    # Quotas of the other Sentry data categories (transaction, span, attachment, session, profile,
+    # profile_chunk, replay, monitor, log_item, feedback, metric_bucket) where a project sets none of
+    # its own; attachments count bytes. Attachments fill the disk fastest (up to 20 MiB an item, 200
+    # MiB an envelope), so they are bounded by default: 100 MiB a minute, 1 GiB an hour per project.
+    default_quotas: dict[str, CategoryQuota] = Field(
+        default_factory=lambda: {"attachment": CategoryQuota(per_minute=100 * MiB, per_hour=1024 * MiB)}
+    )
     # Processes that normalise, scrub and group events, so ingest uses more than one core (Python runs
     # one thread at a time). At most `processors` (None = one per core; none on a 1-core machine;
     # 0 = process in the server process), of which `min_processors` always run: the others start
@@ -47,6 +59,16 @@ class IngestSettings(_Section):
     min_processors: int = Field(1, ge=1, le=64)
     # Envelopes waiting for a processor before new ones get a 503 (bounds memory under overload).
     max_processing_backlog: int = Field(10_000, gt=0)
+
+    @field_validator("default_quotas")
+    @classmethod
+    def _known_categories(cls, value: dict[str, CategoryQuota]) -> dict[str, CategoryQuota]:
+        from watchkeeper.errors.rate_limits import QUOTA_CATEGORIES
+
+        for category in value:
+            if category not in QUOTA_CATEGORIES:
+                raise ValueError(f"unknown category {category!r} (known: {', '.join(sorted(QUOTA_CATEGORIES))})")
+        return value
 
 
 class WriterSettings(_Section):

@@ -1,4 +1,5 @@
 import gzip
+import itertools
 import json
 import pickle
 import zlib
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
-from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope
+from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, EnvelopeReader, parse_envelope
 
 FUZZ = settings(max_examples=300, deadline=None)
 MAX_SIZE = 64 * 1024
@@ -216,3 +217,45 @@ def test_processing_answers_any_json_event_with_a_record_or_a_4xx(payload: dict[
     assert len(stored) == 1 and stored[0].event_id == done.stored_id
     pack_records(done)
     assert isinstance(pickle.loads(done.packed or b""), EnvelopeRecords)
+
+
+def _read_in_pieces(body: bytes, cuts: list[int], skip: set[int]) -> tuple[str, object]:
+    """What EnvelopeReader makes of ``body`` split at ``cuts``: the header and items, or the error."""
+    bounds = sorted({0, len(body), *(cut % (len(body) + 1) for cut in cuts)})
+    pieces = iter([body[a:b] for a, b in itertools.pairwise(bounds)])
+    reader = EnvelopeReader(pieces)
+    try:
+        if not body:
+            raise EnvelopeError("envelope is empty")
+        header = reader.header()
+        items: list[tuple[str, object]] = []
+        while (item_headers := reader.next_item()) is not None:
+            number = len(items)
+            items.append((item_headers["type"], reader.skip() if number in skip else reader.payload()))
+        return "ok", (header, items)
+    except EnvelopeError as exc:
+        return "error", str(exc)
+
+
+@FUZZ
+@given(
+    parts=envelope_parts(),
+    noise=st.binary(max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+    skip=st.sets(st.integers(min_value=0, max_value=6)),
+)
+def test_reading_an_envelope_in_pieces_gives_what_parsing_it_whole_gives(
+    parts: tuple[dict[str, object], list[tuple[str, bool, bytes]]], noise: bytes, cuts: list[int], skip: set[int]
+) -> None:
+    headers, items = parts
+    body = serialize(headers, items) + noise
+    whole: tuple[str, object]
+    try:
+        envelope = parse_envelope(body)
+        whole = "ok", (
+            envelope.headers,
+            [(item.type, len(item.payload) if n in skip else item.payload) for n, item in enumerate(envelope.items)],
+        )
+    except EnvelopeError as exc:
+        whole = "error", str(exc)
+    assert _read_in_pieces(body, cuts, skip) == whole

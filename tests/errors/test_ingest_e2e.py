@@ -14,7 +14,7 @@ from sentry_sdk.scrubber import EventScrubber
 from sqlalchemy import select
 
 from tests.conftest import ProjectFixture, Server
-from watchkeeper.errors.tables import events, transactions
+from watchkeeper.errors.tables import attachments, events, transactions
 from watchkeeper.lib.blobs import unpack_document
 
 # Kept far from the code that raises: the SDK sends source lines around each frame, and these must
@@ -223,3 +223,50 @@ def test_the_sdk_stops_sending_errors_after_a_429_but_keeps_sending_transactions
             r.name for r in conn.execute(select(transactions.c.name).where(transactions.c.project_id == project.id))
         ]
     assert names == ["GET /after-the-limit"]
+
+
+def _item_outcomes(server: Server, category: str, outcome: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    pattern = rf'^watchkeeper_ingest_items_total\{{category="{category}",outcome="{outcome}"\}} (\S+)$'
+    found = re.search(pattern, text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_the_sdk_stops_sending_transactions_after_their_quota_but_keeps_sending_errors(
+    server: Server, project: ProjectFixture, api: httpx.Client
+) -> None:
+    quotas = {"transaction": {"per_minute": 1}}
+    assert api.patch(f"/api/v1/projects/{project.id}", json={"quotas": quotas}).status_code == 200
+    with sdk(project, traces_sample_rate=1.0) as client:
+        for n in range(4):
+            with sentry_sdk.start_transaction(name=f"GET /page/{n}", op="http.server"):
+                pass
+            client.flush(timeout=10)
+        capture(lambda: _fail_in_checkout(1))
+    with server.runtime.engine.connect() as conn:
+        names = [
+            r.name for r in conn.execute(select(transactions.c.name).where(transactions.c.project_id == project.id))
+        ]
+    # One stored, one refused (429 naming "transaction"); the SDK dropped the other two itself.
+    assert names == ["GET /page/0"]
+    assert _item_outcomes(server, "transaction", "rate_limited") == 1
+    assert [issue["count"] for issue in issues_of(api, project)] == [1]
+
+
+def test_the_sdk_stops_sending_attachments_over_their_byte_quota_but_keeps_sending_events(
+    server: Server, project: ProjectFixture, api: httpx.Client
+) -> None:
+    quotas = {"attachment": {"per_hour": 100_000}}
+    assert api.patch(f"/api/v1/projects/{project.id}", json={"quotas": quotas}).status_code == 200
+    with sdk(project) as client:
+        for n in range(3):
+            with sentry_sdk.new_scope() as scope:
+                scope.add_attachment(bytes=b"%d" % n * 60_000, filename=f"dump{n}.txt")
+                capture(lambda n=n: _fail_in_checkout(n))  # type: ignore[misc]
+            client.flush(timeout=10)
+    with server.runtime.engine.connect() as conn:
+        stored = [r.filename for r in conn.execute(select(attachments).where(attachments.c.project_id == project.id))]
+    # The first fits the 100 kB, the second is refused and named; the SDK leaves the third out itself.
+    assert stored == ["dump0.txt"]
+    assert _item_outcomes(server, "attachment", "rate_limited") == 1
+    assert [issue["count"] for issue in issues_of(api, project)] == [3]

@@ -470,3 +470,73 @@ def test_made_up_item_types_do_not_create_metric_series(server: Server, project:
         'watchkeeper_ingest_items_total{category="unknown",outcome="skipped"}',
         'watchkeeper_ingest_items_total{category="profile",outcome="skipped"}',
     }
+
+
+# --- unauthenticated bodies ------------------------------------------------------------------------
+
+
+def gzip_bomb_envelope(header: dict[str, Any], inflated: int) -> bytes:
+    """A gzip body whose envelope header is ``header`` followed by an attachment of ``inflated`` zeros.
+
+    After a full flush the compressor forgets its history, so each further MiB of zeros compresses to
+    the same bytes and is repeated instead of compressed again; the stream is cut before its end (no
+    reader may get that far)."""
+    head = envelope(**header) + orjson.dumps({"type": "attachment", "length": inflated}) + b"\n"
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    first = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+    first += compressor.compress(bytes(MiB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    piece = compressor.compress(bytes(MiB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return first + piece * (inflated // MiB - 1)
+
+
+def test_a_gzip_bomb_with_a_bad_key_is_refused_before_it_is_inflated(server: Server, project: ProjectFixture) -> None:
+    # The default limits: before the key was checked, such a body was inflated up to 200 MiB.
+    assert server.settings.ingest.max_decompressed_bytes == 200 * MiB
+    other = make_project(server, "Other")
+    stranger = "1234567890abcdef" * 2
+    url = f"{server.url}/api/{project.id}/envelope/"
+    cases = [
+        # (envelope header, request headers, expected status)
+        ({"dsn": f"http://{stranger}@localhost/{project.id}"}, {}, 403),  # unknown key in the dsn
+        ({"dsn": other.dsn}, {}, 403),  # another project's key in the dsn
+        ({"dsn": "http://not-a-key@localhost/1"}, {}, 403),
+        ({}, {}, 401),  # no key anywhere
+        ({}, {"X-Sentry-Auth": f"Sentry sentry_version=7, sentry_key={stranger}"}, 403),
+    ]
+    for header, headers, status in cases:
+        body = gzip_bomb_envelope(header, 1024 * MiB)
+        assert len(body) < 2 * MiB
+        tracemalloc.start()
+        try:
+            started = time.monotonic()
+            response = HTTP.post(url, content=body, headers={"Content-Encoding": "gzip", **headers})
+            elapsed = time.monotonic() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert_refused(response, status)
+        # The gibibyte never exists, nor the 200 MiB that the limit would allow: the header's first
+        # line and a piece at most, beside the 1 MiB body and the client's copy of it.
+        assert peak < 8 * MiB, (header, headers, peak)
+        assert elapsed < 1, (header, headers, elapsed)
+    assert stored(server, envelope_items, project.id) == []
+
+
+def test_a_body_with_its_key_only_in_the_dsn_is_still_accepted_whole(server: Server, project: ProjectFixture) -> None:
+    event = an_event(message="keyed by dsn")
+    body = gzip.compress(envelope(item("event", event), item("attachment", b"x" * 300_000), dsn=project.dsn))
+    response = HTTP.post(
+        f"{server.url}/api/{project.id}/envelope/", content=body, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == event["event_id"]
+    assert len(stored(server, events, project.id)) == 1
+
+
+def test_stacked_encodings_need_a_key_outside_the_body(server: Server, project: ProjectFixture) -> None:
+    body = gzip.compress(gzip.compress(envelope(item("event", an_event()), dsn=project.dsn)))
+    response = HTTP.post(
+        f"{server.url}/api/{project.id}/envelope/", content=body, headers={"Content-Encoding": "gzip, gzip"}
+    )
+    assert "X-Sentry-Auth" in assert_refused(response, 401)
+    assert post(server, project, body, headers={"Content-Encoding": "gzip, gzip"}).status_code == 200

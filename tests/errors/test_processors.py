@@ -92,7 +92,7 @@ def test_processors_run_at_a_lower_priority_than_the_server(server: Server) -> N
 def _envelope_job(project: ProjectFixture, *payloads: dict[str, Any]) -> EnvelopeJob:
     context = ItemsJob(project.id, 1_767_225_600.0, [], None, "203.0.113.9", ScrubbingRules(), {"event": 1 << 20})
     body = envelope(*(item("event", payload) for payload in payloads))
-    return EnvelopeJob(body, None, 1 << 24, auth(project.public_key)["X-Sentry-Auth"], None, context)
+    return EnvelopeJob(body, None, 1 << 24, auth(project.public_key)["X-Sentry-Auth"], None, context, {})
 
 
 def _stored_rows(server: Server, event_ids: list[str]) -> list[tuple[Any, ...]]:

@@ -173,13 +173,13 @@ def test_it_leaves_source_context_alone() -> None:
     assert frame["context_line"] == '    notify("ops@example.com")'
 
 
-def test_it_leaves_exception_type_and_value_alone() -> None:
+def test_it_scrubs_the_exception_value_shown_as_the_title_but_not_the_type() -> None:
     event = frame_event({})
     event["exception"]["values"][0]["value"] = "no user bob@example.com with card 4111111111111111"
 
     scrub(event)
 
-    assert event["exception"]["values"][0]["value"] == "no user bob@example.com with card 4111111111111111"
+    assert event["exception"]["values"][0]["value"] == "no user [email] with card [creditcard]"
     assert event["exception"]["values"][0]["type"] == "ValueError"
 
 
@@ -432,7 +432,7 @@ def test_it_scrubs_log_messages_and_their_params() -> None:
     assert event["message"] == "plain message for [email]"
 
 
-def test_it_anonymises_the_user_ip_but_keeps_what_the_app_sent_on_purpose() -> None:
+def test_it_scrubs_the_user_email_and_anonymises_the_user_ip() -> None:
     user = {"id": "42", "username": "bob", "email": "bob@example.com", "ip_address": "203.0.113.57"}
 
     event = scrub({"user": user})
@@ -440,9 +440,15 @@ def test_it_anonymises_the_user_ip_but_keeps_what_the_app_sent_on_purpose() -> N
     assert event["user"] == {
         "id": "42",
         "username": "bob",
-        "email": "bob@example.com",
+        "email": "[email]",
         "ip_address": "203.0.113.0",
     }
+
+
+def test_without_scrub_data_the_user_email_is_kept() -> None:
+    event = scrub({"user": {"email": "bob@example.com"}}, enabled=False)
+
+    assert event["user"] == {"email": "bob@example.com"}
 
 
 def test_it_scrubs_user_data() -> None:
@@ -637,13 +643,15 @@ def full_event() -> dict[str, Any]:
     return event
 
 
-def test_disabled_rules_only_anonymise_ip_fields() -> None:
+def test_without_scrub_data_the_ip_switch_still_anonymises_every_ip_address() -> None:
     event = scrub(full_event(), enabled=False)
 
     expected = full_event()
     expected["request"]["headers"]["X-Forwarded-For"] = "203.0.113.0"
     expected["request"]["env"]["REMOTE_ADDR"] = "203.0.113.0"
     expected["user"]["ip_address"] = "2001:db8:85a3::"
+    expected["exception"]["values"][0]["stacktrace"]["frames"][0]["vars"]["peer"] = "203.0.113.0"
+    expected["breadcrumbs"]["values"][0]["message"] = "login bob@example.com from 203.0.113.0"
     assert event == expected
 
 

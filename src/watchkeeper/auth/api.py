@@ -24,6 +24,7 @@ from watchkeeper.auth import projects as P
 from watchkeeper.auth import teams as T
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.audit import record
+from watchkeeper.errors.rate_limits import quota_windows
 from watchkeeper.errors.scrubbing import ScrubbingRules
 
 router = APIRouter(tags=["projects"])
@@ -49,6 +50,12 @@ class ProjectChange(BaseModel):
     events_per_hour: int | None = Field(None, ge=1, le=MAX_INT)
     scrubbing: dict[str, Any] | None = Field(
         None, description="scrub_data, sensitive_fields, safe_fields, scrub_ip_addresses"
+    )
+    quotas: dict[str, Any] | None = Field(
+        None,
+        description="quotas of the other Sentry data categories, e.g. "
+        '{"transaction": {"per_minute": 600}, "attachment": {"per_hour": 104857600}} (attachments in bytes); '
+        "a category left out takes the server's default. Error events: events_per_minute/events_per_hour",
     )
 
     @field_validator("name")
@@ -92,6 +99,7 @@ def project_json(project: P.Project) -> dict[str, Any]:
         "events_per_minute": project.events_per_minute,
         "events_per_hour": project.events_per_hour,
         "scrubbing": project.settings.get("scrubbing", {}),
+        "quotas": project.settings.get("quotas", {}),
         "created_at": project.created_at,
     }
 
@@ -213,6 +221,12 @@ async def change_project(request: Request, project_id: ProjectId, body: ProjectC
         except ValueError as exc:
             raise HTTPException(422, f"scrubbing: {exc}") from None
         changes["settings"] = {**project.settings, "scrubbing": scrubbing}
+    if "quotas" in changes:
+        try:
+            quotas = quota_windows(changes.pop("quotas"))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        changes["settings"] = {**changes.get("settings", project.settings), "quotas": quotas}
     now = runtime_of(request).clock.now()
 
     def change(conn: Connection) -> P.Project | None:

@@ -6,7 +6,7 @@ gigabytes costs about ``max_size`` bytes of memory and a few milliseconds before
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from typing import cast
 
 import brotli
@@ -73,22 +73,45 @@ def decode_body(body: bytes, content_encoding: str | None, *, max_size: int) -> 
     >>> decode_body(gzip.compress(b"hello"), "gzip", max_size=1024)
     b'hello'
     """
+    chunks = list(iter_decoded(body, content_encoding, max_size=max_size))
+    return _join(chunks) if chunks else b""
+
+
+def iter_decoded(body: bytes, content_encoding: str | None, *, max_size: int) -> Iterator[bytes]:
+    """`decode_body` in pieces of at most a few hundred KiB, decoded as they are asked for.
+
+    A reader that stops early (an envelope header, a refused item) never makes the rest exist; a
+    reader that keeps only some pieces holds only those. Errors are raised when reached. With stacked
+    encodings, all but the last-applied layer are decoded whole first (bounded by ``max_size``).
+
+    >>> b"".join(iter_decoded(b"hello", None, max_size=5))
+    b'hello'
+    """
     names = _encoding_names(content_encoding)
     if len(names) > _MAX_LAYERS:
         raise BodyDecodingError(f"too many stacked Content-Encodings ({len(names)}, at most {_MAX_LAYERS})")
+    decoders = []
     for name in names:
         decoder = _DECODERS.get(name)
         if decoder is None:
             raise BodyDecodingError(
                 f"unsupported Content-Encoding {name!r} (supported: gzip, x-gzip, deflate, br, zstd)"
             )
-        # An empty body carries no compressed stream at all; clients send it with a
-        # Content-Encoding header anyway, and there is nothing to decode.
+        decoders.append(decoder)
+    if not decoders:
+        if len(body) > max_size:
+            raise BodyTooLarge(f"body of {len(body)} bytes exceeds the {max_size}-byte limit")
         if body:
-            body = decoder(body, max_size)
-    if len(body) > max_size:
-        raise BodyTooLarge(f"body of {len(body)} bytes exceeds the {max_size}-byte limit")
-    return body
+            yield body
+        return
+    # An empty body carries no compressed stream at all; clients send it with a Content-Encoding
+    # header anyway, and there is nothing to decode.
+    for decoder in decoders[:-1]:
+        if body:
+            pieces = list(decoder(body, max_size))
+            body = _join(pieces) if pieces else b""
+    if body:
+        yield from decoders[-1](body, max_size)
 
 
 def _encoding_names(content_encoding: str | None) -> list[str]:
@@ -106,9 +129,8 @@ def _join(chunks: list[bytes]) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _decode_gzip(body: bytes, max_size: int) -> bytes:
+def _decode_gzip(body: bytes, max_size: int) -> Iterator[bytes]:
     view = memoryview(body)
-    chunks: list[bytes] = []
     produced = 0
     pos = 0
     for member in range(1, _MAX_MEMBERS + 1):
@@ -116,9 +138,9 @@ def _decode_gzip(body: bytes, max_size: int) -> bytes:
             raise BodyDecodingError(f"unexpected data after the end of the gzip body (at byte {pos})")
         if len(view) > pos + 3 and view[pos + 3] & _GZIP_FLAGS_RESERVED:
             raise BodyDecodingError("corrupt gzip body: unknown header flags set")
-        pos, produced = _inflate_stream(view, pos, _WBITS_GZIP, chunks, produced, max_size, "gzip")
+        pos, produced = yield from _inflate_stream(view, pos, _WBITS_GZIP, produced, max_size, "gzip")
         if pos == len(body):
-            return _join(chunks)
+            return
     raise BodyDecodingError(f"gzip body has more than {_MAX_MEMBERS} members")
 
 
@@ -126,12 +148,11 @@ def _inflate_stream(
     view: memoryview,
     pos: int,
     wbits: int,
-    chunks: list[bytes],
     produced: int,
     max_size: int,
     name: str,
-) -> tuple[int, int]:
-    """Inflate one zlib/gzip/raw stream starting at ``pos``, appending its output to ``chunks``.
+) -> Generator[bytes, None, tuple[int, int]]:
+    """Inflate one zlib/gzip/raw stream starting at ``pos``, yielding its output.
 
     Returns the position just after the stream and the running output size. Inflating is done by
     ISA-L (python-isal), which takes less than half the CPU of zlib for the same stream and has the
@@ -152,7 +173,7 @@ def _inflate_stream(
         if produced > max_size:
             raise _too_large(name, max_size)
         if data:
-            chunks.append(data)
+            yield data
         if decompressor.eof:
             return pos - len(decompressor.unused_data), produced
         pending = decompressor.unconsumed_tail
@@ -173,78 +194,81 @@ def _looks_like_zlib(body: bytes) -> bool:
     return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
 
 
-def _decode_deflate(body: bytes, max_size: int) -> bytes:
+def _decode_deflate(body: bytes, max_size: int) -> Iterator[bytes]:
     # HTTP "deflate" means zlib-wrapped, but some clients send raw deflate. A raw stream can start
-    # with bytes that happen to form a valid zlib header, so a zlib failure falls back to raw.
+    # with bytes that happen to form a valid zlib header, and the zlib attempt may only fail at its
+    # checksum, after all its output: so a zlib-looking body is decoded whole (bounded) before any
+    # of it is given out. Real SDKs send gzip or br; deflate is rare.
     if _looks_like_zlib(body):
         try:
-            return _inflate_single(body, _WBITS_ZLIB, max_size)
+            chunks = list(_inflate_single(body, _WBITS_ZLIB, max_size))
         except BodyDecodingError as zlib_error:
             try:
-                return _inflate_single(body, _WBITS_RAW, max_size)
+                chunks = list(_inflate_single(body, _WBITS_RAW, max_size))
             except BodyDecodingError:
                 raise zlib_error from None
-    return _inflate_single(body, _WBITS_RAW, max_size)
+        yield from chunks
+        return
+    yield from _inflate_single(body, _WBITS_RAW, max_size)
 
 
-def _inflate_single(body: bytes, wbits: int, max_size: int) -> bytes:
-    chunks: list[bytes] = []
-    pos, _ = _inflate_stream(memoryview(body), 0, wbits, chunks, 0, max_size, "deflate")
+def _inflate_single(body: bytes, wbits: int, max_size: int) -> Iterator[bytes]:
+    pos, _ = yield from _inflate_stream(memoryview(body), 0, wbits, 0, max_size, "deflate")
     if pos != len(body):
         raise BodyDecodingError(f"unexpected data after the end of the deflate body (at byte {pos})")
-    return _join(chunks)
 
 
-def _decode_brotli(body: bytes, max_size: int) -> bytes:
+def _decode_brotli(body: bytes, max_size: int) -> Iterator[bytes]:
     if not _BROTLI_BOUNDED:
         raise BodyDecodingError(
             "br bodies are not supported: the server needs brotli>=1.2 to decode them safely"
         )
     decompressor = brotli.Decompressor()
-    chunks: list[bytes] = []
     produced = 0
     data = body
-    try:
-        while True:
+    while True:
+        try:
             out = decompressor.process(data, output_buffer_limit=min(_OUTPUT_STEP, max_size - produced + 1))
-            data = b""
-            produced += len(out)
-            if produced > max_size:
-                raise _too_large("br", max_size)
-            if out:
-                chunks.append(out)
-            if decompressor.is_finished():
-                return _join(chunks)
-            # The decoder holds all input it was given, so a call that yields nothing is stuck
-            # waiting for input that will never come (can_accept_more_data() cannot tell us: it
-            # says True even while output is still buffered).
-            if not out:
-                raise BodyDecodingError("truncated br body")
-    except brotli.error:
-        # brotli reports every failure, including data after the end of the stream, the same way.
-        raise BodyDecodingError(
-            "corrupt br body (invalid data, or data after the end of the stream)"
-        ) from None
+            finished = decompressor.is_finished()
+        except brotli.error:
+            # brotli reports every failure, including data after the end of the stream, the same way.
+            raise BodyDecodingError(
+                "corrupt br body (invalid data, or data after the end of the stream)"
+            ) from None
+        data = b""
+        produced += len(out)
+        if produced > max_size:
+            raise _too_large("br", max_size)
+        if out:
+            yield out
+        if finished:
+            return
+        # The decoder holds all input it was given, so a call that yields nothing is stuck
+        # waiting for input that will never come (can_accept_more_data() cannot tell us: it
+        # says True even while output is still buffered).
+        if not out:
+            raise BodyDecodingError("truncated br body")
 
 
-def _decode_zstd(body: bytes, max_size: int) -> bytes:
+def _decode_zstd(body: bytes, max_size: int) -> Iterator[bytes]:
     decompressor = zstandard.ZstdDecompressor()
-    chunks: list[bytes] = []
     produced = 0
     try:
         reader = decompressor.stream_reader(body, read_across_frames=True)
         while True:
-            out = reader.read(min(_OUTPUT_STEP, max_size - produced + 1))
+            try:
+                out = reader.read(min(_OUTPUT_STEP, max_size - produced + 1))
+            except zstandard.ZstdError as exc:
+                raise BodyDecodingError(f"corrupt zstd body: {exc}") from None
             if not out:
                 break
             produced += len(out)
             if produced > max_size:
                 raise _too_large("zstd", max_size)
-            chunks.append(out)
+            yield out
         _check_zstd_frames_complete(body, decompressor)
     except zstandard.ZstdError as exc:
         raise BodyDecodingError(f"corrupt zstd body: {exc}") from None
-    return _join(chunks)
 
 
 def _check_zstd_frames_complete(body: bytes, decompressor: zstandard.ZstdDecompressor) -> None:
@@ -272,7 +296,7 @@ def _check_zstd_frames_complete(body: bytes, decompressor: zstandard.ZstdDecompr
     raise BodyDecodingError(f"zstd body has more than {_MAX_MEMBERS} frames")
 
 
-_DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
+_DECODERS: dict[str, Callable[[bytes, int], Iterator[bytes]]] = {
     "gzip": _decode_gzip,
     "x-gzip": _decode_gzip,
     "deflate": _decode_deflate,

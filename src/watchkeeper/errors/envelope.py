@@ -5,6 +5,7 @@ Payloads are returned as bytes and never parsed here; the caller decides per ite
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,9 @@ class Envelope:
 
 _NEWLINE = 0x0A
 _CARRIAGE_RETURN = 0x0D
+# Envelope and item headers are a few hundred bytes (event id, dsn, sdk, trace context; type,
+# length, filename): a longer line is an attack, and reading one from pieces joins them.
+MAX_HEADER_LINE_BYTES = 64 * 1024
 
 
 def parse_envelope(body: bytes, *, max_items: int = 1000) -> Envelope:
@@ -40,69 +44,181 @@ def parse_envelope(body: bytes, *, max_items: int = 1000) -> Envelope:
     """
     if not body:
         raise EnvelopeError("envelope is empty")
-    end = len(body)
-    line_end = _find_newline(body, 0)
-    headers = parse_json_object(body[:line_end], "envelope header")
-
+    reader = EnvelopeReader(iter((body,)), max_items=max_items)
+    headers = reader.header()
     items: list[EnvelopeItem] = []
-    pos = line_end + 1
-    while pos < end:
-        line_end = _find_newline(body, pos)
-        line = body[pos:line_end]
-        if line.isspace() or not line:
-            pos = line_end + 1
-            continue
-        if len(items) == max_items:
-            raise EnvelopeError(f"envelope has more than {max_items} items")
-        number = len(items) + 1
-        item_headers = parse_json_object(line, f"item {number} header")
-        item_type = item_headers.get("type")
-        if not isinstance(item_type, str) or not item_type:
-            raise EnvelopeError(f'item {number}: header has no "type" string')
-        # The header may be the last bytes of the body, leaving an empty payload.
-        start = min(line_end + 1, end)
-        length = item_headers.get("length")
-        if length is None:
-            payload, pos = _read_to_newline(body, start)
-        else:
-            payload, pos = _read_length(body, start, length, number)
-        items.append(EnvelopeItem(item_type, item_headers, payload))
+    while (item_headers := reader.next_item()) is not None:
+        items.append(EnvelopeItem(item_headers["type"], item_headers, reader.payload()))
     return Envelope(headers, items)
 
 
-def _find_newline(body: bytes, start: int) -> int:
-    found = body.find(b"\n", start)
-    return len(body) if found < 0 else found
+class EnvelopeReader:
+    """Reads an envelope item by item from pieces of its decoded body (see decoding.iter_decoded).
 
+    The caller sees each item's header before its payload and either takes the payload (`payload`)
+    or passes over it (`skip`): a refused item is never held in memory whole, nor is the rest of
+    the body decoded before it is needed.
 
-def _read_to_newline(body: bytes, start: int) -> tuple[bytes, int]:
-    stop = _find_newline(body, start)
-    payload_end = stop
-    # Tolerate CRLF line endings; a payload that needs a trailing "\r" must declare its length.
-    if payload_end > start and body[payload_end - 1] == _CARRIAGE_RETURN:
-        payload_end -= 1
-    return body[start:payload_end], stop + 1
+    >>> reader = EnvelopeReader(iter([b'{}\\n{"type":"attachment","length":3}\\nab', b'c\\n']))
+    >>> reader.header(), reader.next_item()["type"], reader.payload(), reader.next_item()
+    ({}, 'attachment', b'abc', None)
+    """
 
+    __slots__ = ("_data", "_ended", "_item", "_items", "_max_items", "_pieces", "_pos")
 
-def _read_length(body: bytes, start: int, length: object, number: int) -> tuple[bytes, int]:
-    # bool is a subclass of int, and JSON true is not a length.
-    if type(length) is not int:
-        raise EnvelopeError(f"item {number}: length must be an integer, got {_json_type(length)}")
-    if length < 0:
-        raise EnvelopeError(f"item {number}: length must not be negative, got {length}")
-    remaining = len(body) - start
-    if length > remaining:
-        raise EnvelopeError(f"item {number}: length {length} exceeds the remaining {remaining} bytes")
-    stop = start + length
-    # A payload must end at a line break or at the end of the body; anything else means the
-    # declared length is wrong, and guessing where the item really ends would misparse the rest.
-    if stop == len(body):
-        return body[start:stop], stop
-    if body[stop] == _NEWLINE:
-        return body[start:stop], stop + 1
-    if body.startswith(b"\r\n", stop):
-        return body[start:stop], stop + 2
-    raise EnvelopeError(f"item {number}: payload of length {length} is not followed by a newline")
+    def __init__(self, pieces: Iterator[bytes], *, max_items: int = 1000) -> None:
+        self._pieces = pieces
+        self._data = b""
+        self._pos = 0
+        self._ended = False
+        self._items = 0
+        self._max_items = max_items
+        self._item: dict[str, Any] | None = None  # the header of the item whose payload is next
+
+    def header(self) -> dict[str, Any]:
+        """The envelope header (the first line)."""
+        if not self._more(1):
+            raise EnvelopeError("envelope is empty")
+        line_end = self._line_end("envelope header")
+        line = self._data[self._pos : line_end]
+        self._pos = line_end + 1
+        return parse_json_object(line, "envelope header")
+
+    def next_item(self) -> dict[str, Any] | None:
+        """The next item's header (with a "type" string), or None at the end of the envelope."""
+        if self._item is not None:
+            self.skip()
+        while self._more(1):
+            line_end = self._line_end(f"item {self._items + 1} header")
+            line = self._data[self._pos : line_end]
+            self._pos = line_end + 1
+            if line.isspace() or not line:
+                continue
+            if self._items == self._max_items:
+                raise EnvelopeError(f"envelope has more than {self._max_items} items")
+            self._items += 1
+            number = self._items
+            item_headers = parse_json_object(line, f"item {number} header")
+            item_type = item_headers.get("type")
+            if not isinstance(item_type, str) or not item_type:
+                raise EnvelopeError(f'item {number}: header has no "type" string')
+            length = item_headers.get("length")
+            if length is not None:
+                # bool is a subclass of int, and JSON true is not a length.
+                if type(length) is not int:
+                    raise EnvelopeError(f"item {number}: length must be an integer, got {_json_type(length)}")
+                if length < 0:
+                    raise EnvelopeError(f"item {number}: length must not be negative, got {length}")
+            self._item = item_headers
+            return item_headers
+        return None
+
+    def payload(self) -> bytes:
+        """The payload of the item `next_item` returned."""
+        pieces: list[bytes] = []
+        self._consume(lambda piece: pieces.append(bytes(piece)))
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def skip(self) -> int:
+        """Pass over the payload of the item `next_item` returned, keeping none of it; its size."""
+        size = 0
+
+        def count(piece: bytes | memoryview) -> None:
+            nonlocal size
+            size += len(piece)
+
+        self._consume(count)
+        return size
+
+    def _consume(self, sink: Callable[[bytes | memoryview], object]) -> None:
+        item = self._item
+        if item is None:
+            raise EnvelopeError("no item to read")
+        self._item = None
+        length = item.get("length")
+        if length is None:
+            self._consume_line(sink)
+        else:
+            self._consume_length(length, sink)
+
+    def _consume_line(self, sink: Callable[[bytes | memoryview], object]) -> None:
+        # Without a length the payload ends at the next newline (or the end of the body). Tolerate
+        # CRLF line endings; a payload that needs a trailing "\\r" must declare its length. A "\\r"
+        # at the end of a piece is held back until the next piece shows whether a newline follows.
+        held_cr = False
+        while self._more(1):
+            found = self._data.find(b"\n", self._pos)
+            stop = len(self._data) if found < 0 else found
+            piece = memoryview(self._data)[self._pos : stop]
+            self._pos = stop if found < 0 else stop + 1
+            if not len(piece):
+                return  # a newline at once (a held "\\r" was the CRLF's)
+            if held_cr:
+                sink(b"\r")
+            held_cr = piece[-1] == _CARRIAGE_RETURN
+            if held_cr:
+                piece = piece[:-1]
+            if len(piece):
+                sink(piece)
+            if found >= 0:
+                return
+
+    def _consume_length(self, length: int, sink: Callable[[bytes | memoryview], object]) -> None:
+        number = self._items
+        left = length
+        seen = 0
+        while left:
+            if not self._more(1):
+                raise EnvelopeError(f"item {number}: length {length} exceeds the remaining {seen} bytes")
+            take = min(left, len(self._data) - self._pos)
+            sink(memoryview(self._data)[self._pos : self._pos + take])
+            self._pos += take
+            left -= take
+            seen += take
+        # A payload must end at a line break or at the end of the body; anything else means the
+        # declared length is wrong, and guessing where the item really ends would misparse the rest.
+        if not self._more(1):
+            return
+        if self._data[self._pos] == _NEWLINE:
+            self._pos += 1
+            return
+        if self._more(2) and self._data[self._pos : self._pos + 2] == b"\r\n":
+            self._pos += 2
+            return
+        raise EnvelopeError(f"item {number}: payload of length {length} is not followed by a newline")
+
+    def _more(self, count: int) -> bool:
+        """Whether at least `count` unread bytes are (or can be made) available."""
+        while len(self._data) - self._pos < count:
+            if self._ended:
+                return False
+            piece = next(self._pieces, None)
+            if piece is None:
+                self._ended = True
+                return False
+            if piece:
+                rest = self._data[self._pos :]
+                self._data = rest + piece if rest else piece
+                self._pos = 0
+        return True
+
+    def _line_end(self, what: str) -> int:
+        """The index of the next newline, reading more as needed (the end of the body if none).
+
+        Header lines are bounded: a line spread over many pieces is joined piece by piece."""
+        scanned = 0  # unread bytes already searched
+        while True:
+            found = self._data.find(b"\n", self._pos + scanned)
+            if found >= 0:
+                stop = found
+                break
+            scanned = len(self._data) - self._pos
+            if scanned > MAX_HEADER_LINE_BYTES or not self._more(scanned + 1):
+                stop = len(self._data)
+                break
+        if stop - self._pos > MAX_HEADER_LINE_BYTES:
+            raise EnvelopeError(f"{what}: longer than {MAX_HEADER_LINE_BYTES} bytes")
+        return stop
 
 
 def parse_json_object(payload: bytes, what: str) -> dict[str, Any]:

@@ -22,21 +22,24 @@ from starlette.types import Receive, Scope, Send
 
 from watchkeeper.auth.key_cache import KeyGrant
 from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
-from watchkeeper.errors.envelope import Envelope, EnvelopeItem
+from watchkeeper.errors.envelope import EnvelopeItem
 from watchkeeper.errors.interfaces import trace_id
 from watchkeeper.errors.processing import (
     EnvelopeJob,
     IngestError,
     ItemsJob,
     ProcessedItems,
+    count_refused,
     decode_request_body,
+    dsn_agrees,
     merge_processed,
     process_envelope_for_writer,
     process_items,
-    read_envelope,
+    read_admitted,
+    read_envelope_header,
 )
 from watchkeeper.errors.processors import ProcessorUnavailable
-from watchkeeper.errors.rate_limits import Refusal
+from watchkeeper.errors.rate_limits import Refusal, rate_limits_header
 from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.errors.sentry_auth import AuthError, find_public_key
 from watchkeeper.errors.storage import save_envelopes, save_packed_envelopes
@@ -168,15 +171,26 @@ def _context(runtime: Runtime, request: Request, grant: KeyGrant, items: list[En
     return ItemsJob(grant.project_id, runtime.clock.now(), items, None, client_ip, rules, _limits(runtime))
 
 
-async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope: Envelope) -> Response:
-    """Process an envelope read in this process (the /store/ endpoint, or a quota to enforce)."""
-    events = sum(1 for item in envelope.items if item.type == "event")
-    refusal: Refusal | None = runtime.quotas.take(grant, events) if events else None
-    items: list[EnvelopeItem] = envelope.items
-    if refusal is not None:
-        items = [item for item in items if item.type != "event"]
+async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, body: bytes, encoding: str | None) -> Response:
+    """Read and process an envelope in this process, each item taken from its quota before it is read
+    (the /store/ endpoint, no processor pool, or a quota that the pool's budget did not foresee)."""
+    refusals: dict[str, Refusal] = {}
+
+    def admit(category: str, quantity: int) -> bool:
+        refusal = runtime.quotas.take(grant, category, quantity)
+        if refusal is not None:
+            refusals.setdefault(category, refusal)
+        return refusal is None
+
+    admitted = read_admitted(
+        body,
+        encoding,
+        runtime.settings.ingest.max_decompressed_bytes,
+        admit,
+        dsn_agrees(request.headers.get("x-sentry-auth"), _query_key(request)),
+    )
     # Stored with attachments and kept items (a 32-character column) and echoed back: only a real id.
-    envelope_id = trace_id(envelope.headers.get("event_id"))
+    envelope_id = trace_id(admitted.headers.get("event_id"))
 
     def job(of: list[EnvelopeItem]) -> ItemsJob:
         context = _context(runtime, request, grant, of)
@@ -185,25 +199,34 @@ async def _accept(runtime: Runtime, request: Request, grant: KeyGrant, envelope:
 
     # Events and transactions are the CPU-heavy items: they go to a processor process when there is a
     # pool. The rest (sessions, check-ins, attachments of up to 20 MiB) is cheap or large: done here.
-    heavy = [item for item in items if item.type in EVENT_TYPES]
-    light = [item for item in items if item.type not in EVENT_TYPES]
+    heavy = [item for item in admitted.items if item.type in EVENT_TYPES]
+    light = [item for item in admitted.items if item.type not in EVENT_TYPES]
     done = process_items(job(light))
     if heavy:
         merge_processed(done, await _in_processor(runtime, process_items, job(heavy)))
-    if refusal is not None:
-        done.records.count("error", "rate_limited", events)
-    headers = {"X-Sentry-Rate-Limits": refusal.header()} if refusal else {}
-    if refusal is not None and not any(item.type != "event" for item in envelope.items):
+    count_refused(done.records, admitted.refused)
+    return await _answer(runtime, done, envelope_id, refusals, admitted.nothing_admitted)
+
+
+async def _answer(
+    runtime: Runtime, done: ProcessedItems, envelope_id: str | None, refusals: dict[str, Refusal], refused_all: bool
+) -> Response:
+    """Commit what was admitted; the answer names every category a quota refused, and is a 429 when
+    every item a quota applies to was refused."""
+    headers = {"X-Sentry-Rate-Limits": rate_limits_header(refusals)} if refusals else {}
+    if refused_all:
         await _commit(runtime, done)
-        headers["Retry-After"] = str(refusal.retry_after)
-        raise IngestError(429, f"rate limit exceeded ({refusal.reason})", "rate_limited", headers)
+        headers["Retry-After"] = str(max(refusal.retry_after for refusal in refusals.values()))
+        names = ", ".join(refusals)
+        raise IngestError(429, f"rate limit exceeded ({names}: over quota)", "rate_limited", headers)
     return await _commit_and_answer(runtime, done, envelope_id, headers)
 
 
 async def _accept_body(runtime: Runtime, request: Request, grant: KeyGrant, body: bytes) -> Response | None:
     """Hand the whole body to a processor process: it decompresses, parses and processes it, so this
-    process — HTTP, quotas and the writer for every core — only moves compressed bytes. None when the
-    envelope turns out to be over a quota: the caller then reads it here, where quotas are enforced."""
+    process — HTTP, quotas and the writer for every core — only moves compressed bytes. The process
+    admits items against what their quotas had left; this one then takes what was admitted. None when
+    another request took the same quota meanwhile: the caller then reads it here, item by item."""
     job = EnvelopeJob(
         body,
         request.headers.get("content-encoding"),
@@ -211,11 +234,13 @@ async def _accept_body(runtime: Runtime, request: Request, grant: KeyGrant, body
         request.headers.get("x-sentry-auth"),
         _query_key(request),
         _context(runtime, request, grant, []),
+        runtime.quotas.budget(grant),
     )
     processed = await _in_processor(runtime, process_envelope_for_writer, job)
-    if processed.events and runtime.quotas.take(grant, processed.events) is not None:
+    if processed.usage and runtime.quotas.take_all(grant, processed.usage) is not None:
         return None
-    return await _commit_and_answer(runtime, processed.done, processed.envelope_id, {})
+    refusals = {category: runtime.quotas.refusal(grant, category) for category in processed.refused_categories}
+    return await _answer(runtime, processed.done, processed.envelope_id, refusals, processed.nothing_admitted)
 
 
 async def _in_processor(runtime: Runtime, function: Callable[[J], R], job: J) -> R:
@@ -277,17 +302,18 @@ async def envelope_endpoint(runtime: Runtime, request: Request) -> Response:
     project_id = _project_id(request)
     grant = await _authorize_early(runtime, request, project_id)
     body = await _read_body(request, runtime.settings.ingest.max_body_bytes)
-    # The common case — a key in the header, quotas not exhausted, a processor pool — never
-    # decompresses the body in this process.
-    if grant is not None and runtime.processors is not None and not runtime.quotas.exhausted(grant):
+    encoding = request.headers.get("content-encoding")
+    if grant is None:
+        # No key in the header or query: it may be in the envelope header's dsn. Only that first line
+        # is decoded before the key is checked; the rest waits until the request is authorised.
+        header = read_envelope_header(body, encoding, runtime.settings.ingest.max_decompressed_bytes)
+        grant = await _authorize(runtime, request, project_id, header.get("dsn"))
+    # The common case — a processor pool — never decompresses the body in this process.
+    if runtime.processors is not None:
         answer = await _accept_body(runtime, request, grant, body)
         if answer is not None:
             return answer
-    encoding = request.headers.get("content-encoding")
-    envelope = read_envelope(body, encoding, runtime.settings.ingest.max_decompressed_bytes)
-    # Again with the envelope's dsn: a dsn naming another key than the header is refused (400).
-    grant = await _authorize(runtime, request, project_id, envelope.headers.get("dsn"))
-    return await _accept(runtime, request, grant, envelope)
+    return await _accept(runtime, request, grant, body, encoding)
 
 
 def _store_payload(body: bytes, limit: int) -> bytes:
@@ -321,8 +347,9 @@ async def store_endpoint(runtime: Runtime, request: Request) -> Response:
                 kind = "transaction"
         except orjson.JSONDecodeError:
             pass
-    envelope = Envelope(headers={}, items=[EnvelopeItem(type=kind, headers={}, payload=payload)])
-    return await _accept(runtime, request, grant, envelope)
+    # The event as a one-item envelope: read, admitted and processed the way envelopes are.
+    envelope = b"{}\n" + orjson.dumps({"type": kind, "length": len(payload)}) + b"\n" + payload
+    return await _accept(runtime, request, grant, envelope, None)
 
 
 async def preflight(request: Request) -> Response:

@@ -65,12 +65,23 @@ _IPV4_EXACT = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
 _FORWARDED_NODE = re.compile(r'(?i)(\b(?:for|by)=)("?)([^;,"\s]+)')
 
 
-def scrub_text(text: str, *, ips: bool) -> str:
-    """Replace PII found inside ``text``, keeping the rest of the string.
+# What scrubbing leaves in place of a value (IP addresses are anonymised instead).
+PLACEHOLDERS = frozenset({FILTERED, "[email]", "[creditcard]", "[wallet]"})
+
+
+def scrub_text(text: str, *, ips: bool, patterns: bool = True) -> str:
+    """Replace PII found inside ``text``, keeping the rest of the string: secrets, e-mail addresses,
+    cards and wallets when ``patterns``, IP addresses (anonymised) when ``ips``.
 
     >>> scrub_text("user bob@example.com logged in", ips=True)
     'user [email] logged in'
+    >>> scrub_text("bob@example.com from 203.0.113.57", ips=True, patterns=False)
+    'bob@example.com from 203.0.113.0'
     """
+    if not patterns:
+        if not ips or len(text) < 6 or text.isalpha():
+            return text
+        return _scrub_ips(text)
     # Substring tests decide which regexes run at all, and a regex searches before it substitutes:
     # most strings in an event need no regex, a regex scan costs about ten times more per
     # character than a substring test, and sub() costs about twice search().
@@ -112,8 +123,10 @@ def scrub_text(text: str, *, ips: bool) -> str:
     # Every card layout holds 13 digits in a row or "dddd dddd".
     if (_CARD_RUN in shape or _CARD_GROUPS in shape) and _CARD_CANDIDATE.search(text):
         text = _CARD_CANDIDATE.sub(_card, text)
-    if not ips:
-        return text
+    return _scrub_ips(text) if ips else text
+
+
+def _scrub_ips(text: str) -> str:
     # Most strings hold no "." or ":" at all, which one substring test tells faster than count().
     if "." in text and text.count(".") >= 3 and _IPV4_CANDIDATE.search(text):
         text = _IPV4_CANDIDATE.sub(_ipv4, text)

@@ -6,11 +6,18 @@ Runs on the request path (CPU only, no I/O); the writer stores the result.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body
-from watchkeeper.errors.envelope import Envelope, EnvelopeError, EnvelopeItem, parse_envelope, parse_json_object
+from watchkeeper.errors.admission import AdmittedEnvelope, admit_items, budget_admission
+from watchkeeper.errors.decoding import BodyDecodingError, BodyTooLarge, decode_body, iter_decoded
+from watchkeeper.errors.envelope import (
+    EnvelopeError,
+    EnvelopeItem,
+    EnvelopeReader,
+    parse_json_object,
+)
 from watchkeeper.errors.grouping import (
     GROUPING_CONFIG,
     compute_grouping,
@@ -20,6 +27,7 @@ from watchkeeper.errors.grouping import (
 )
 from watchkeeper.errors.interfaces import trace_id
 from watchkeeper.errors.normalize import InvalidEvent, normalize_event
+from watchkeeper.errors.pii_patterns import PLACEHOLDERS
 from watchkeeper.errors.records import (
     AttachmentRecord,
     EnvelopeRecords,
@@ -86,13 +94,72 @@ def decode_request_body(body: bytes, content_encoding: str | None, max_decompres
         raise IngestError(400, str(exc), "invalid") from None
 
 
-def read_envelope(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> Envelope:
-    """Decompress and parse a request body; IngestError (400/413) says what is wrong with it."""
-    raw = decode_request_body(body, content_encoding, max_decompressed_bytes)
+def read_envelope_header(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> dict[str, Any]:
+    """Only the envelope header (its first line) of a request body: what an unauthenticated request
+    costs before its key, which may sit in the header's `dsn`, is checked. Decodes at most the first
+    64 KiB and a piece, however far the body would expand."""
+    if len(_encoding_layers(content_encoding)) > 1:
+        # All but the last layer of a stack are decoded whole: too much to do for a stranger.
+        raise IngestError(
+            401,
+            "missing authorization information: a body with stacked Content-Encodings must name its "
+            "key in X-Sentry-Auth or the sentry_key query parameter",
+            "unauthorized",
+        )
     try:
-        return parse_envelope(raw)
+        pieces = iter_decoded(body, content_encoding, max_size=max_decompressed_bytes)
+        return EnvelopeReader(pieces).header()
+    except BodyTooLarge as exc:
+        raise IngestError(413, str(exc), "too_large") from None
+    except BodyDecodingError as exc:
+        raise IngestError(400, str(exc), "invalid") from None
     except EnvelopeError as exc:
         raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+
+
+def read_admitted(
+    body: bytes,
+    content_encoding: str | None,
+    max_decompressed_bytes: int,
+    admit: Callable[[str, int], bool],
+    check_header: Callable[[dict[str, Any]], None] | None = None,
+) -> AdmittedEnvelope:
+    """Decode and read a request body item by item, admitting each against its quota (see
+    errors/admission.py); IngestError (400/413) says what is wrong with the body."""
+    try:
+        reader = EnvelopeReader(iter_decoded(body, content_encoding, max_size=max_decompressed_bytes))
+        return admit_items(reader, admit, check_header)
+    except BodyTooLarge as exc:
+        raise IngestError(413, str(exc), "too_large") from None
+    except BodyDecodingError as exc:
+        raise IngestError(400, str(exc), "invalid") from None
+    except EnvelopeError as exc:
+        raise IngestError(400, f"invalid envelope: {exc}", "invalid") from None
+
+
+def dsn_agrees(auth_header: str | None, query_key: str | None) -> Callable[[dict[str, Any]], None]:
+    """A check of an envelope header: its ``dsn``, if any, names the key the request was authorised
+    with (IngestError 400 when it names another)."""
+
+    def check(headers: dict[str, Any]) -> None:
+        dsn = headers.get("dsn")
+        try:
+            find_public_key(auth_header, query_key, dsn if isinstance(dsn, str) else None)
+        except AuthError as exc:
+            raise IngestError(exc.status, str(exc), "unauthorized") from None
+
+    return check
+
+
+def count_refused(records: EnvelopeRecords, refused: dict[str, int]) -> None:
+    """Count items refused by a quota under the names their accepted outcomes use."""
+    for kind, n in refused.items():
+        records.count("error" if kind == "event" else kind, "rate_limited", n)
+
+
+def _encoding_layers(content_encoding: str | None) -> list[str]:
+    names = (name.strip().lower() for name in (content_encoding or "").split(","))
+    return [name for name in names if name and name != "identity"]
 
 
 class ItemRejected(Exception):
@@ -108,13 +175,16 @@ def user_key(event: dict[str, Any]) -> str | None:
 
     >>> user_key({"user": {"email": "a@b.c", "id": 7}})
     'id:7'
+    >>> user_key({"user": {"email": "[email]", "username": "jane"}})
+    'username:jane'
     """
     user = event.get("user")
     if not isinstance(user, dict):
         return None
     for field, prefix in (("id", "id"), ("email", "email"), ("username", "username"), ("ip_address", "ip")):
         value = user.get(field)
-        if value not in (None, ""):
+        # A scrubbed value ("[email]") would make every user one.
+        if value not in (None, "") and value not in PLACEHOLDERS:
             return f"{prefix}:{value}"[:200]
     return None
 
@@ -357,7 +427,8 @@ def process_items(job: ItemsJob) -> ProcessedItems:
 @dataclass(slots=True)
 class EnvelopeJob:
     """A whole envelope request body for a processor process: it decompresses, parses, checks the
-    envelope's ``dsn`` against the key the request authenticated with, and processes every item."""
+    envelope's ``dsn`` against the key the request authenticated with, admits each item against what
+    its quota had left (``budget``) and processes every admitted item."""
 
     body: bytes
     content_encoding: str | None
@@ -366,6 +437,8 @@ class EnvelopeJob:
     query_key: str | None
     # Everything but the items (and the envelope's event id), which come from the body.
     context: ItemsJob
+    # What each limited category could still take when the request came in (see Quotas.budget).
+    budget: dict[str, int]
 
 
 @pickled_by_fields
@@ -373,22 +446,29 @@ class EnvelopeJob:
 class ProcessedEnvelope:
     done: ProcessedItems
     envelope_id: str | None
-    events: int  # error event items in the envelope, for the quotas
+    # Quantity admitted per quota category, for the server to take from the quotas.
+    usage: dict[str, int]
+    refused_categories: list[str]
+    nothing_admitted: bool
 
 
 def process_envelope(job: EnvelopeJob) -> ProcessedEnvelope:
     """Raises IngestError for a body that cannot be read or whose ``dsn`` names another key."""
-    envelope = read_envelope(job.body, job.content_encoding, job.max_decompressed_bytes)
-    dsn = envelope.headers.get("dsn")
-    try:
-        find_public_key(job.auth_header, job.query_key, dsn if isinstance(dsn, str) else None)
-    except AuthError as exc:
-        raise IngestError(exc.status, str(exc), "unauthorized") from None
+    admitted = read_admitted(
+        job.body,
+        job.content_encoding,
+        job.max_decompressed_bytes,
+        budget_admission(dict(job.budget)),
+        dsn_agrees(job.auth_header, job.query_key),
+    )
     context = job.context
-    context.items = envelope.items
-    context.envelope_event_id = trace_id(envelope.headers.get("event_id"))
-    events = sum(1 for item in envelope.items if item.type == "event")
-    return ProcessedEnvelope(process_items(context), context.envelope_event_id, events)
+    context.items = admitted.items
+    context.envelope_event_id = trace_id(admitted.headers.get("event_id"))
+    done = process_items(context)
+    count_refused(done.records, admitted.refused)
+    return ProcessedEnvelope(
+        done, context.envelope_event_id, admitted.usage, admitted.refused_categories, admitted.nothing_admitted
+    )
 
 
 def process_envelope_for_writer(job: EnvelopeJob) -> ProcessedEnvelope:

@@ -9,8 +9,12 @@ breadcrumbs, extra, contexts, tags, log messages):
   URL credentials and (when IP scrubbing is on) IP addresses found inside strings are replaced
   in place, keeping the rest of the string (see :mod:`watchkeeper.errors.pii_patterns`).
 
-Exception ``type``/``value`` and ``user.id``/``username``/``email`` are left alone: the first
-two drive grouping and titles, the others were sent on purpose by the application.
+Each switch applies to every field it names, wherever it sits (user, extra, request headers,
+cookies, query and body, breadcrumbs, contexts, tags, messages, exception values, spans):
+``scrub_data`` to passwords, secrets, cards and e-mail addresses (``user.email`` included),
+``scrub_ip_addresses`` to IP addresses, ``sensitive_fields`` and ``safe_fields`` to the keys they
+list, each whether or not the others are on. Exception types and frame locations are left alone:
+they drive grouping.
 """
 
 from __future__ import annotations
@@ -158,9 +162,11 @@ _MAX_KEY_CHARS = 256  # trim() rewrites longer keys
 class _KeyRules:
     """Classifies key names for one ScrubbingRules, caching verdicts across events."""
 
-    __slots__ = ("bounded_verdicts", "extra", "safe", "verdicts")
+    __slots__ = ("bounded_verdicts", "defaults", "extra", "safe", "verdicts")
 
     def __init__(self, rules: ScrubbingRules) -> None:
+        # The built-in sensitive names (password, token...) belong to the scrub_data switch.
+        self.defaults = rules.enabled
         # Empty names would match every key as a substring.
         self.extra = tuple(name.lower() for name in rules.extra_fields if name.strip())
         self.safe = frozenset(name.lower() for name in rules.safe_fields)
@@ -195,7 +201,7 @@ class _KeyRules:
         lowered = key.lower()
         if lowered in self.safe:
             return _SAFE
-        if _is_sensitive_key(key) or any(name in lowered for name in self.extra):
+        if (self.defaults and _is_sensitive_key(key)) or any(name in lowered for name in self.extra):
             return _SENSITIVE
         return _PLAIN
 
@@ -213,12 +219,15 @@ class EventScrubber:
     {'password': '[Filtered]', 'who': '[email]'}
     """
 
-    __slots__ = ("bounded_verdicts", "enabled", "ips", "keys", "memo", "safe", "verdicts")
+    __slots__ = ("bounded_verdicts", "enabled", "ips", "keys", "memo", "patterns", "safe", "verdicts")
 
     def __init__(self, rules: ScrubbingRules) -> None:
-        self.enabled = rules.enabled
-        self.ips = rules.scrub_ip_addresses
         self.keys = _key_rules_for(rules)
+        # Value patterns (secrets, e-mails, cards) belong to scrub_data, IPs to their own switch;
+        # the walk over free-form data is needed while any switch, or a sensitive field, is on.
+        self.patterns = rules.enabled
+        self.ips = rules.scrub_ip_addresses
+        self.enabled = rules.enabled or rules.scrub_ip_addresses or bool(self.keys.extra)
         self.safe = self.keys.safe
         self.verdicts = self.keys.verdicts
         self.bounded_verdicts = self.keys.bounded_verdicts
@@ -242,10 +251,44 @@ class EventScrubber:
         if isinstance(request := event.get("request"), dict):
             self._scrub_request(request)
         if isinstance(user := event.get("user"), dict):
-            if self.ips and isinstance(ip := user.get("ip_address"), str) and not self.is_safe("ip_address"):
-                user["ip_address"] = anonymize_ip(ip)
-            if self.enabled and (data := user.get("data")) is not None:
-                user["data"] = self.value(data, 0)
+            self._scrub_user(user)
+        if self.enabled:
+            self._scrub_exception_values(event.get("exception"))
+            self._scrub_spans(event.get("spans"))
+
+    def _scrub_user(self, user: dict[str, Any]) -> None:
+        """Every user field: ``email`` by the e-mail pattern, any field by the key rules."""
+        address = user.get("ip_address")
+        if self.enabled:
+            for key, value in user.items():
+                if key == "ip_address":
+                    continue
+                verdict = self.verdict(key)
+                if verdict == _SENSITIVE:
+                    user[key] = FILTERED
+                elif verdict != _SAFE:
+                    user[key] = self.value(value, 0)
+        if self.ips and isinstance(address, str) and not self.is_safe("ip_address"):
+            user["ip_address"] = anonymize_ip(address)
+        elif isinstance(address, str) and self.verdict("ip_address") == _SENSITIVE:
+            user["ip_address"] = FILTERED
+
+    def _scrub_exception_values(self, exception: Any) -> None:
+        # The value is shown as the issue's title; the type and the frames group the issue.
+        for entry in _values(exception):
+            if isinstance(entry, dict) and isinstance(value := entry.get("value"), str):
+                entry["value"] = self.text(value)
+
+    def _scrub_spans(self, spans: Any) -> None:
+        if not isinstance(spans, list):
+            return
+        for span in spans:
+            if not isinstance(span, dict):
+                continue
+            if isinstance(description := span.get("description"), str):
+                span["description"] = self.text(description)
+            if isinstance(data := span.get("data"), dict):
+                self.mapping(data, 0)
 
     # -- trimming and scrubbing in one walk ---------------------------------------------------
 
@@ -300,7 +343,7 @@ class EventScrubber:
                 if size >= _MIN_PATTERN_LENGTH:
                     scrubbed = memo.get(item)
                     if scrubbed is None:
-                        scrubbed = memo[item] = scrub_text(item, ips=self.ips)
+                        scrubbed = memo[item] = scrub_text(item, ips=self.ips, patterns=self.patterns)
                     if scrubbed is not item:
                         replaced.append((data, key, item))
                         data[key] = scrubbed
@@ -309,7 +352,7 @@ class EventScrubber:
                 if item >= _CARD_RANGE_START or item < _INT_MIN:
                     if not _INT_MIN <= item < _INT_END:
                         return False
-                    if is_card_number(item):
+                    if self.patterns and is_card_number(item):
                         replaced.append((data, key, item))
                         data[key] = "[creditcard]"
             elif kind is dict:
@@ -363,7 +406,7 @@ class EventScrubber:
                 if size >= _MIN_PATTERN_LENGTH:
                     scrubbed = memo.get(item)
                     if scrubbed is None:
-                        scrubbed = memo[item] = scrub_text(item, ips=self.ips)
+                        scrubbed = memo[item] = scrub_text(item, ips=self.ips, patterns=self.patterns)
                     if scrubbed is not item:
                         replaced.append((items, index, item))
                         items[index] = scrubbed
@@ -371,7 +414,7 @@ class EventScrubber:
                 if item >= _CARD_RANGE_START or item < _INT_MIN:
                     if not _INT_MIN <= item < _INT_END:
                         return False
-                    if is_card_number(item):
+                    if self.patterns and is_card_number(item):
                         replaced.append((items, index, item))
                         items[index] = "[creditcard]"
             elif kind is dict:
@@ -403,7 +446,7 @@ class EventScrubber:
             return value
         scrubbed = self.memo.get(value)
         if scrubbed is None:
-            scrubbed = self.memo[value] = scrub_text(value, ips=self.ips)
+            scrubbed = self.memo[value] = scrub_text(value, ips=self.ips, patterns=self.patterns)
         return scrubbed
 
     def value(self, value: Any, depth: int) -> Any:
@@ -414,7 +457,7 @@ class EventScrubber:
             self.mapping(value, depth)
         elif kind is list:
             self.sequence(value, depth)
-        elif kind is int and value >= _CARD_RANGE_START and is_card_number(value):
+        elif kind is int and self.patterns and value >= _CARD_RANGE_START and is_card_number(value):
             return "[creditcard]"
         return value
 
@@ -427,6 +470,7 @@ class EventScrubber:
         verdicts = self.verdicts
         memo = self.memo
         ips = self.ips
+        patterns = self.patterns
         for key, item in data.items():
             verdict = verdicts.get(key)
             if verdict is None:
@@ -442,13 +486,13 @@ class EventScrubber:
                 if len(item) >= _MIN_PATTERN_LENGTH:
                     scrubbed = memo.get(item)
                     if scrubbed is None:
-                        scrubbed = memo[item] = scrub_text(item, ips=ips)
+                        scrubbed = memo[item] = scrub_text(item, ips=ips, patterns=patterns)
                     data[key] = scrubbed
             elif kind is dict:
                 self.mapping(item, depth + 1)
             elif kind is list:
                 self.sequence(item, depth + 1)
-            elif kind is int and item >= _CARD_RANGE_START and is_card_number(item):
+            elif kind is int and patterns and item >= _CARD_RANGE_START and is_card_number(item):
                 data[key] = "[creditcard]"
 
     def sequence(self, items: list[Any], depth: int) -> None:
@@ -456,19 +500,20 @@ class EventScrubber:
             return
         memo = self.memo
         ips = self.ips
+        patterns = self.patterns
         for index, item in enumerate(items):
             kind = type(item)
             if kind is str:
                 if len(item) >= _MIN_PATTERN_LENGTH:
                     scrubbed = memo.get(item)
                     if scrubbed is None:
-                        scrubbed = memo[item] = scrub_text(item, ips=ips)
+                        scrubbed = memo[item] = scrub_text(item, ips=ips, patterns=patterns)
                     items[index] = scrubbed
             elif kind is dict:
                 self.mapping(item, depth + 1)
             elif kind is list:
                 self.sequence(item, depth + 1)
-            elif kind is int and item >= _CARD_RANGE_START and is_card_number(item):
+            elif kind is int and patterns and item >= _CARD_RANGE_START and is_card_number(item):
                 items[index] = "[creditcard]"
 
     def keys_only(self, data: dict[Any, Any], depth: int) -> None:
@@ -520,7 +565,7 @@ class EventScrubber:
             if isinstance(message := crumb.get("message"), str) and len(message) >= _MIN_PATTERN_LENGTH:
                 scrubbed = memo.get(message)
                 if scrubbed is None:
-                    scrubbed = memo[message] = scrub_text(message, ips=self.ips)
+                    scrubbed = memo[message] = scrub_text(message, ips=self.ips, patterns=self.patterns)
                 crumb["message"] = scrubbed
             if not data_scrubbed and (data := crumb.get("data")) is not None:
                 crumb["data"] = self.value(data, 0)
@@ -571,8 +616,9 @@ class EventScrubber:
                     pair[1] = self._header(pair[0], pair[1])
         env = request.get("env")
         if self.enabled:
-            if request.get("cookies") and not self.is_safe("cookies"):
-                request["cookies"] = FILTERED
+            cookies = request.get("cookies")
+            if cookies and not self.is_safe("cookies"):
+                request["cookies"] = self._cookies(cookies)
             if isinstance(env, dict):
                 self.mapping(env, 0)
             if isinstance(url := request.get("url"), str):
@@ -607,6 +653,35 @@ class EventScrubber:
         if verdict == _SENSITIVE:
             return FILTERED
         return self.text(value) if type(value) is str else self.value(value, 0)
+
+    def _cookies(self, cookies: Any) -> Any:
+        """Cookies are secrets to the scrub_data switch: each value is filtered unless its name is a
+        safe field. Without that switch their values still meet the others (IPs, sensitive fields)."""
+        if isinstance(cookies, dict):
+            for name, value in cookies.items():
+                if value is not None:
+                    cookies[name] = self._cookie(str(name), value)
+            return cookies
+        if isinstance(cookies, list):
+            for pair in cookies:
+                if _is_pair(pair) and pair[1] is not None:
+                    pair[1] = self._cookie(pair[0], pair[1])
+            return cookies
+        if not isinstance(cookies, str):
+            return FILTERED if self.patterns else self.value(cookies, 0)
+        parts = []
+        for part in cookies.split(";"):
+            name, equals, value = part.partition("=")
+            parts.append(f"{name}={self._cookie(name.strip(), value)}" if equals else part)
+        return ";".join(parts)
+
+    def _cookie(self, name: str, value: Any) -> Any:
+        verdict = self.verdict(name)
+        if verdict == _SAFE:
+            return value
+        if verdict == _SENSITIVE or self.patterns:
+            return FILTERED
+        return self.text(value) if isinstance(value, str) else self.value(value, 0)
 
     def _url(self, url: str) -> str:
         # SDKs usually move the query to query_string, but not all of them.
