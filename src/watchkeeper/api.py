@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +23,7 @@ from watchkeeper.app import Runtime
 from watchkeeper.auth import sessions
 from watchkeeper.auth.access import Principal, principal_for
 from watchkeeper.auth.tokens import TOUCH_INTERVAL, TokenOwner, authenticate_token, touch_token
+from watchkeeper.lib.clock import MAX_EPOCH
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
 
 # Ids and counters the client sends must fit the columns they are compared with (PostgreSQL INTEGER and
@@ -32,6 +33,16 @@ MAX_BIGINT = 2**63 - 1
 ProjectId = Annotated[int, Path(ge=1, le=MAX_INT)]
 KeyId = Annotated[int, Path(ge=1, le=MAX_INT)]
 IssueId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+
+
+def epoch_query(description: str = "epoch seconds") -> Any:
+    """A time in the query string: finite epoch seconds from 1970 to the end of year 9999 (MAX_EPOCH)."""
+    return Query(ge=0, le=MAX_EPOCH, allow_inf_nan=False, description=description)
+
+
+def epoch_field(default: Any = ..., description: str = "epoch seconds") -> Any:
+    """A time in a request body, bounded as `epoch_query`."""
+    return Field(default, ge=0, le=MAX_EPOCH, allow_inf_nan=False, description=description)
 
 
 def _no_nul(value: str) -> str:

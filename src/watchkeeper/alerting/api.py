@@ -29,6 +29,7 @@ from watchkeeper.api import (
     Reader,
     Text,
     check_project_access,
+    epoch_field,
     read,
     runtime_of,
     write,
@@ -132,8 +133,8 @@ class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     matchers: list[Annotated[Text, Field(max_length=1000)]] = Field(
         min_length=1, max_length=50, description='Alertmanager matchers, e.g. ["alertname=\\"Monitor down\\""]')
-    starts_at: float | None = Field(None, allow_inf_nan=False, description="epoch seconds; default now")
-    ends_at: float = Field(allow_inf_nan=False, description="epoch seconds")
+    starts_at: float | None = epoch_field(None, "epoch seconds; default now")
+    ends_at: float = epoch_field()
     comment: Text = Field(min_length=1, max_length=2000)
 
     @field_validator("matchers")

@@ -19,7 +19,18 @@ from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting import oncall as O
 from watchkeeper.alerting.incident_metrics import incident_metrics
-from watchkeeper.api import MAX_INT, AdminEditor, Editor, Reader, Text, read, runtime_of, write
+from watchkeeper.api import (
+    MAX_INT,
+    AdminEditor,
+    Editor,
+    Reader,
+    Text,
+    epoch_field,
+    epoch_query,
+    read,
+    runtime_of,
+    write,
+)
 from watchkeeper.auth.access import Principal
 
 router = APIRouter(tags=["incidents"])
@@ -87,7 +98,7 @@ async def delete_schedule(request: Request, schedule_id: Id, owner: AdminEditor)
 
 @router.get("/oncall/schedules/{schedule_id}/on-call")
 async def on_call(request: Request, schedule_id: Id, owner: Reader,
-                  at: Annotated[float | None, Query(description="epoch seconds; default now")] = None
+                  at: Annotated[float | None, epoch_query("epoch seconds; default now")] = None
                   ) -> dict[str, Any]:
     """Who is on call now, or at `at`."""
     schedule = await _schedule(request, schedule_id)
@@ -107,8 +118,8 @@ async def shifts(request: Request, schedule_id: Id, owner: Reader,
 class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: int = Field(ge=1, le=MAX_INT)
-    starts_at: float = Field(allow_inf_nan=False)
-    ends_at: float = Field(allow_inf_nan=False)
+    starts_at: float = epoch_field()
+    ends_at: float = epoch_field()
 
 
 @router.post("/oncall/schedules/{schedule_id}/overrides", status_code=201)
@@ -225,7 +236,7 @@ class IncidentIn(BaseModel):
     title: Text = Field(min_length=1, max_length=500)
     severity: Literal["critical", "high", "medium", "low"] = "high"
     project_id: int | None = Field(None, ge=1, le=MAX_INT)
-    impact_started_at: float | None = Field(None, allow_inf_nan=False, description="epoch seconds; default now")
+    impact_started_at: float | None = epoch_field(None, "epoch seconds; default now")
 
 
 @router.post("/incidents", status_code=201)

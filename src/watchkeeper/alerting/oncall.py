@@ -10,6 +10,7 @@ wins; an override (user X covers from..to) wins over every layer.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -69,10 +70,13 @@ class Layer:
 
     def shift_start(self, index: int, zone: ZoneInfo) -> float:
         """The instant shift number `index` begins (local date + hand-off time, in the zone)."""
-        local = datetime.combine(self.start_date + timedelta(days=index * self.days), self.handoff, zone)
-        # A hand-off inside the spring-forward gap: zoneinfo reads it with the offset before the change,
-        # which is the first existing local time after it once converted.
-        return local.timestamp()
+        try:
+            local = datetime.combine(self.start_date + timedelta(days=index * self.days), self.handoff, zone)
+            # A hand-off inside the spring-forward gap: zoneinfo reads it with the offset before the
+            # change, which is the first existing local time after it once converted.
+            return local.timestamp()
+        except OverflowError:  # after the year 9999: a shift the calendar cannot hold never begins
+            return math.inf
 
     def index_at(self, at: float, zone: ZoneInfo) -> int:
         """The shift covering `at` (negative before the first shift)."""

@@ -10,7 +10,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import Connection, select
 
-from watchkeeper.api import AdminEditor, Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
+from watchkeeper.api import (
+    AdminEditor,
+    Editor,
+    ProjectId,
+    Reader,
+    check_project_access,
+    epoch_query,
+    read,
+    runtime_of,
+    write,
+)
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.projects import get_project
 from watchkeeper.config import ConfigError
@@ -154,7 +164,7 @@ async def test_monitor(request: Request, monitor_id: MonitorId, owner: Editor) -
 async def monitor_results(
     request: Request, monitor_id: MonitorId, owner: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[float | None, Query(allow_inf_nan=False, description="epoch seconds")] = None,
+    before: Annotated[float | None, epoch_query()] = None,
 ) -> dict[str, Any]:
     """Recent raw check results, newest first (kept `uptime.raw_retention_days`)."""
     await _monitor_or_404(request, monitor_id, owner)
@@ -165,8 +175,8 @@ async def monitor_results(
 @router.get("/monitors/{monitor_id}/uptime")
 async def monitor_uptime(
     request: Request, monitor_id: MonitorId, owner: Reader,
-    start: Annotated[float | None, Query(allow_inf_nan=False, description="custom range start (epoch)")] = None,
-    end: Annotated[float | None, Query(allow_inf_nan=False, description="custom range end (epoch)")] = None,
+    start: Annotated[float | None, epoch_query("custom range start (epoch seconds)")] = None,
+    end: Annotated[float | None, epoch_query("custom range end (epoch seconds)")] = None,
 ) -> dict[str, Any]:
     """Uptime % and response-time p50/p95 over 24h/7d/30d/90d, and over start..end when given."""
     await _monitor_or_404(request, monitor_id, owner)
