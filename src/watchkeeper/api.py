@@ -169,9 +169,23 @@ async def writing_principal(principal: Annotated[Principal, Depends(current_prin
     return principal
 
 
+# Why a project-limited token is refused an account-level action (tokens, password, teams, users,
+# incidents of no project): it must reach only its projects' objects.
+LIMITED_TOKEN = "a token limited to projects cannot do this; use a token not limited to projects, or log in"
+
+
+async def account_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """The caller acting on their account (tokens, password, preferences, teams): not a limited token."""
+    if principal.scope is not None:
+        raise HTTPException(403, LIMITED_TOKEN)
+    return principal
+
+
 async def admin_reader(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if principal.scope is not None:
+        raise HTTPException(403, LIMITED_TOKEN)
     if not principal.is_admin:
-        raise HTTPException(403, "only an admin may do this (with an API token not limited to projects)")
+        raise HTTPException(403, "only an admin may do this")
     return principal
 
 
@@ -183,6 +197,7 @@ async def admin_editor(principal: Annotated[Principal, Depends(admin_reader)]) -
 
 Reader = Annotated[Principal, Depends(current_principal)]
 Editor = Annotated[Principal, Depends(writing_principal)]
+Account = Annotated[Principal, Depends(account_principal)]
 AdminReader = Annotated[Principal, Depends(admin_reader)]
 AdminEditor = Annotated[Principal, Depends(admin_editor)]
 

@@ -20,6 +20,7 @@ from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting import oncall as O
 from watchkeeper.alerting.incident_metrics import incident_metrics
 from watchkeeper.api import (
+    LIMITED_TOKEN,
     MAX_INT,
     AdminEditor,
     Editor,
@@ -202,11 +203,16 @@ def visible_projects(principal: Principal) -> frozenset[int] | None:
 
 
 def may_see(principal: Principal, incident: I.Incident) -> bool:
-    return incident.project_id is None or principal.can_read(incident.project_id)
+    """An incident of no project is the account's: not for a token limited to projects."""
+    if incident.project_id is None:
+        return principal.scope is None
+    return principal.can_read(incident.project_id)
 
 
 def may_change(principal: Principal, incident: I.Incident) -> bool:
-    return principal.may_write if incident.project_id is None else principal.can_write(incident.project_id)
+    if incident.project_id is None:
+        return principal.may_write and principal.scope is None
+    return principal.can_write(incident.project_id)
 
 
 async def incident_for(request: Request, incident_id: int, principal: Principal, *, change: bool = False
@@ -227,7 +233,8 @@ async def list_incidents(request: Request, owner: Reader,
     """Newest first; `state` may repeat (`?state=triggered&state=acknowledged`)."""
     visible = visible_projects(owner)
     found = await read(request, lambda conn: I.list_incidents(conn, states=state, severity=severity,
-                                                              project_ids=visible, limit=limit))
+                                                              project_ids=visible, limit=limit,
+                                                              unowned=owner.scope is None))
     return {"incidents": [i.to_api() for i in found]}
 
 
@@ -242,6 +249,8 @@ class IncidentIn(BaseModel):
 @router.post("/incidents", status_code=201)
 async def declare_incident(request: Request, body: IncidentIn, owner: Editor) -> dict[str, Any]:
     """Declare an incident by hand; it escalates like one from an alert."""
+    if body.project_id is None and owner.scope is not None:
+        raise HTTPException(403, LIMITED_TOKEN + ": declare it in one of the token's projects (project_id)")
     if body.project_id is not None and not owner.can_write(body.project_id):
         raise HTTPException(404 if not owner.can_read(body.project_id) else 403,
                             f"project {body.project_id} not found or not yours to change")
@@ -263,7 +272,8 @@ async def metrics(request: Request, owner: Reader,
     severity and month (UTC), over the last `months` months. See docs/alerting.md for the definitions."""
     now = _now(request)
     visible = visible_projects(owner)
-    return {"metrics": await read(request, lambda conn: incident_metrics(conn, now, months, visible))}
+    return {"metrics": await read(request, lambda conn: incident_metrics(conn, now, months, visible,
+                                                                        unowned=owner.scope is None))}
 
 
 @router.get("/incidents/{incident_id}")
