@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from playwright.sync_api import Page, expect
 
@@ -96,7 +96,7 @@ def test_heartbeat_snippets_and_status_page_editor(page: Page, server: Server) -
     page.get_by_role("button", name="Save page").click()
     expect(page.get_by_role("status")).to_contain_text("Saved")
     # 0.5 % of this calendar month (UTC): 216.0 minutes in a 30-day month, 223.2 in a 31-day one.
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     budget = 0.005 * calendar.monthrange(now.year, now.month)[1] * 1440
     expect(page.locator(".sla-cell").first).to_contain_text(f"budget left {budget:.1f} of {budget:.1f} min")
     incident = page.locator("#new-incident")
