@@ -229,7 +229,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
         title="Watchkeeper",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # /api/docs is web/api_docs.py: Swagger UI from our static files, under the pages' CSP.
+        docs_url=None,
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )

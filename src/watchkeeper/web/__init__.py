@@ -15,6 +15,7 @@ def mount(app: FastAPI) -> None:
     from watchkeeper.web import (
         account_pages,
         admin_pages,
+        api_docs,
         alert_pages,
         incident_pages,
         issue_pages,
@@ -35,6 +36,6 @@ def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (login_pages, project_pages, issue_pages, account_pages, admin_pages,
                    alert_pages, rule_pages, silence_pages, routing_pages, incident_pages, oncall_pages,
-                   monitor_pages, monitor_form_pages, status_page_editor):
+                   monitor_pages, monitor_form_pages, status_page_editor, api_docs):
         app.include_router(module.router)
     install_page_errors(app)
