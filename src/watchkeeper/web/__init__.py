@@ -15,8 +15,8 @@ def mount(app: FastAPI) -> None:
     from watchkeeper.web import (
         account_pages,
         admin_pages,
-        api_docs,
         alert_pages,
+        api_docs,
         incident_pages,
         issue_pages,
         login_pages,
