@@ -24,6 +24,7 @@ from watchkeeper.auth import sessions
 from watchkeeper.auth.access import Principal, principal_for
 from watchkeeper.auth.tokens import TOUCH_INTERVAL, TokenOwner, authenticate_token, touch_token
 from watchkeeper.lib.clock import MAX_EPOCH
+from watchkeeper.openapi import CONFLICT as CONFLICT
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
 
 # Ids and counters the client sends must fit the columns they are compared with (PostgreSQL INTEGER and
@@ -264,6 +265,11 @@ def _field_name(error: Any) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """JSON errors everywhere, and a schema that declares them (see openapi.py)."""
+    from watchkeeper import openapi
+
+    openapi.install(app, {admin_reader, admin_editor, account_principal, writing_principal})
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [{"field": _field_name(e), "message": e["msg"]} for e in exc.errors()]

@@ -21,6 +21,7 @@ from watchkeeper.alerting.matchers import parse_matchers
 from watchkeeper.alerting.silences import Silence, expire_silence, get_silence, list_silences, save_silence
 from watchkeeper.alerting.tables import notification_outbox
 from watchkeeper.api import (
+    CONFLICT,
     MAX_INT,
     AdminEditor,
     AdminReader,
@@ -97,7 +98,7 @@ def _editable(rule: R.AlertRule) -> None:
         raise HTTPException(409, f"alert rule {rule.id} is managed by the rules file: change it there")
 
 
-@router.put("/alert-rules/{rule_id}")
+@router.put("/alert-rules/{rule_id}", responses=CONFLICT)
 async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner: Editor) -> dict[str, Any]:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
     now = runtime_of(request).clock.now()
@@ -105,7 +106,7 @@ async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner:
     return dict(rule.to_api())
 
 
-@router.delete("/alert-rules/{rule_id}", status_code=204)
+@router.delete("/alert-rules/{rule_id}", status_code=204, responses=CONFLICT)
 async def delete_rule(request: Request, rule_id: RuleId, owner: Editor) -> None:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
     await write(request, lambda conn: R.delete_rule(conn, rule_id))

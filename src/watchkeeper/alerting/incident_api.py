@@ -20,6 +20,7 @@ from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting import oncall as O
 from watchkeeper.alerting.incident_metrics import incident_metrics
 from watchkeeper.api import (
+    CONFLICT,
     LIMITED_TOKEN,
     MAX_INT,
     AdminEditor,
@@ -33,6 +34,7 @@ from watchkeeper.api import (
     write,
 )
 from watchkeeper.auth.access import Principal
+from watchkeeper.auth.projects import get_project
 
 router = APIRouter(tags=["incidents"])
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -256,12 +258,16 @@ async def declare_incident(request: Request, body: IncidentIn, owner: Editor) ->
                             f"project {body.project_id} not found or not yours to change")
     now = _now(request)
 
-    def declare(conn: Connection) -> I.Incident:
+    def declare(conn: Connection) -> I.Incident | None:
+        if body.project_id is not None and get_project(conn, body.project_id) is None:
+            return None  # an admin sees every project id, but this one does not exist
         return I.declare(conn, title=body.title, severity=body.severity, now=now, project_id=body.project_id,
                          impact_started_at=body.impact_started_at, created_by=owner.user_id,
                          escalation_policy_id=E.policy_for(conn, body.project_id), source=owner.email)
 
     incident = await write(request, declare)
+    if incident is None:
+        raise HTTPException(404, f"project {body.project_id} not found or not yours to change")
     return incident.to_api()
 
 
@@ -292,7 +298,7 @@ class StateIn(BaseModel):
     state: Literal["acknowledged", "investigating", "mitigated", "resolved"]
 
 
-@router.post("/incidents/{incident_id}/state")
+@router.post("/incidents/{incident_id}/state", responses=CONFLICT)
 async def change_state(request: Request, incident_id: Id, body: StateIn, owner: Editor) -> dict[str, Any]:
     """Move the incident forward (acknowledging stops its escalation); 409 when it is there already."""
     await incident_for(request, incident_id, owner, change=True)

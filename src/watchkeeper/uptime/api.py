@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import Connection, select
 
 from watchkeeper.api import (
+    CONFLICT,
     AdminEditor,
     Editor,
     ProjectId,
@@ -86,7 +87,7 @@ async def list_monitors(
     return {"monitors": [_public(m, request) for m in found], "total": total}
 
 
-@router.post("/projects/{project_id}/monitors", status_code=201)
+@router.post("/projects/{project_id}/monitors", status_code=201, responses=CONFLICT)
 async def create_monitor(request: Request, project_id: ProjectId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Add a monitor. `config` depends on `type`; see docs/uptime.md."""
     await _check_project(request, project_id, owner, write=True)
@@ -104,7 +105,7 @@ async def get_monitor(request: Request, monitor_id: MonitorId, owner: Reader) ->
     return _public(await _monitor_or_404(request, monitor_id, owner), request)
 
 
-@router.put("/monitors/{monitor_id}")
+@router.put("/monitors/{monitor_id}", responses=CONFLICT)
 async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Replace a monitor's settings (its state is kept unless the type changes)."""
     monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
@@ -120,7 +121,7 @@ async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorS
     return _public(changed, request)
 
 
-@router.delete("/monitors/{monitor_id}", status_code=204)
+@router.delete("/monitors/{monitor_id}", status_code=204, responses=CONFLICT)
 async def delete_monitor(request: Request, monitor_id: MonitorId, owner: Editor) -> None:
     monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
     _editable(monitor)
