@@ -151,7 +151,9 @@ def run_server(settings: Settings, clock: Clock | None = None) -> Iterator[Serve
     settings = settings.model_copy(update={"port": port})
     runtime = build_runtime(settings, clock)
     app = create_app(settings, runtime=runtime)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # As `watchkeeper serve`: X-Forwarded-For is believed from the `trusted_proxies` setting only.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            proxy_headers=False)
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +23,8 @@ from watchkeeper.app import Runtime
 from watchkeeper.auth import sessions
 from watchkeeper.auth.access import Principal, principal_for
 from watchkeeper.auth.tokens import TOUCH_INTERVAL, TokenOwner, authenticate_token, touch_token
+from watchkeeper.lib.clock import MAX_EPOCH
+from watchkeeper.openapi import CONFLICT as CONFLICT
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
 
 # Ids and counters the client sends must fit the columns they are compared with (PostgreSQL INTEGER and
@@ -32,6 +34,16 @@ MAX_BIGINT = 2**63 - 1
 ProjectId = Annotated[int, Path(ge=1, le=MAX_INT)]
 KeyId = Annotated[int, Path(ge=1, le=MAX_INT)]
 IssueId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+
+
+def epoch_query(description: str = "epoch seconds") -> Any:
+    """A time in the query string: finite epoch seconds from 1970 to the end of year 9999 (MAX_EPOCH)."""
+    return Query(ge=0, le=MAX_EPOCH, allow_inf_nan=False, description=description)
+
+
+def epoch_field(default: Any = ..., description: str = "epoch seconds") -> Any:
+    """A time in a request body, bounded as `epoch_query`."""
+    return Field(default, ge=0, le=MAX_EPOCH, allow_inf_nan=False, description=description)
 
 
 def _no_nul(value: str) -> str:
@@ -158,9 +170,23 @@ async def writing_principal(principal: Annotated[Principal, Depends(current_prin
     return principal
 
 
+# Why a project-limited token is refused an account-level action (tokens, password, teams, users,
+# incidents of no project): it must reach only its projects' objects.
+LIMITED_TOKEN = "a token limited to projects cannot do this; use a token not limited to projects, or log in"
+
+
+async def account_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """The caller acting on their account (tokens, password, preferences, teams): not a limited token."""
+    if principal.scope is not None:
+        raise HTTPException(403, LIMITED_TOKEN)
+    return principal
+
+
 async def admin_reader(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if principal.scope is not None:
+        raise HTTPException(403, LIMITED_TOKEN)
     if not principal.is_admin:
-        raise HTTPException(403, "only an admin may do this (with an API token not limited to projects)")
+        raise HTTPException(403, "only an admin may do this")
     return principal
 
 
@@ -172,6 +198,7 @@ async def admin_editor(principal: Annotated[Principal, Depends(admin_reader)]) -
 
 Reader = Annotated[Principal, Depends(current_principal)]
 Editor = Annotated[Principal, Depends(writing_principal)]
+Account = Annotated[Principal, Depends(account_principal)]
 AdminReader = Annotated[Principal, Depends(admin_reader)]
 AdminEditor = Annotated[Principal, Depends(admin_editor)]
 
@@ -238,6 +265,11 @@ def _field_name(error: Any) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """JSON errors everywhere, and a schema that declares them (see openapi.py)."""
+    from watchkeeper import openapi
+
+    openapi.install(app, {admin_reader, admin_editor, account_principal, writing_principal})
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [{"field": _field_name(e), "message": e["msg"]} for e in exc.errors()]

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from watchkeeper import __version__
 from watchkeeper.auth.key_cache import KeyCache
@@ -163,8 +164,14 @@ class WatchkeeperApp(FastAPI):
     """The FastAPI app, with the Sentry envelope endpoint answered before the middleware stack."""
 
     serves_ingest = True
+    # uvicorn's X-Forwarded-For handling, for `trusted_proxies` only (see Settings); set by create_app.
+    forwarded: ProxyHeadersMiddleware | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.forwarded is not None and "wk.forwarded" not in scope:
+            scope["wk.forwarded"] = True  # the middleware calls us again with the client rewritten
+            await self.forwarded(scope, receive, send)  # type: ignore[arg-type]
+            return
         path_params = intake.envelope_fast_path(scope) if self.serves_ingest else None
         if path_params is None:
             await super().__call__(scope, receive, send)
@@ -224,12 +231,15 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
         title="Watchkeeper",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # /api/docs is web/api_docs.py: Swagger UI from our static files, under the pages' CSP.
+        docs_url=None,
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
     app.state.runtime = state
     app.serves_ingest = serves_ingest
+    if settings.trusted_proxies:
+        app.forwarded = ProxyHeadersMiddleware(app, trusted_hosts=settings.trusted_proxies)  # type: ignore[arg-type]
     install_error_handlers(app)
     # Ingest first: routes are matched in order, and SDK traffic is most of the requests.
     app.router.routes[:0] = Router(routes=(intake.routes if serves_ingest else []) + health_routes).routes

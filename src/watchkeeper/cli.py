@@ -80,6 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools",
         loop="uvloop",
         timeout_graceful_shutdown=10,
+        # Forwarded headers are believed from the `trusted_proxies` setting only, by the app itself.
+        proxy_headers=False,
     )
     return 0
 

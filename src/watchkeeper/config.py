@@ -6,6 +6,7 @@ message that names the key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -197,6 +198,12 @@ class Settings(_Section):
     # Background work runs in one process at a time, the holder of a lease in the database; a standby
     # takes over this long after the holder stopped renewing it (see store/leases.py).
     lease_seconds: float = Field(30.0, ge=1, le=600)
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    # a request from one of them counts as from the last address in X-Forwarded-For that is not itself a
+    # trusted proxy. Empty (the default) believes nobody, so a client cannot pick its own address (the
+    # per-address login lock-out and event IPs use it). Behind nginx on the same machine: ["127.0.0.1"].
+    # From the environment: WATCHKEEPER_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
     ingest: IngestSettings = IngestSettings()
     writer: WriterSettings = WriterSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -204,6 +211,21 @@ class Settings(_Section):
     sessions: SessionSettings = SessionSettings()
     uptime: UptimeSettings = UptimeSettings()
     alerting: AlertingSettings = AlertingSettings()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if not isinstance(value, list):
+            return value  # pydantic says what is wrong with it
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(str(entry).strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{str(entry)[:64]!r} is not an IP address or CIDR network") from None
+        return networks
 
     @property
     def sqlalchemy_url(self) -> str:

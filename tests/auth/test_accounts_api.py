@@ -200,3 +200,26 @@ def test_bad_input_is_a_4xx_naming_the_field(
     response = api.request(method.upper(), path, **kwargs)
     assert 400 <= response.status_code < 500, response.text
     assert field in response.json()["detail"], response.text
+
+
+def test_a_password_reset_or_a_deactivation_revokes_the_users_api_tokens(server: Server, api: httpx.Client) -> None:
+    reset_user = api.post("/api/v1/users", json={"email": "reset@example.com", "password": "password-123"}).json()
+    gone_user = api.post("/api/v1/users", json={"email": "gone@example.com", "password": "password-123"}).json()
+    tokens = {}
+    for user in (reset_user, gone_user):
+        with httpx.Client(base_url=server.url) as browser:
+            from tests.auth.test_session_auth import log_in
+
+            csrf = log_in(server, browser, user["email"], "password-123")
+            made = browser.post("/api/v1/tokens", json={"name": "laptop"}, headers={"X-CSRF-Token": csrf})
+            assert made.status_code == 201, made.text
+            tokens[user["id"]] = made.json()["token"]
+        with client(server, tokens[user["id"]]) as own:
+            assert own.get("/api/v1/me").status_code == 200
+    assert api.post(f"/api/v1/users/{reset_user['id']}/password").status_code == 200
+    assert api.patch(f"/api/v1/users/{gone_user['id']}", json={"is_active": False}).status_code == 200
+    assert api.patch(f"/api/v1/users/{gone_user['id']}", json={"is_active": True}).status_code == 200
+    for token in tokens.values():
+        with client(server, token) as own:
+            answer = own.get("/api/v1/me")
+            assert answer.status_code == 401 and "revoked" in answer.json()["detail"]

@@ -222,10 +222,60 @@ def test_a_token_limited_to_one_project_sees_only_that_one(server: Server, world
         assert scoped.get(f"/api/v1/projects/{world.a.project.id}/issues").status_code == 200
         assert scoped.post("/api/v1/projects", json={"name": "Wider"}).status_code == 403
         wider = scoped.post("/api/v1/tokens", json={"name": "wider"})
-        assert wider.status_code == 403  # may not make a token without the same limit
+        assert wider.status_code == 403  # managing tokens is for the account, not a limited token
         narrow = scoped.post("/api/v1/tokens", json={"name": "same", "project_ids": [world.a.project.id]})
-        assert narrow.status_code == 201
-        assert scoped.post("/api/v1/tokens", json={"name": "x", "project_ids": [world.a2.id]}).status_code == 422
+        assert narrow.status_code == 403
+
+
+# What a token limited to projects may not do: act for the whole account.
+ACCOUNT_LEVEL = ("/api/v1/tokens", "/api/v1/me/password", "/api/v1/teams", "/api/v1/users", "/api/v1/audit-log",
+                 "/api/v1/silences")
+
+
+@pytest.mark.parametrize("role", ["admin", "member"])
+def test_a_limited_token_is_refused_every_account_level_action(server: Server, world: World, role: str) -> None:
+    owner_id, _ = make_user(server, role=role, team="Team A")
+    from watchkeeper.auth.tokens import create_token
+    from watchkeeper.store.engine import for_writing
+
+    with for_writing(server.runtime.engine).begin() as conn:
+        other = create_token(conn, owner_id, "the owner's CI token", now=0.0)
+        limited = create_token(conn, owner_id, "limited", now=0.0, project_ids=[world.a.project.id])
+    with as_token(server, limited.token) as scoped:
+        account = [(m, p) for m, p in endpoints(server) if p.startswith(ACCOUNT_LEVEL)] + [("patch", "/api/v1/me")]
+        assert len(account) >= 15
+        answers = {(m, p): call(scoped, m, p, world.a, world) for m, p in account}
+        refused = {k: r.status_code for k, r in answers.items() if r.status_code != 403}
+        assert refused == {}, refused
+        assert all("limited to projects" in r.json()["detail"] for r in answers.values())
+        # The owner's other token is not the limited token's to revoke.
+        assert scoped.delete(f"/api/v1/tokens/{other.id}").status_code == 403
+        assert scoped.get("/api/v1/me").status_code == 200  # who am I: still fine
+    with as_token(server, other.token) as unlimited:
+        assert unlimited.get("/api/v1/me").status_code == 200
+
+
+def test_a_limited_token_reaches_only_incidents_of_its_projects(server: Server, world: World) -> None:
+    member_id, _ = make_user(server, role="member", team="Team A")
+    from watchkeeper.auth.tokens import create_token
+    from watchkeeper.store.engine import for_writing
+
+    with for_writing(server.runtime.engine).begin() as conn:
+        limited = create_token(conn, member_id, "limited", now=0.0, project_ids=[world.a.project.id]).token
+    admin = world.admin
+    unowned = admin.post("/api/v1/incidents", json={"title": "Everything is down", "severity": "critical"}).json()
+    own = admin.post("/api/v1/incidents", json={"title": "Alpha is slow", "project_id": world.a.project.id}).json()
+    with as_token(server, limited) as scoped:
+        declared = scoped.post("/api/v1/incidents", json={"title": "Not mine to declare", "severity": "low"})
+        assert declared.status_code == 403 and "limited to projects" in declared.json()["detail"]
+        assert [i["id"] for i in scoped.get("/api/v1/incidents").json()["incidents"]] == [own["id"]]
+        assert scoped.get(f"/api/v1/incidents/{unowned['id']}").status_code == 404
+        moved = scoped.post(f"/api/v1/incidents/{unowned['id']}/state", json={"state": "acknowledged"})
+        assert moved.status_code == 404
+        assert scoped.post(f"/api/v1/incidents/{unowned['id']}/notes", json={"text": "x"}).status_code == 404
+        acknowledged = scoped.post(f"/api/v1/incidents/{own['id']}/state", json={"state": "acknowledged"})
+        assert acknowledged.status_code == 200, acknowledged.text
+    assert admin.get(f"/api/v1/incidents/{unowned['id']}").json()["state"] == "triggered"
 
 
 def test_an_admin_token_limited_to_projects_is_not_an_admin(server: Server, world: World) -> None:

@@ -21,6 +21,7 @@ from watchkeeper.alerting.matchers import parse_matchers
 from watchkeeper.alerting.silences import Silence, expire_silence, get_silence, list_silences, save_silence
 from watchkeeper.alerting.tables import notification_outbox
 from watchkeeper.api import (
+    CONFLICT,
     MAX_INT,
     AdminEditor,
     AdminReader,
@@ -29,6 +30,7 @@ from watchkeeper.api import (
     Reader,
     Text,
     check_project_access,
+    epoch_field,
     read,
     runtime_of,
     write,
@@ -96,7 +98,7 @@ def _editable(rule: R.AlertRule) -> None:
         raise HTTPException(409, f"alert rule {rule.id} is managed by the rules file: change it there")
 
 
-@router.put("/alert-rules/{rule_id}")
+@router.put("/alert-rules/{rule_id}", responses=CONFLICT)
 async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner: Editor) -> dict[str, Any]:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
     now = runtime_of(request).clock.now()
@@ -104,7 +106,7 @@ async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner:
     return dict(rule.to_api())
 
 
-@router.delete("/alert-rules/{rule_id}", status_code=204)
+@router.delete("/alert-rules/{rule_id}", status_code=204, responses=CONFLICT)
 async def delete_rule(request: Request, rule_id: RuleId, owner: Editor) -> None:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
     await write(request, lambda conn: R.delete_rule(conn, rule_id))
@@ -132,8 +134,8 @@ class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     matchers: list[Annotated[Text, Field(max_length=1000)]] = Field(
         min_length=1, max_length=50, description='Alertmanager matchers, e.g. ["alertname=\\"Monitor down\\""]')
-    starts_at: float | None = Field(None, allow_inf_nan=False, description="epoch seconds; default now")
-    ends_at: float = Field(allow_inf_nan=False, description="epoch seconds")
+    starts_at: float | None = epoch_field(None, "epoch seconds; default now")
+    ends_at: float = epoch_field()
     comment: Text = Field(min_length=1, max_length=2000)
 
     @field_validator("matchers")

@@ -19,8 +19,22 @@ from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting import oncall as O
 from watchkeeper.alerting.incident_metrics import incident_metrics
-from watchkeeper.api import MAX_INT, AdminEditor, Editor, Reader, Text, read, runtime_of, write
+from watchkeeper.api import (
+    CONFLICT,
+    LIMITED_TOKEN,
+    MAX_INT,
+    AdminEditor,
+    Editor,
+    Reader,
+    Text,
+    epoch_field,
+    epoch_query,
+    read,
+    runtime_of,
+    write,
+)
 from watchkeeper.auth.access import Principal
+from watchkeeper.auth.projects import get_project
 
 router = APIRouter(tags=["incidents"])
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -87,7 +101,7 @@ async def delete_schedule(request: Request, schedule_id: Id, owner: AdminEditor)
 
 @router.get("/oncall/schedules/{schedule_id}/on-call")
 async def on_call(request: Request, schedule_id: Id, owner: Reader,
-                  at: Annotated[float | None, Query(description="epoch seconds; default now")] = None
+                  at: Annotated[float | None, epoch_query("epoch seconds; default now")] = None
                   ) -> dict[str, Any]:
     """Who is on call now, or at `at`."""
     schedule = await _schedule(request, schedule_id)
@@ -107,8 +121,8 @@ async def shifts(request: Request, schedule_id: Id, owner: Reader,
 class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: int = Field(ge=1, le=MAX_INT)
-    starts_at: float = Field(allow_inf_nan=False)
-    ends_at: float = Field(allow_inf_nan=False)
+    starts_at: float = epoch_field()
+    ends_at: float = epoch_field()
 
 
 @router.post("/oncall/schedules/{schedule_id}/overrides", status_code=201)
@@ -191,11 +205,16 @@ def visible_projects(principal: Principal) -> frozenset[int] | None:
 
 
 def may_see(principal: Principal, incident: I.Incident) -> bool:
-    return incident.project_id is None or principal.can_read(incident.project_id)
+    """An incident of no project is the account's: not for a token limited to projects."""
+    if incident.project_id is None:
+        return principal.scope is None
+    return principal.can_read(incident.project_id)
 
 
 def may_change(principal: Principal, incident: I.Incident) -> bool:
-    return principal.may_write if incident.project_id is None else principal.can_write(incident.project_id)
+    if incident.project_id is None:
+        return principal.may_write and principal.scope is None
+    return principal.can_write(incident.project_id)
 
 
 async def incident_for(request: Request, incident_id: int, principal: Principal, *, change: bool = False
@@ -216,7 +235,8 @@ async def list_incidents(request: Request, owner: Reader,
     """Newest first; `state` may repeat (`?state=triggered&state=acknowledged`)."""
     visible = visible_projects(owner)
     found = await read(request, lambda conn: I.list_incidents(conn, states=state, severity=severity,
-                                                              project_ids=visible, limit=limit))
+                                                              project_ids=visible, limit=limit,
+                                                              unowned=owner.scope is None))
     return {"incidents": [i.to_api() for i in found]}
 
 
@@ -225,23 +245,29 @@ class IncidentIn(BaseModel):
     title: Text = Field(min_length=1, max_length=500)
     severity: Literal["critical", "high", "medium", "low"] = "high"
     project_id: int | None = Field(None, ge=1, le=MAX_INT)
-    impact_started_at: float | None = Field(None, allow_inf_nan=False, description="epoch seconds; default now")
+    impact_started_at: float | None = epoch_field(None, "epoch seconds; default now")
 
 
 @router.post("/incidents", status_code=201)
 async def declare_incident(request: Request, body: IncidentIn, owner: Editor) -> dict[str, Any]:
     """Declare an incident by hand; it escalates like one from an alert."""
+    if body.project_id is None and owner.scope is not None:
+        raise HTTPException(403, LIMITED_TOKEN + ": declare it in one of the token's projects (project_id)")
     if body.project_id is not None and not owner.can_write(body.project_id):
         raise HTTPException(404 if not owner.can_read(body.project_id) else 403,
                             f"project {body.project_id} not found or not yours to change")
     now = _now(request)
 
-    def declare(conn: Connection) -> I.Incident:
+    def declare(conn: Connection) -> I.Incident | None:
+        if body.project_id is not None and get_project(conn, body.project_id) is None:
+            return None  # an admin sees every project id, but this one does not exist
         return I.declare(conn, title=body.title, severity=body.severity, now=now, project_id=body.project_id,
                          impact_started_at=body.impact_started_at, created_by=owner.user_id,
                          escalation_policy_id=E.policy_for(conn, body.project_id), source=owner.email)
 
     incident = await write(request, declare)
+    if incident is None:
+        raise HTTPException(404, f"project {body.project_id} not found or not yours to change")
     return incident.to_api()
 
 
@@ -252,7 +278,8 @@ async def metrics(request: Request, owner: Reader,
     severity and month (UTC), over the last `months` months. See docs/alerting.md for the definitions."""
     now = _now(request)
     visible = visible_projects(owner)
-    return {"metrics": await read(request, lambda conn: incident_metrics(conn, now, months, visible))}
+    return {"metrics": await read(request, lambda conn: incident_metrics(conn, now, months, visible,
+                                                                        unowned=owner.scope is None))}
 
 
 @router.get("/incidents/{incident_id}")
@@ -271,7 +298,7 @@ class StateIn(BaseModel):
     state: Literal["acknowledged", "investigating", "mitigated", "resolved"]
 
 
-@router.post("/incidents/{incident_id}/state")
+@router.post("/incidents/{incident_id}/state", responses=CONFLICT)
 async def change_state(request: Request, incident_id: Id, body: StateIn, owner: Editor) -> dict[str, Any]:
     """Move the incident forward (acknowledging stops its escalation); 409 when it is there already."""
     await incident_for(request, incident_id, owner, change=True)

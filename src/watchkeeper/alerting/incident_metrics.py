@@ -40,9 +40,10 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-def incident_metrics(conn: Connection, now: float, months: int, project_ids: frozenset[int] | None
-                     ) -> list[dict[str, Any]]:
-    """One row per (month, severity) with anything in it, newest month first."""
+def incident_metrics(conn: Connection, now: float, months: int, project_ids: frozenset[int] | None,
+                     *, unowned: bool = True) -> list[dict[str, Any]]:
+    """One row per (month, severity) with anything in it, newest month first; with `project_ids`, of those
+    projects and (`unowned`) of none."""
     since = month_start(now, back=months - 1)
     i, o = incidents, alert_occurrences
     query = select(i.c.severity, i.c.project_id, i.c.impact_started_at, i.c.created_at, i.c.acknowledged_at,
@@ -50,8 +51,9 @@ def incident_metrics(conn: Connection, now: float, months: int, project_ids: fro
     alerts = (select(o.c.severity, o.c.project_id, o.c.starts_at, i.c.acknowledged_at)
               .outerjoin(i, i.c.id == o.c.incident_id).where(o.c.starts_at >= since))
     if project_ids is not None:
-        query = query.where(i.c.project_id.in_(sorted(project_ids)) | i.c.project_id.is_(None))
-        alerts = alerts.where(o.c.project_id.in_(sorted(project_ids)) | o.c.project_id.is_(None))
+        mine, theirs = i.c.project_id.in_(sorted(project_ids)), o.c.project_id.in_(sorted(project_ids))
+        query = query.where(mine | i.c.project_id.is_(None) if unowned else mine)
+        alerts = alerts.where(theirs | o.c.project_id.is_(None) if unowned else theirs)
     cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"detect": [], "ack": [], "resolve": [], "incidents": 0, "alerts": 0, "acknowledged_alerts": 0})
     for row in conn.execute(query):

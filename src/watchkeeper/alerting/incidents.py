@@ -70,15 +70,17 @@ def get_incident(conn: Connection, incident_id: int) -> Incident | None:
 
 
 def list_incidents(conn: Connection, *, states: list[str] | None = None, severity: str | None = None,
-                   project_ids: frozenset[int] | None = None, limit: int = 100) -> list[Incident]:
-    """Newest first. `project_ids` None = all; otherwise incidents of those projects and of none."""
+                   project_ids: frozenset[int] | None = None, limit: int = 100, unowned: bool = True
+                   ) -> list[Incident]:
+    """Newest first. `project_ids` None = all; otherwise incidents of those projects and (`unowned`) of none."""
     query = select(incidents).order_by(incidents.c.id.desc()).limit(limit)
     if states:
         query = query.where(incidents.c.state.in_(states))
     if severity:
         query = query.where(incidents.c.severity == severity)
     if project_ids is not None:
-        query = query.where(incidents.c.project_id.in_(sorted(project_ids)) | incidents.c.project_id.is_(None))
+        mine = incidents.c.project_id.in_(sorted(project_ids))
+        query = query.where(mine | incidents.c.project_id.is_(None) if unowned else mine)
     return [_from_row(r) for r in conn.execute(query)]
 
 

@@ -10,9 +10,10 @@ wins; an override (user X covers from..to) wins over every layer.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -34,7 +35,9 @@ class LayerIn(BaseModel):
     length_days: int | None = Field(None, ge=1, le=366, description="days per shift; for custom rotations")
     handoff: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local hand-off time HH:MM")
     start_date: date = Field(description="the first shift begins on this local date at the hand-off time")
-    users: list[int] = Field(min_length=1, max_length=100, description="user ids in rotation order")
+    # Ids fit the users table's INTEGER column (a larger one is a 422, not a database error).
+    users: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=100, description="user ids in rotation order")
 
     def days(self) -> int:
         if self.rotation == "custom":
@@ -69,10 +72,13 @@ class Layer:
 
     def shift_start(self, index: int, zone: ZoneInfo) -> float:
         """The instant shift number `index` begins (local date + hand-off time, in the zone)."""
-        local = datetime.combine(self.start_date + timedelta(days=index * self.days), self.handoff, zone)
-        # A hand-off inside the spring-forward gap: zoneinfo reads it with the offset before the change,
-        # which is the first existing local time after it once converted.
-        return local.timestamp()
+        try:
+            local = datetime.combine(self.start_date + timedelta(days=index * self.days), self.handoff, zone)
+            # A hand-off inside the spring-forward gap: zoneinfo reads it with the offset before the
+            # change, which is the first existing local time after it once converted.
+            return local.timestamp()
+        except OverflowError:  # after the year 9999: a shift the calendar cannot hold never begins
+            return math.inf
 
     def index_at(self, at: float, zone: ZoneInfo) -> int:
         """The shift covering `at` (negative before the first shift)."""

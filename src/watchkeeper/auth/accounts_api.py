@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
-from watchkeeper.api import MAX_INT, AdminEditor, AdminReader, Reader, Text, read, runtime_of, write
+from watchkeeper.api import MAX_INT, Account, AdminEditor, AdminReader, Reader, Text, read, runtime_of, write
 from watchkeeper.auth import tokens as K
 from watchkeeper.auth import users as U
 from watchkeeper.auth.access import Principal
@@ -131,7 +131,7 @@ async def me(request: Request, principal: Reader) -> dict[str, Any]:
 
 
 @router.patch("/me")
-async def change_me(request: Request, body: MeChange, principal: Reader) -> dict[str, Any]:
+async def change_me(request: Request, body: MeChange, principal: Account) -> dict[str, Any]:
     """Your own preferences (the time zone pages show times in)."""
     _not_read_only(principal)
     if "timezone" in body.model_fields_set:
@@ -143,7 +143,7 @@ async def change_me(request: Request, body: MeChange, principal: Reader) -> dict
 
 
 @router.post("/me/password", status_code=204)
-async def change_my_password(request: Request, body: PasswordChange, principal: Reader) -> None:
+async def change_my_password(request: Request, body: PasswordChange, principal: Account) -> None:
     """Change your password (the current one is required); your other sessions are logged out."""
     _not_read_only(principal)
     runtime = runtime_of(request)
@@ -168,15 +168,13 @@ async def change_my_password(request: Request, body: PasswordChange, principal: 
 
 
 @router.get("/tokens", tags=["tokens"])
-async def list_my_tokens(request: Request, principal: Reader) -> list[dict[str, Any]]:
+async def list_my_tokens(request: Request, principal: Account) -> list[dict[str, Any]]:
     return [token_json(t) for t in await read(request, lambda conn: K.list_tokens(conn, principal.user_id))]
 
 
 def _check_token_scope(conn: Connection, principal: Principal, project_ids: list[int] | None) -> None:
-    """A new token may not reach further than its maker: only visible projects, within the maker's scope."""
+    """A new token may not reach further than its maker: only visible projects."""
     if project_ids is None:
-        if principal.scope is not None:
-            raise HTTPException(403, "project_ids: a token limited to projects can only make limited tokens")
         return
     for project_id in project_ids:
         if not principal.can_read(project_id) or get_project(conn, project_id) is None:
@@ -184,7 +182,7 @@ def _check_token_scope(conn: Connection, principal: Principal, project_ids: list
 
 
 @router.post("/tokens", status_code=201, tags=["tokens"])
-async def create_my_token(request: Request, body: TokenIn, principal: Reader) -> dict[str, Any]:
+async def create_my_token(request: Request, body: TokenIn, principal: Account) -> dict[str, Any]:
     """A token for the caller, with the caller's role; the plain token is only in this answer."""
     _not_read_only(principal)
     now = runtime_of(request).clock.now()
@@ -207,7 +205,7 @@ async def create_my_token(request: Request, body: TokenIn, principal: Reader) ->
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
-async def revoke_my_token(request: Request, token_id: TokenId, principal: Reader) -> None:
+async def revoke_my_token(request: Request, token_id: TokenId, principal: Account) -> None:
     _not_read_only(principal)
     now = runtime_of(request).clock.now()
 
@@ -254,7 +252,8 @@ async def get_user(request: Request, user_id: UserId, principal: AdminReader) ->
 
 @router.patch("/users/{user_id}", tags=["users"])
 async def change_user(request: Request, user_id: UserId, body: UserChange, principal: AdminEditor) -> dict[str, Any]:
-    """Change a user's role or deactivate them (which also logs them out everywhere)."""
+    """Change a user's role or deactivate them (which also logs them out everywhere and revokes their API
+    tokens)."""
     now = runtime_of(request).clock.now()
 
     def change(conn: Connection) -> U.User | None:
@@ -263,6 +262,7 @@ async def change_user(request: Request, user_id: UserId, body: UserChange, princ
             return None
         if body.is_active is False:
             end_user_sessions(conn, user_id)
+            K.revoke_user_tokens(conn, user_id, now=now)
         _audit(conn, principal, "user.change", ("user", user_id), now, **body.model_dump(exclude_unset=True))
         return user
 
@@ -277,7 +277,8 @@ async def change_user(request: Request, user_id: UserId, body: UserChange, princ
 
 @router.post("/users/{user_id}/password", tags=["users"])
 async def reset_password(request: Request, user_id: UserId, principal: AdminEditor) -> dict[str, Any]:
-    """Give a user a new generated password (returned once) and log them out everywhere."""
+    """Give a user a new generated password (returned once), log them out everywhere and revoke their API
+    tokens."""
     password = U.generate_password()
     now = runtime_of(request).clock.now()
 
@@ -286,6 +287,7 @@ async def reset_password(request: Request, user_id: UserId, principal: AdminEdit
             return False
         U.set_password(conn, user_id, password)
         end_user_sessions(conn, user_id)
+        K.revoke_user_tokens(conn, user_id, now=now)
         _audit(conn, principal, "user.password_reset", ("user", user_id), now)
         return True
 

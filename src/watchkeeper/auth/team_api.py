@@ -10,10 +10,10 @@ from sqlalchemy import Connection
 
 from watchkeeper.api import (
     MAX_INT,
+    Account,
     AdminEditor,
     AdminReader,
     ProjectId,
-    Reader,
     Text,
     decode_cursor,
     encode_cursor,
@@ -67,7 +67,7 @@ async def _team_json_or_404(request: Request, team_id: int) -> dict[str, Any]:
 
 
 @router.get("/teams")
-async def list_teams(request: Request, principal: Reader) -> list[dict[str, Any]]:
+async def list_teams(request: Request, principal: Account) -> list[dict[str, Any]]:
     """All teams for an admin; a member's or viewer's own teams otherwise."""
     user_id = None if principal.is_admin else principal.user_id
     return await read(request, lambda conn: [team_json(conn, t) for t in T.list_teams(conn, user_id=user_id)])
@@ -89,7 +89,7 @@ async def create_team(request: Request, body: TeamIn, principal: AdminEditor) ->
 
 
 @router.get("/teams/{team_id}")
-async def get_team(request: Request, team_id: TeamId, principal: Reader) -> dict[str, Any]:
+async def get_team(request: Request, team_id: TeamId, principal: Account) -> dict[str, Any]:
     team = await _team_json_or_404(request, team_id)
     if not principal.is_admin and principal.user_id not in {m["id"] for m in team["members"]}:
         raise HTTPException(404, f"team {team_id} not found")

@@ -130,6 +130,21 @@ def revoke_token(conn: Connection, token_id: int, *, user_id: int, now: float) -
     )
 
 
+def revoke_user_tokens(conn: Connection, user_id: int, *, now: float) -> int:
+    """Revoke every live token of a user: on deactivation and on a password reset by an admin, when whoever
+    held the account (or its tokens) must lose it. Returns how many were revoked.
+
+    >>> # revoke_user_tokens(conn, 7, now=clock.now())
+    """
+    return int(
+        conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
+    )
+
+
 # Recording every use would turn each API read into a write; once a minute is precise enough to spot
 # unused tokens.
 TOUCH_INTERVAL = 60.0

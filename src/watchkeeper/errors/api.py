@@ -17,6 +17,8 @@ from watchkeeper.api import (
     check_project_access,
     decode_cursor,
     encode_cursor,
+    epoch_field,
+    epoch_query,
     read,
     runtime_of,
     write,
@@ -33,7 +35,7 @@ class IssueChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["unresolved", "resolved", "ignored"] | None = None
     in_next_release: bool = Field(False, description="with status=resolved: resolve in the next release")
-    ignore_until: float | None = Field(None, allow_inf_nan=False, description="with status=ignored: epoch seconds")
+    ignore_until: float | None = epoch_field(None, "with status=ignored: epoch seconds")
     ignore_count: int | None = Field(None, ge=1, le=MAX_INT, description="with status=ignored: until N more events")
     assignee_id: int | None = Field(None, ge=1, le=MAX_INT)
 
@@ -82,10 +84,10 @@ async def list_issues(
     environment: Annotated[str | None, Query(max_length=64)] = None,
     release: Annotated[str | None, Query(max_length=200)] = None,
     since: Annotated[
-        float | None, Query(allow_inf_nan=False, description="last seen at or after (epoch seconds)")
+        float | None, epoch_query("last seen at or after (epoch seconds)")
     ] = None,
     until: Annotated[
-        float | None, Query(allow_inf_nan=False, description="first seen at or before (epoch seconds)")
+        float | None, epoch_query("first seen at or before (epoch seconds)")
     ] = None,
     query: Annotated[str | None, Query(max_length=200, description="text in title or culprit")] = None,
     sort: I.Sort = "last_seen",

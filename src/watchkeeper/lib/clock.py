@@ -5,6 +5,11 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+# The latest time a client may send (epoch seconds): the end of year 9999, the last second Python's
+# datetime (and so every page, report and schedule that turns a time into a date) can hold. Earlier
+# than 1970 or later than this is a typo or a probe, answered 422 naming the field.
+MAX_EPOCH = 253_402_300_799.0
+
 
 class Clock(Protocol):
     def now(self) -> float:

@@ -10,7 +10,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import Connection, select
 
-from watchkeeper.api import AdminEditor, Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
+from watchkeeper.api import (
+    CONFLICT,
+    AdminEditor,
+    Editor,
+    ProjectId,
+    Reader,
+    check_project_access,
+    epoch_query,
+    read,
+    runtime_of,
+    write,
+)
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.projects import get_project
 from watchkeeper.config import ConfigError
@@ -76,7 +87,7 @@ async def list_monitors(
     return {"monitors": [_public(m, request) for m in found], "total": total}
 
 
-@router.post("/projects/{project_id}/monitors", status_code=201)
+@router.post("/projects/{project_id}/monitors", status_code=201, responses=CONFLICT)
 async def create_monitor(request: Request, project_id: ProjectId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Add a monitor. `config` depends on `type`; see docs/uptime.md."""
     await _check_project(request, project_id, owner, write=True)
@@ -94,7 +105,7 @@ async def get_monitor(request: Request, monitor_id: MonitorId, owner: Reader) ->
     return _public(await _monitor_or_404(request, monitor_id, owner), request)
 
 
-@router.put("/monitors/{monitor_id}")
+@router.put("/monitors/{monitor_id}", responses=CONFLICT)
 async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Replace a monitor's settings (its state is kept unless the type changes)."""
     monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
@@ -110,7 +121,7 @@ async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorS
     return _public(changed, request)
 
 
-@router.delete("/monitors/{monitor_id}", status_code=204)
+@router.delete("/monitors/{monitor_id}", status_code=204, responses=CONFLICT)
 async def delete_monitor(request: Request, monitor_id: MonitorId, owner: Editor) -> None:
     monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
     _editable(monitor)
@@ -154,7 +165,7 @@ async def test_monitor(request: Request, monitor_id: MonitorId, owner: Editor) -
 async def monitor_results(
     request: Request, monitor_id: MonitorId, owner: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[float | None, Query(allow_inf_nan=False, description="epoch seconds")] = None,
+    before: Annotated[float | None, epoch_query()] = None,
 ) -> dict[str, Any]:
     """Recent raw check results, newest first (kept `uptime.raw_retention_days`)."""
     await _monitor_or_404(request, monitor_id, owner)
@@ -165,8 +176,8 @@ async def monitor_results(
 @router.get("/monitors/{monitor_id}/uptime")
 async def monitor_uptime(
     request: Request, monitor_id: MonitorId, owner: Reader,
-    start: Annotated[float | None, Query(allow_inf_nan=False, description="custom range start (epoch)")] = None,
-    end: Annotated[float | None, Query(allow_inf_nan=False, description="custom range end (epoch)")] = None,
+    start: Annotated[float | None, epoch_query("custom range start (epoch seconds)")] = None,
+    end: Annotated[float | None, epoch_query("custom range end (epoch seconds)")] = None,
 ) -> dict[str, Any]:
     """Uptime % and response-time p50/p95 over 24h/7d/30d/90d, and over start..end when given."""
     await _monitor_or_404(request, monitor_id, owner)

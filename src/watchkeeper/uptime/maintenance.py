@@ -14,6 +14,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Connection, delete, select
 
+from watchkeeper.lib.clock import MAX_EPOCH
 from watchkeeper.uptime.tables import maintenance_windows
 
 
@@ -23,8 +24,8 @@ class MaintenanceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str = Field(min_length=1, max_length=200)
     monitor_ids: list[int] | None = Field(None, max_length=1000, description="None: every monitor of the project")
-    starts_at: float | None = Field(None, allow_inf_nan=False)
-    ends_at: float | None = Field(None, allow_inf_nan=False)
+    starts_at: float | None = Field(None, ge=0, le=MAX_EPOCH, allow_inf_nan=False)
+    ends_at: float | None = Field(None, ge=0, le=MAX_EPOCH, allow_inf_nan=False)
     cron: str | None = Field(None, max_length=100)
     timezone: str = "UTC"
     duration_seconds: int | None = Field(None, gt=0, le=31 * 86400)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, delete, select, update
 
-from watchkeeper.api import Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
+from watchkeeper.api import CONFLICT, Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
 from watchkeeper.uptime.api import _check_project
 from watchkeeper.uptime.incidents import (
     DEFAULT_INCIDENT_MESSAGE,
@@ -136,7 +136,7 @@ async def list_pages(request: Request, project_id: ProjectId, owner: Reader) -> 
     return {"status_pages": await read(request, query)}
 
 
-@router.post("/projects/{project_id}/status-pages", status_code=201)
+@router.post("/projects/{project_id}/status-pages", status_code=201, responses=CONFLICT)
 async def create_page(request: Request, project_id: ProjectId, body: StatusPageSpec, owner: Editor) -> dict[str, Any]:
     """A public page at /status/<slug>; each component shows the worst status of its monitors."""
     await _check_project(request, project_id, owner, write=True)
@@ -149,7 +149,7 @@ async def create_page(request: Request, project_id: ProjectId, body: StatusPageS
     return await write(request, create)
 
 
-@router.put("/status-pages/{page_id}")
+@router.put("/status-pages/{page_id}", responses=CONFLICT)
 async def change_page(request: Request, page_id: PageId, body: StatusPageSpec, owner: Editor) -> dict[str, Any]:
     page = await _page_or_404(request, page_id, owner, write=True)
     await _check_spec(request, page["project_id"], body, page_id)

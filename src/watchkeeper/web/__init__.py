@@ -16,6 +16,7 @@ def mount(app: FastAPI) -> None:
         account_pages,
         admin_pages,
         alert_pages,
+        api_docs,
         channel_pages,
         incident_pages,
         issue_pages,
@@ -37,6 +38,6 @@ def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (login_pages, project_pages, issue_pages, account_pages, admin_pages,
                    alert_pages, rule_pages, silence_pages, channel_pages, route_pages, routing_pages, incident_pages,
-                   oncall_pages, monitor_pages, monitor_form_pages, status_page_editor):
+                   oncall_pages, monitor_pages, monitor_form_pages, status_page_editor, api_docs):
         app.include_router(module.router)
     install_page_errors(app)

@@ -23,6 +23,7 @@ from watchkeeper.auth import teams as T
 from watchkeeper.auth import users as U
 from watchkeeper.auth.audit import list_entries
 from watchkeeper.auth.sessions import end_user_sessions
+from watchkeeper.auth.tokens import revoke_user_tokens
 from watchkeeper.web.project_pages import _text, record, see_other
 from watchkeeper.web.shell import PageError
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form
@@ -101,6 +102,7 @@ async def _change_user(page: Page, user_id: int, **change: Any) -> Response:
             return
         if change.get("is_active") is False:
             end_user_sessions(conn, user_id)
+            revoke_user_tokens(conn, user_id, now=now)
         record(conn, principal, "user.change", ("user", user_id), now, **change)
 
     try:
@@ -138,6 +140,7 @@ async def reset_password(user_id: int, page: CurrentPage) -> Response:
     def reset(conn: Connection) -> None:
         U.set_password(conn, user_id, password)
         end_user_sessions(conn, user_id)
+        revoke_user_tokens(conn, user_id, now=now)
         record(conn, principal, "user.password_reset", ("user", user_id), now)
 
     await write(page.request, reset)
