@@ -193,6 +193,11 @@ class Settings(_Section):
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
+        return self.listen_url
+
+    @property
+    def listen_url(self) -> str:
+        """Where `serve` listens, as a URL this machine can open (0.0.0.0 → 127.0.0.1)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
 

@@ -23,7 +23,13 @@ from watchkeeper.auth import access, sessions
 from watchkeeper.auth.projects import Project, get_project, list_projects
 from watchkeeper.config import SessionSettings
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
-from watchkeeper.web.shell import LoginRequired, PageError, html_page
+from watchkeeper.web.shell import (
+    PASSWORD_CHANGE_PATHS,
+    LoginRequired,
+    PageError,
+    PasswordChangeRequired,
+    html_page,
+)
 from watchkeeper.web.timerange import PageFilter, TimeRangeError, parse_page_filter
 
 ZONE_COOKIE = "wk_tz"  # set by static/boot.js from the browser when the user has chosen no zone
@@ -71,6 +77,8 @@ async def current_viewer(request: Request) -> Viewer:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target if request.method == "GET" else "/")
     info, principal = found
+    if info.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise PasswordChangeRequired()
     if sessions.needs_touch(info, now):
         # Not awaited: the page does not depend on it, and a busy writer must not slow reads.
         with contextlib.suppress(WriterOverloaded, WriterStopped):
