@@ -199,10 +199,10 @@ def test_data_dir_and_config_are_accepted_after_the_command_too(tmp_path: Path) 
     assert before.data_dir == tmp_path
 
 
-def _start_server(settings: Settings, port: int) -> subprocess.Popen[str]:
+def _start_server(settings: Settings, port: int, **environ: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [str(CONSOLE_SCRIPT), "--data-dir", str(settings.data_dir), "serve", "--port", str(port)],
-        env=_environ(settings, WATCHKEEPER_LOG_LEVEL="warning"),
+        env=_environ(settings, **({"WATCHKEEPER_LOG_LEVEL": "warning"} | environ)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -292,3 +292,51 @@ def test_project_create_says_it_does_not_know_the_address_before_serve_ran_and_w
     assert result.returncode == 0, result.stderr
     assert "http" not in result.stdout and "DSN: unknown" in result.stdout, result.stdout
     assert "not known" in result.stderr and "public_url" in result.stderr and "WATCHKEEPER_PUBLIC_URL" in result.stderr
+
+
+def _server_log_after_one_check(settings: Settings, **environ: str) -> str:
+    """Start `serve` with the default log level (the development profile's debug), run one HTTP check
+    through the REST API, stop it; its stderr."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    target = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    Thread(target=target.serve_forever, daemon=True).start()
+    port = _free_port()
+    server = _start_server(settings, port, **environ)
+    try:
+        token = subprocess.run(
+            [str(CONSOLE_SCRIPT), "--data-dir", str(settings.data_dir), "token", "create", "t", "--json"],
+            env=_environ(settings), capture_output=True, text=True, timeout=60,
+        )
+        headers = {"Authorization": f"Bearer {json.loads(token.stdout)['token']}"}
+        base = f"http://127.0.0.1:{port}/api/v1"
+        project = httpx.post(f"{base}/projects", json={"name": "Shop"}, headers=headers).json()
+        monitor = httpx.post(f"{base}/projects/{project['id']}/monitors", headers=headers, json={
+            "name": "Target", "type": "http", "config": {"url": f"http://127.0.0.1:{target.server_address[1]}/"}})
+        assert monitor.status_code == 201, monitor.text
+        tested = httpx.post(f"{base}/monitors/{monitor.json()['id']}/test", headers=headers, timeout=30)
+        assert tested.status_code == 200 and tested.json()["ok"], tested.text
+    finally:
+        target.shutdown()
+        _stop(server)
+    assert server.stderr is not None
+    return server.stderr.read()
+
+
+def test_the_default_profiles_debug_level_prints_no_http_client_debug_lines_unless_asked(settings: Settings) -> None:
+    default = _server_log_after_one_check(settings, WATCHKEEPER_LOG_LEVEL="debug")
+    assert "httpcore" not in default and "DEBUG httpx" not in default, default[-2000:]
+    asked = _server_log_after_one_check(
+        settings, WATCHKEEPER_LOG_LEVEL="debug", WATCHKEEPER_OUTBOUND__LOG_LEVEL="debug"
+    )
+    assert "DEBUG httpcore" in asked, asked[-2000:]

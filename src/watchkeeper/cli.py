@@ -103,6 +103,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for client_logger in ("httpx", "httpcore"):
+        logging.getLogger(client_logger).setLevel(settings.outbound.log_level.upper())
     _limit_malloc_arenas()
     runtime = build_runtime(settings, migrate_in_child=True)
     record_server_address(settings)

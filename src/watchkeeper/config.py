@@ -77,6 +77,10 @@ class OutboundSettings(_Section):
     allow_private_targets: bool = False
     timeout_seconds: float = Field(10.0, gt=0)
     max_redirects: int = Field(5, ge=0)
+    # The HTTP client's own loggers (httpx, httpcore). At debug they print every connection step of
+    # every check and webhook (~20 lines per request), which buried our own debug lines; ask for them
+    # with WATCHKEEPER_OUTBOUND__LOG_LEVEL=debug.
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
 
 class UptimeSettings(_Section):
