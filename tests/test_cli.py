@@ -320,7 +320,7 @@ def _server_log_after_one_check(settings: Settings, **environ: str) -> str:
         )
         headers = {"Authorization": f"Bearer {json.loads(token.stdout)['token']}"}
         base = f"http://127.0.0.1:{port}/api/v1"
-        project = httpx.post(f"{base}/projects", json={"name": "Shop"}, headers=headers).json()
+        project = httpx.post(f"{base}/projects", json={"name": f"Shop {port}"}, headers=headers).json()
         monitor = httpx.post(f"{base}/projects/{project['id']}/monitors", headers=headers, json={
             "name": "Target", "type": "http", "config": {"url": f"http://127.0.0.1:{target.server_address[1]}/"}})
         assert monitor.status_code == 201, monitor.text

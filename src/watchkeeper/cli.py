@@ -160,13 +160,23 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def cmd_project_create(args: argparse.Namespace) -> int:
-    from watchkeeper.auth.projects import create_project, list_keys
+    from watchkeeper.auth.audit import record
+    from watchkeeper.auth.projects import ProjectError, create_project, list_keys
+    from watchkeeper.auth.teams import check_project_name
 
     settings = _settings(args)
     engine = _engine(args)
-    with engine.begin() as conn:
-        project = create_project(conn, args.name, now=SystemClock().now(), platform=args.platform)
-        key = list_keys(conn, project.id)[0]
+    now = SystemClock().now()
+    try:
+        with engine.begin() as conn:
+            check_project_name(conn, args.name, [])
+            project = create_project(conn, args.name, now=now, platform=args.platform)
+            key = list_keys(conn, project.id)[0]
+            record(conn, actor_user_id=None, action="project.create", target_type="project", target_id=project.id,
+                   details={"name": project.name, "via": "cli"}, now=now)
+    except ProjectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     base = public_address(settings)
     dsn = key.dsn(base) if base else None
     if dsn is None:
