@@ -114,6 +114,9 @@ async def _session_principal(request: Request, runtime: Runtime, raw: str) -> Pr
     if found is None:
         raise HTTPException(401, "session expired or unknown: log in again, or send an API token")
     session, principal = found
+    if session.must_change_password and request.url.path not in ("/api/v1/me", "/api/v1/me/password"):
+        raise HTTPException(403, "you logged in with a one-time password: set a new one first (/account, "
+                                 "or POST /api/v1/me/password)")
     # A cookie is sent by the browser on any site's request; only our pages know the session's token.
     if request.method not in SAFE_METHODS and not sessions.check_csrf(
         session, request.headers.get(sessions.CSRF_HEADER)

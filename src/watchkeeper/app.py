@@ -79,7 +79,7 @@ def bootstrap_admin(engine: Engine, settings: Settings, clock: Clock) -> str | N
             return None
         given = settings.admin_password.get_secret_value() if settings.admin_password else None
         password = given or generate_password()
-        create_user(conn, settings.admin_email, password, role="admin", now=clock.now())
+        create_user(conn, settings.admin_email, password, role="admin", now=clock.now(), one_time=not given)
     return None if given else password
 
 

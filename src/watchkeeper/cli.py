@@ -25,6 +25,50 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_file=args.config, overrides=overrides)
 
 
+class NoDataDirectory(Exception):
+    """A command that reads the data would otherwise create a new, empty data directory."""
+
+
+# Where `serve` last listened, kept in the data directory so that the CLI, run beside it, prints DSNs
+# and URLs that reach it (`serve --port 8123` then `project create`).
+SERVER_ADDRESS_FILE = "server.json"
+
+PUBLIC_URL_HINT = (
+    "set public_url (WATCHKEEPER_PUBLIC_URL=https://watchkeeper.example.com, or public_url: in the "
+    "--config file) to the address SDKs and browsers use, or start `watchkeeper serve` with this data "
+    "directory once"
+)
+
+
+def record_server_address(settings: Settings) -> None:
+    """Write where this server listens into its data directory (read by `public_address`)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    record = {"host": settings.host, "port": settings.port, "url": settings.listen_url}
+    path = settings.data_dir / SERVER_ADDRESS_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(orjson.dumps(record))
+    temporary.replace(path)
+
+
+def public_address(settings: Settings) -> str | None:
+    """The URL to print in DSNs and links: ``public_url``, else where `serve` last listened with this
+    data directory, else None (unknown: the caller says so rather than print an address that loses
+    events)."""
+    if settings.public_url:
+        return settings.base_url
+    try:
+        record = orjson.loads((settings.data_dir / SERVER_ADDRESS_FILE).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    url = record.get("url") if isinstance(record, dict) else None
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
+def _unknown_address(what: str) -> None:
+    print(f"note: the server's address is not known, so no {what} is printed: {PUBLIC_URL_HINT}.",
+          file=sys.stderr)
+
+
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     if getattr(args, "json", False):
         print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
@@ -59,8 +103,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for client_logger in ("httpx", "httpcore"):
+        logging.getLogger(client_logger).setLevel(settings.outbound.log_level.upper())
     _limit_malloc_arenas()
     runtime = build_runtime(settings, migrate_in_child=True)
+    record_server_address(settings)
     password = bootstrap_admin(runtime.engine, settings, runtime.clock)
     role = "" if settings.role == "all" else f", role {settings.role}"
     print(f"Watchkeeper {settings.profile}{role} on {settings.base_url}  (data: {settings.data_dir.resolve()})",
@@ -96,26 +143,51 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    """The database for one short command; it may run beside a busy server, so it writes with the lock."""
+    """The database for one short command; it may run beside a busy server, so it writes with the lock.
+
+    Only `serve` and `migrate` create a data directory: a command run from the wrong directory would
+    otherwise work on a new, empty database (and print a DSN the server rejects)."""
     from watchkeeper.app import open_database
     from watchkeeper.store.engine import for_writing
 
-    return for_writing(open_database(_settings(args)))
+    settings = _settings(args)
+    if settings.database_url is None and not (settings.data_dir / "watchkeeper.db").is_file():
+        where = settings.data_dir.resolve()
+        raise NoDataDirectory(
+            f"no Watchkeeper database in {where} (this command does not create one). Run it from the "
+            "directory where `watchkeeper serve` runs, or pass --data-dir (or WATCHKEEPER_DATA_DIR) "
+            "naming the server's data directory; `watchkeeper serve` or `watchkeeper migrate` create a new one."
+        )
+    return for_writing(open_database(settings))
 
 
 def cmd_project_create(args: argparse.Namespace) -> int:
-    from watchkeeper.auth.projects import create_project, list_keys
+    from watchkeeper.auth.audit import record
+    from watchkeeper.auth.projects import ProjectError, create_project, list_keys
+    from watchkeeper.auth.teams import check_project_name
 
     settings = _settings(args)
     engine = _engine(args)
-    with engine.begin() as conn:
-        project = create_project(conn, args.name, now=SystemClock().now(), platform=args.platform)
-        key = list_keys(conn, project.id)[0]
-    dsn = key.dsn(settings.base_url)
+    now = SystemClock().now()
+    try:
+        with engine.begin() as conn:
+            check_project_name(conn, args.name, [])
+            project = create_project(conn, args.name, now=now, platform=args.platform)
+            key = list_keys(conn, project.id)[0]
+            record(conn, actor_user_id=None, action="project.create", target_type="project", target_id=project.id,
+                   details={"name": project.name, "via": "cli"}, now=now)
+    except ProjectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    base = public_address(settings)
+    dsn = key.dsn(base) if base else None
+    if dsn is None:
+        _unknown_address("DSN")
     _print(
         args,
         {"id": project.id, "name": project.name, "slug": project.slug, "dsn": dsn},
-        f"Created project {project.name} (id {project.id}).\nDSN: {dsn}",
+        f"Created project {project.name} (id {project.id}).\n"
+        + (f"DSN: {dsn}" if dsn else f"DSN: unknown (public key {key.public_key}); see the note above"),
     )
     return 0
 
@@ -124,8 +196,9 @@ def cmd_project_list(args: argparse.Namespace) -> int:
     from watchkeeper.auth.projects import list_keys, list_projects
 
     settings = _settings(args)
+    base = public_address(settings)
     with _engine(args).connect() as conn:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for project in list_projects(conn):
             keys = [k for k in list_keys(conn, project.id) if k.is_active]
             rows.append(
@@ -133,10 +206,18 @@ def cmd_project_list(args: argparse.Namespace) -> int:
                     "id": project.id,
                     "name": project.name,
                     "slug": project.slug,
-                    "dsn": keys[0].dsn(settings.base_url) if keys else None,
+                    "dsn": keys[0].dsn(base) if keys and base else None,
+                    "public_key": keys[0].public_key if keys else None,
                 }
             )
-    text = "\n".join(f"{r['id']:>4}  {r['slug']:<24} {r['dsn'] or '(no active key)'}" for r in rows)
+    if rows and base is None:
+        _unknown_address("DSN")
+    unknown = "(address unknown; public key {})"
+    text = "\n".join(
+        f"{r['id']:>4}  {r['slug']:<24} "
+        + str(r["dsn"] or (unknown.format(r["public_key"]) if r["public_key"] else "(no active key)"))
+        for r in rows
+    )
     _print(args, rows, text or "no projects yet: watchkeeper project create NAME")
     return 0
 
@@ -181,7 +262,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     password = password or generate_password()
     try:
         with _engine(args).begin() as conn:
-            user = create_user(conn, args.email, password, role=args.role, now=SystemClock().now())
+            user = create_user(conn, args.email, password, role=args.role, now=SystemClock().now(), one_time=generated)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -328,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except NoDataDirectory as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

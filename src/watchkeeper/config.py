@@ -100,6 +100,10 @@ class OutboundSettings(_Section):
     allow_private_targets: bool = False
     timeout_seconds: float = Field(10.0, gt=0)
     max_redirects: int = Field(5, ge=0)
+    # The HTTP client's own loggers (httpx, httpcore). At debug they print every connection step of
+    # every check and webhook (~20 lines per request), which buried our own debug lines; ask for them
+    # with WATCHKEEPER_OUTBOUND__LOG_LEVEL=debug.
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
 
 class UptimeSettings(_Section):
@@ -237,6 +241,11 @@ class Settings(_Section):
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
+        return self.listen_url
+
+    @property
+    def listen_url(self) -> str:
+        """Where `serve` listens, as a URL this machine can open (0.0.0.0 → 127.0.0.1)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
 

@@ -26,7 +26,12 @@ def test_an_admin_creates_a_user_who_sees_only_their_teams_projects(server: Serv
     with httpx.Client(base_url=server.url) as browser:
         from tests.auth.test_session_auth import log_in
 
-        log_in(server, browser, "bob@example.com", bob["password"])
+        csrf = log_in(server, browser, "bob@example.com", bob["password"])
+        refused = browser.get("/api/v1/projects")  # a generated password is one-time
+        assert refused.status_code == 403 and "one-time password" in refused.json()["detail"]
+        changed = browser.post("/api/v1/me/password", headers={"X-CSRF-Token": csrf},
+                               json={"current_password": bob["password"], "new_password": "bobs-own-password"})
+        assert changed.status_code == 204, changed.text
         assert [p["name"] for p in browser.get("/api/v1/projects").json()] == ["Shop"]
         me = browser.get("/api/v1/me").json()
         assert me["role"] == "member" and me["teams"] == [{"id": team["id"], "name": "Payments"}]

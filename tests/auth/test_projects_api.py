@@ -23,7 +23,7 @@ def test_a_created_project_has_a_dsn_that_accepts_events(server: Server, api: ht
     assert created["slug"] == "web-shop" and created["platform"] == "python"
     assert created["dsn"].startswith("http://") and created["dsn"].endswith(f"/{created['id']}")
     assert send_event(server, fixture_for(created)).status_code == 200
-    assert api.post("/api/v1/projects", json={"name": "Web Shop"}).json()["slug"] == "web-shop-2"
+    assert api.post("/api/v1/projects", json={"name": "Web-Shop"}).json()["slug"] == "web-shop-2"
 
 
 def test_projects_can_be_listed_read_changed_and_deleted(server: Server, api: httpx.Client) -> None:

@@ -198,6 +198,9 @@ def test_an_admin_creates_a_user_who_logs_in_with_the_password_shown_once(
     password = shown_secret(made.text)
     assert password not in admin.get("/admin/users").text
     ann = log_in(server, "ann@example.com", password)
+    assert ann.get("/admin/users").headers["location"] == "/account?change=required"  # a one-time password
+    post_form(ann, "/account", "/account/password",
+              {"current_password": password, "new_password": "anns-password-1", "repeat_password": "anns-password-1"})
     assert ann.get("/admin/users").status_code == 403
     ann.close()
 
@@ -209,7 +212,7 @@ def test_an_admin_creates_a_user_who_logs_in_with_the_password_shown_once(
         assert answer.status_code == 422 and 'role="alert"' in answer.text, bad
     nul = post_form(admin, "/admin/users", "/admin/users", {"email": "a\x00@b.c", "role": "member"})
     assert nul.status_code == 422 and "may not contain NUL characters" in nul.text
-    [entry] = audit_entries(server)
+    entry = audit_entries(server)[-1]
     assert (entry.action, entry.details) == ("user.create", {"email": "ann@example.com", "role": "viewer"})
 
 
@@ -316,3 +319,42 @@ def test_the_audit_log_is_newest_first_in_cursor_pages_and_escaped(server: Serve
     assert second.text.count("team.create") == 5 and " 00" in second.text and 'rel="next"' not in second.text
     for cursor in ("garbage", "WyJ4Il0", "\x00"):
         assert admin.get("/admin/audit", params={"cursor": cursor}).status_code == 400
+
+
+def test_a_one_time_password_must_be_changed_at_first_login_and_then_stops_working(
+    server: Server, admin: httpx.Client
+) -> None:
+    made = post_form(admin, "/admin/users", "/admin/users", {"email": "newbie@example.com", "role": "member"})
+    one_time = shown_secret(made.text)
+    newbie = log_in(server, "newbie@example.com", one_time)
+    # every page leads to the password form, and the API answers 403 to the session
+    for path in ("/projects", "/admin/audit", "/alerting/alerts"):
+        answer = newbie.get(path)
+        assert answer.status_code == 303 and answer.headers["location"] == "/account?change=required", path
+    assert newbie.get("/api/v1/projects").status_code == 403
+    account = newbie.get("/account?change=required")
+    assert account.status_code == 200 and "one-time password" in account.text
+    changed = post_form(newbie, "/account", "/account/password", {
+        "current_password": one_time, "new_password": "my-own-password-1", "repeat_password": "my-own-password-1"})
+    assert changed.status_code == 303
+    assert newbie.get("/projects").status_code == 200 and newbie.get("/api/v1/projects").status_code == 200
+    assert "one-time password" not in newbie.get("/account").text
+    newbie.close()
+    # the one-time password no longer logs in; the new one does
+    with httpx.Client(base_url=server.url) as other:
+        page = other.get("/login")
+        refused = other.post("/login", data={"email": "newbie@example.com", "password": one_time,
+                                             "csrf_token": form_token(page.text), "next": "/projects"})
+        assert refused.status_code == 401
+    log_in(server, "newbie@example.com", "my-own-password-1").close()
+
+
+def test_the_bootstrap_admins_generated_password_is_one_time_but_a_given_one_is_not(server: Server) -> None:
+    from watchkeeper.app import bootstrap_admin
+
+    settings = server.settings.model_copy(update={"admin_password": None})
+    generated = bootstrap_admin(server.runtime.engine, settings, server.runtime.clock)
+    assert generated is not None
+    client = log_in(server, settings.admin_email, generated)
+    assert client.get("/projects").headers["location"] == "/account?change=required"
+    client.close()

@@ -234,7 +234,7 @@ async def create_user(request: Request, body: UserIn, principal: AdminEditor) ->
     now = runtime_of(request).clock.now()
 
     def create(conn: Connection) -> dict[str, Any]:
-        user = U.create_user(conn, body.email, password, role=body.role, now=now)
+        user = U.create_user(conn, body.email, password, role=body.role, now=now, one_time=not body.password)
         _audit(conn, principal, "user.create", ("user", user.id), now, email=user.email, role=user.role)
         return user_json(conn, user)
 
@@ -285,7 +285,7 @@ async def reset_password(request: Request, user_id: UserId, principal: AdminEdit
     def reset(conn: Connection) -> bool:
         if U.get_user(conn, user_id) is None:
             return False
-        U.set_password(conn, user_id, password)
+        U.set_password(conn, user_id, password, one_time=True)
         end_user_sessions(conn, user_id)
         K.revoke_user_tokens(conn, user_id, now=now)
         _audit(conn, principal, "user.password_reset", ("user", user_id), now)

@@ -184,6 +184,7 @@ async def create_project(request: Request, body: ProjectIn, owner: Editor) -> di
     def create(conn: Connection) -> dict[str, Any]:
         now = runtime.clock.now()
         team_id = owning_team(conn, owner, body.team_id)
+        T.check_project_name(conn, body.name, [team_id] if team_id is not None else [])
         project = P.create_project(conn, body.name, now=now, platform=body.platform)
         if team_id is not None:
             T.add_project(conn, team_id, project.id)
@@ -230,12 +231,18 @@ async def change_project(request: Request, project_id: ProjectId, body: ProjectC
     now = runtime_of(request).clock.now()
 
     def change(conn: Connection) -> P.Project | None:
+        if "name" in changes:
+            T.check_project_name(conn, changes["name"], T.teams_of_project(conn, project_id),
+                                 except_project=project_id)
         updated = P.update_project(conn, project_id, changes)
         if updated is not None:
             _audit(conn, owner, "project.change", ("project", project_id), now, **body.model_dump(exclude_unset=True))
         return updated
 
-    updated = await write(request, change)
+    try:
+        updated = await write(request, change)
+    except P.ProjectError as exc:
+        raise HTTPException(422, str(exc)) from None
     runtime_of(request).key_cache.invalidate()
     if updated is None:  # deleted meanwhile
         raise HTTPException(404, f"project {project_id} not found")

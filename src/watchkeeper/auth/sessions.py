@@ -77,6 +77,8 @@ class SessionInfo:
     created_at: float
     last_seen_at: float
     expires_at: float
+    # Logged in with a one-time password: only the password form opens until a new one is set.
+    must_change_password: bool = False
 
 
 def _digest(raw: str) -> str:
@@ -165,7 +167,7 @@ def resolve_session(
     if not raw or len(raw) > 200:
         return None
     row = conn.execute(
-        select(sessions, users.c.email, users.c.role, users.c.timezone)
+        select(sessions, users.c.email, users.c.role, users.c.timezone, users.c.must_change_password)
         .join(users, users.c.id == sessions.c.user_id)
         .where(sessions.c.id_hash == _digest(raw), users.c.is_active.is_(True))
     ).first()
@@ -176,7 +178,7 @@ def resolve_session(
         return None
     return SessionInfo(
         row.id, row.user_id, row.email, row.role, row.timezone, row.csrf_token, row.created_at, row.last_seen_at,
-        expires,
+        expires, bool(row.must_change_password),
     )
 
 

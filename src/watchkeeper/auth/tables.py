@@ -17,6 +17,9 @@ users = Table(
     Column("created_at", Double, nullable=False),
     # IANA zone name (Europe/Paris) the pages show times in; None = the browser's.
     Column("timezone", String(64), nullable=True),
+    # A generated (one-time) password works for one login only: the pages then ask for a new one and
+    # nothing else opens until it is set (migration 0011_firsthour).
+    Column("must_change_password", Boolean, nullable=False, server_default="0"),
 )
 
 api_tokens = Table(

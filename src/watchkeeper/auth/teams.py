@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from watchkeeper.auth.tables import project_teams, team_members, teams, users
+from watchkeeper.auth.projects import ProjectError
+from watchkeeper.auth.tables import project_teams, projects, team_members, teams, users
 
 
 class TeamError(ValueError):
@@ -160,3 +161,40 @@ def assignable_user_ids(conn: Connection, project_id: int) -> frozenset[int]:
         select(users.c.id).where(users.c.is_active.is_(True), (users.c.role == "admin") | users.c.id.in_(members))
     )
     return frozenset(int(row.id) for row in rows)
+
+
+def check_project_name(conn: Connection, name: str, team_ids: list[int], *, except_project: int | None = None) -> None:
+    """Refuse a project name one of these teams already has (letter case aside), so that the project
+    switcher of each member never shows two projects it cannot tell apart. No teams: the check is among
+    the projects of no team (the admins' own).
+
+    >>> # check_project_name(conn, "Shop", [payments_id]) -> ProjectError('name: team Payments already …')
+    """
+    same = select(projects.c.id).where(func.lower(projects.c.name) == name.strip().lower())
+    if except_project is not None:
+        same = same.where(projects.c.id != except_project)
+    if team_ids:
+        clash = conn.execute(
+            select(teams.c.name).join(project_teams, project_teams.c.team_id == teams.c.id)
+            .where(project_teams.c.team_id.in_(team_ids), project_teams.c.project_id.in_(same))
+        ).first()
+        if clash is not None:
+            raise ProjectError(f"name: team {clash.name} already has a project called “{name.strip()}”; "
+                               "choose another name")
+        return
+    teamless = same.where(~projects.c.id.in_(select(project_teams.c.project_id)))
+    if conn.execute(teamless).first() is not None:
+        raise ProjectError(f"name: there is already a project called “{name.strip()}” (with no team); "
+                           "choose another name")
+
+
+def team_names_of_projects(conn: Connection) -> dict[int, list[str]]:
+    """Each project's team names, for telling projects of the same name apart."""
+    names: dict[int, list[str]] = {}
+    rows = conn.execute(
+        select(project_teams.c.project_id, teams.c.name).join(teams, teams.c.id == project_teams.c.team_id)
+        .order_by(teams.c.name)
+    )
+    for row in rows:
+        names.setdefault(row.project_id, []).append(row.name)
+    return names

@@ -74,7 +74,7 @@ async def create_user(page: CurrentPage) -> Response:
     principal = page.viewer.principal
 
     def create(conn: Connection) -> U.User:
-        user = U.create_user(conn, email, password, role=role, now=now)
+        user = U.create_user(conn, email, password, role=role, now=now, one_time=True)
         record(conn, principal, "user.create", ("user", user.id), now, email=user.email, role=user.role)
         return user
 
@@ -138,7 +138,7 @@ async def reset_password(user_id: int, page: CurrentPage) -> Response:
     now = runtime_of(page.request).clock.now()
 
     def reset(conn: Connection) -> None:
-        U.set_password(conn, user_id, password)
+        U.set_password(conn, user_id, password, one_time=True)
         end_user_sessions(conn, user_id)
         revoke_user_tokens(conn, user_id, now=now)
         record(conn, principal, "user.password_reset", ("user", user_id), now)

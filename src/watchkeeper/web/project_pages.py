@@ -4,6 +4,7 @@ the setup instructions a new project shows."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -14,6 +15,7 @@ from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth import audit
 from watchkeeper.auth import projects as P
 from watchkeeper.auth import teams as T
+from watchkeeper.auth import users as U
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.api import SCRUBBING_KEYS, _owning_team
 from watchkeeper.errors.issues import count_issues
@@ -38,7 +40,25 @@ async def projects_page(page: CurrentPage) -> Response:
     def counts(conn: Connection) -> dict[int, int]:
         return {p.id: count_issues(conn, p.id) for p in P.list_projects(conn) if page.viewer.principal.can_read(p.id)}
 
-    return await page.render("projects.html", issue_counts=await read(page.request, counts))
+    return await page.render("projects.html", issue_counts=await read(page.request, counts),
+                             deleted=page.request.query_params.get("deleted", "")[:200],
+                             **await _team_situation(page))
+
+
+async def _team_situation(page: Page) -> dict[str, Any]:
+    """Whether the viewer is in no team (then they can neither see nor create a project), and who can
+    change that: the active administrators."""
+    principal = page.viewer.principal
+    if principal.role == "admin":
+        return {"teamless": False, "admins": []}
+
+    def load(conn: Connection) -> dict[str, Any]:
+        if T.list_teams(conn, user_id=principal.user_id):
+            return {"teamless": False, "admins": []}
+        admins = [u.email for u in U.list_users(conn) if u.role == "admin" and u.is_active]
+        return {"teamless": True, "admins": admins}
+
+    return await read(page.request, load)
 
 
 def record(conn: Connection, principal: Principal, action: str, target: tuple[str, int], now: float,
@@ -63,7 +83,8 @@ async def _teams_for_new_project(page: Page) -> list[T.Team]:
 async def new_project_page(page: CurrentPage) -> Response:
     _may_create(page)
     teams = await _teams_for_new_project(page)
-    return await page.render("project_new.html", error=None, name="", platform="", teams=teams, team_id=None)
+    return await page.render("project_new.html", errors={}, name="", platform="", teams=teams, team_id=None,
+                             **await _team_situation(page))
 
 
 @router.post("/projects")
@@ -77,6 +98,7 @@ async def create_project(page: CurrentPage) -> Response:
 
     def create(conn: Connection) -> P.Project:
         owner = _owning_team(conn, principal, team_id)  # the API's rule: one of the creator's teams
+        T.check_project_name(conn, name, [owner] if owner is not None else [])
         project = P.create_project(conn, name, now=now, platform=platform or None)
         if owner is not None:
             T.add_project(conn, owner, project.id)
@@ -86,9 +108,11 @@ async def create_project(page: CurrentPage) -> Response:
     try:
         created = await write(page.request, create)
     except P.ProjectError as exc:
+        field, _, message = str(exc).partition(": ")
+        errors = {field: message} if field in ("name", "team_id") else {"form": str(exc)}
         teams = await _teams_for_new_project(page)
-        return await page.render("project_new.html", status=422, error=str(exc), name=name, platform=platform,
-                                 teams=teams, team_id=team_id)
+        return await page.render("project_new.html", status=422, errors=errors, name=name, platform=platform,
+                                 teams=teams, team_id=team_id, **await _team_situation(page))
     return see_other(f"/projects/{created.id}/setup")
 
 
@@ -116,17 +140,39 @@ async def setup_page(project_id: int, page: CurrentPage) -> Response:
 @router.get("/projects/{project_id:int}/settings")
 async def settings_page(project_id: int, page: CurrentPage) -> Response:
     project = await readable_project(page, project_id)
-    return await page.render("project_settings.html", project=project, scrubbing=_scrubbing(project), error=None)
+    return await _render_settings(page, project, _stored_values(project))
 
 
-def _scrubbing(project: P.Project) -> dict[str, Any]:
+async def _render_settings(page: Page, project: P.Project, values: dict[str, Any], errors: dict[str, str] | None = None,
+                           delete_errors: dict[str, str] | None = None, status: int = 200) -> Response:
+    return await page.render("project_settings.html", status=status, project=project, values=values,
+                             errors=errors or {}, delete_errors=delete_errors or {})
+
+
+def _stored_values(project: P.Project) -> dict[str, Any]:
+    """The settings form's fields as the project has them."""
     stored = project.settings.get("scrubbing", {})
     return {
+        "name": project.name,
+        "platform": project.platform or "",
+        "retention_days": str(project.retention_days or ""),
+        "events_per_minute": str(project.events_per_minute or ""),
+        "events_per_hour": str(project.events_per_hour or ""),
         "scrub_data": stored.get("scrub_data", True),
         "scrub_ip_addresses": stored.get("scrub_ip_addresses", True),
         "sensitive_fields": "\n".join(stored.get("sensitive_fields", [])),
         "safe_fields": "\n".join(stored.get("safe_fields", [])),
     }
+
+
+def _posted_values(form: FormData) -> dict[str, Any]:
+    """The settings form's fields as posted, shown again when something is wrong."""
+    values: dict[str, Any] = {name: _text(form, name, 10_000 if name.endswith("fields") else 200) for name in (
+        "name", "platform", "retention_days", "events_per_minute", "events_per_hour", "sensitive_fields",
+        "safe_fields")}
+    values["scrub_data"] = form.get("scrub_data") == "on"
+    values["scrub_ip_addresses"] = form.get("scrub_ip_addresses") == "on"
+    return values
 
 
 def _text(form: FormData, name: str, limit: int = 200) -> str:
@@ -137,42 +183,46 @@ def _text(form: FormData, name: str, limit: int = 200) -> str:
     return text[:limit]
 
 
-def _optional_int(form: FormData, name: str, low: int, high: int) -> int | None:
-    text = _text(form, name)
+def _optional_int(values: dict[str, Any], name: str, low: int, high: int, errors: dict[str, str]) -> int | None:
+    text = values[name]
     if not text:
         return None
     if not text.isdigit() or not low <= int(text) <= high:
-        raise P.ProjectError(f"{name.replace('_', ' ')}: a whole number from {low} to {high}, or empty")
+        errors[name] = f"a whole number from {low:,} to {high:,}, or empty"
+        return None
     return int(text)
 
 
-def _names(form: FormData, name: str) -> list[str]:
-    return [line.strip() for line in _text(form, name, 10_000).splitlines() if line.strip()]
+def _names(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _project_changes(form: FormData, project: P.Project) -> dict[str, Any]:
-    name = _text(form, "name")
-    if not name:
-        raise P.ProjectError("name: must be 1-200 characters")
+def _project_changes(values: dict[str, Any], project: P.Project) -> tuple[dict[str, Any], dict[str, str]]:
+    """The changes the settings form asks for, and what is wrong, by field."""
+    errors: dict[str, str] = {}
+    if not values["name"]:
+        errors["name"] = "a project needs a name"
     scrubbing = {
-        "scrub_data": form.get("scrub_data") == "on",
-        "scrub_ip_addresses": form.get("scrub_ip_addresses") == "on",
-        "sensitive_fields": _names(form, "sensitive_fields"),
-        "safe_fields": _names(form, "safe_fields"),
+        "scrub_data": values["scrub_data"],
+        "scrub_ip_addresses": values["scrub_ip_addresses"],
+        "sensitive_fields": _names(values["sensitive_fields"]),
+        "safe_fields": _names(values["safe_fields"]),
     }
     assert set(scrubbing) <= SCRUBBING_KEYS
-    try:
-        ScrubbingRules.from_settings(scrubbing)
-    except ValueError as exc:
-        raise P.ProjectError(f"scrubbing: {exc}") from None
-    return {
-        "name": name,
-        "platform": _text(form, "platform", 64) or None,
-        "retention_days": _optional_int(form, "retention_days", 1, 3650),
-        "events_per_minute": _optional_int(form, "events_per_minute", 1, MAX_INT),
-        "events_per_hour": _optional_int(form, "events_per_hour", 1, MAX_INT),
+    for field in ("sensitive_fields", "safe_fields"):
+        try:
+            ScrubbingRules.from_settings({field: scrubbing[field]})
+        except ValueError as exc:
+            errors[field] = str(exc).split(": ", 1)[-1]
+    changes = {
+        "name": values["name"],
+        "platform": values["platform"][:64] or None,
+        "retention_days": _optional_int(values, "retention_days", 1, 3650, errors),
+        "events_per_minute": _optional_int(values, "events_per_minute", 1, MAX_INT, errors),
+        "events_per_hour": _optional_int(values, "events_per_hour", 1, MAX_INT, errors),
         "settings": {**project.settings, "scrubbing": scrubbing},
     }
+    return changes, errors
 
 
 @router.post("/projects/{project_id:int}/settings")
@@ -180,22 +230,49 @@ async def save_settings(project_id: int, page: CurrentPage) -> Response:
     project = await readable_project(page, project_id)
     form = await checked_form(page.request, page.viewer)
     require_write(page.viewer, project_id)
-    try:
-        changes = _project_changes(form, project)
-    except P.ProjectError as exc:
-        return await page.render(
-            "project_settings.html", status=422, project=project, scrubbing=_scrubbing(project), error=str(exc)
-        )
+    values = _posted_values(form)
+    changes, errors = _project_changes(values, project)
     now = runtime_of(page.request).clock.now()
 
     def change(conn: Connection) -> None:
+        T.check_project_name(conn, changes["name"], T.teams_of_project(conn, project_id), except_project=project_id)
         P.update_project(conn, project_id, changes)
         record(conn, page.viewer.principal, "project.change", ("project", project_id), now,
                **{k: v for k, v in changes.items() if k != "settings"}, scrubbing=changes["settings"]["scrubbing"])
 
-    await write(page.request, change)
+    if not errors:
+        try:
+            await write(page.request, change)
+        except P.ProjectError as exc:
+            field, _, message = str(exc).partition(": ")
+            errors[field if field in values else "form"] = message or str(exc)
+    if errors:
+        return await _render_settings(page, project, values, errors, status=422)
     runtime_of(page.request).key_cache.invalidate()
     return see_other(f"/projects/{project_id}/settings?saved=1")
+
+
+@router.post("/projects/{project_id:int}/delete")
+async def delete_project(project_id: int, page: CurrentPage) -> Response:
+    """Delete a project (admins, as DELETE /api/v1/projects/{id}) once its name is typed to confirm."""
+    project = await readable_project(page, project_id)
+    form = await checked_form(page.request, page.viewer)
+    if not page.viewer.principal.is_admin:
+        raise PageError(403, "Only an administrator may delete a project.")
+    typed = _text(form, "confirm_name")
+    if typed != project.name:
+        message = "type the project's name exactly as shown" if typed else "type the project's name to confirm"
+        return await _render_settings(page, project, _stored_values(project), status=422,
+                                      delete_errors={"confirm_name": message})
+    now = runtime_of(page.request).clock.now()
+
+    def delete(conn: Connection) -> None:
+        if P.delete_project(conn, project_id):
+            record(conn, page.viewer.principal, "project.delete", ("project", project_id), now, name=project.name)
+
+    await write(page.request, delete)
+    runtime_of(page.request).key_cache.invalidate()
+    return see_other(f"/projects?deleted={quote(project.name)}")
 
 
 @router.get("/projects/{project_id:int}/keys")

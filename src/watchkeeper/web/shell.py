@@ -46,6 +46,14 @@ class PageError(Exception):
         self.message = message
 
 
+class PasswordChangeRequired(Exception):
+    """Logged in with a one-time password: the account page's password form comes first."""
+
+
+# What a user who must change a one-time password may still open.
+PASSWORD_CHANGE_PATHS = frozenset({"/account", "/account/password", "/logout"})
+
+
 class LoginRequired(Exception):
     """No valid session: the browser is sent to the login page and comes back afterwards."""
 
@@ -123,6 +131,10 @@ def install_page_errors(app: FastAPI) -> None:
     async def _page_error(request: Request, exc: PageError) -> Response:
         context = {"request": request, "status": exc.status, "message": exc.message, "zone": ZoneInfo("UTC")}
         return html_page("error.html", context, status=exc.status)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def _change_password(request: Request, exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse("/account?change=required", status_code=303)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:

@@ -21,9 +21,16 @@ from starlette.datastructures import FormData
 from watchkeeper.api import MAX_INT, read, runtime_of
 from watchkeeper.auth import access, sessions
 from watchkeeper.auth.projects import Project, get_project, list_projects
+from watchkeeper.auth.teams import team_names_of_projects
 from watchkeeper.config import SessionSettings
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
-from watchkeeper.web.shell import LoginRequired, PageError, html_page
+from watchkeeper.web.shell import (
+    PASSWORD_CHANGE_PATHS,
+    LoginRequired,
+    PageError,
+    PasswordChangeRequired,
+    html_page,
+)
 from watchkeeper.web.timerange import PageFilter, TimeRangeError, parse_page_filter
 
 ZONE_COOKIE = "wk_tz"  # set by static/boot.js from the browser when the user has chosen no zone
@@ -71,6 +78,8 @@ async def current_viewer(request: Request) -> Viewer:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target if request.method == "GET" else "/")
     info, principal = found
+    if info.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise PasswordChangeRequired()
     if sessions.needs_touch(info, now):
         # Not awaited: the page does not depend on it, and a busy writer must not slow reads.
         with contextlib.suppress(WriterOverloaded, WriterStopped):
@@ -93,8 +102,17 @@ class Page:
     async def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         """The page with the shell around it (the project switcher lists the projects the viewer sees)."""
         principal = self.viewer.principal
-        projects = await read(self.request, lambda conn: visible_projects(conn, principal))
-        return html_page(template, self.context(projects=projects, **context), status=status)
+
+        def load(conn: Connection) -> tuple[list[Project], dict[int, list[str]]]:
+            return visible_projects(conn, principal), team_names_of_projects(conn)
+
+        projects, project_teams = await read(self.request, load)
+        names = [p.name.casefold() for p in projects]
+        # What tells a project from another of the same name in the switcher: its teams, else its slug.
+        second_line = {p.id: ", ".join(project_teams.get(p.id, [])) or (p.slug if names.count(p.name.casefold()) > 1
+                                                                          else "") for p in projects}
+        return html_page(template, self.context(projects=projects, project_teams=project_teams,
+                                                project_second_line=second_line, **context), status=status)
 
     def context(self, **extra: Any) -> dict[str, Any]:
         alerting = getattr(self.request.app.state, "alerting", None)
@@ -110,6 +128,8 @@ class Page:
             "csrf_token": self.viewer.csrf_token,
             "project": None,
             "projects": [],
+            "project_teams": {},
+            "project_second_line": {},
             **extra,
         }
 
