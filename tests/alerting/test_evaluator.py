@@ -34,11 +34,12 @@ def add_rule(engine: Engine, project_id: int, clock: ManualClock, **spec: object
 def test_new_projects_get_the_default_pack_once(engine: Engine, project_id: int, clock: ManualClock) -> None:
     assert run_round(engine, clock).packs_applied == 1
     rules = in_transaction(engine, lambda conn: list_rules(conn, project_id))
-    assert [r.name for r in rules] == ["Error spike", "Error rate", "New error type", "Monitor down",
-                                       "Heartbeat missed", "Certificate expiring"]
+    assert [r.name for r in rules] == ["Error spike", "Error rate", "New error type", "Issue regressed",
+                                       "Monitor down", "Heartbeat missed", "Heartbeat failed",
+                                       "Certificate expiring"]
     in_transaction(engine, lambda conn: delete_rule(conn, rules[0].id))
     assert run_round(engine, clock).packs_applied == 0
-    assert len(in_transaction(engine, lambda conn: list_rules(conn, project_id))) == 5
+    assert len(in_transaction(engine, lambda conn: list_rules(conn, project_id))) == 7
 
 
 def test_error_spike_fires_above_ten_per_minute_and_resolves(engine: Engine, project_id: int,

@@ -125,8 +125,8 @@ async def delete_rule(request: Request, rule_id: RuleId, owner: Editor) -> None:
     await write(request, lambda conn: R.delete_rule(conn, rule_id))
 
 
-def _alert_view(alert: Alert, now: float) -> dict[str, Any]:
-    return {**alert_json(alert, now), "state": alert.status(now), "rule_id": alert.rule_id,
+def _alert_view(alert: Alert, now: float, base_url: str) -> dict[str, Any]:
+    return {**alert_json(alert, now, base_url), "state": alert.status(now), "rule_id": alert.rule_id,
             "value": alert.value, "activeAt": alert.active_at}
 
 
@@ -135,9 +135,10 @@ async def project_alerts(request: Request, project_id: ProjectId, owner: Reader,
                          state: Literal["pending", "firing", "resolved"] | None = None) -> dict[str, Any]:
     """The project's alerts from rules: pending, firing and recently resolved."""
     await _check_project(request, project_id, owner)
-    now = runtime_of(request).clock.now()
+    runtime = runtime_of(request)
+    now = runtime.clock.now()
     found = await read(request, lambda conn: load_alerts(conn, rules_only=True, project_id=project_id))
-    views = [_alert_view(a, now) for a in found]
+    views = [_alert_view(a, now, runtime.settings.base_url) for a in found]
     if state is not None:
         views = [v for v in views if v["state"] == state]
     return {"alerts": sorted(views, key=lambda v: v["activeAt"], reverse=True)}

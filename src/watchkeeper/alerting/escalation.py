@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from watchkeeper.alerting import links
 from watchkeeper.alerting.dispatch import rfc3339
 from watchkeeper.alerting.incident_tables import escalation_policies, incidents
-from watchkeeper.alerting.incidents import Incident, add_event, get_incident
+from watchkeeper.alerting.incidents import Incident, add_event, get_incident, incident_source
 from watchkeeper.alerting.oncall import get_schedule
 from watchkeeper.alerting.routing import AlertingConfig
 from watchkeeper.alerting.tables import notification_outbox
@@ -150,15 +150,18 @@ class Pager:
         return {action: f"{self.base_url}/incident-links/{links.sign(self.secret, incident_id, action, expires)}"
                 for action in links.ACTIONS}
 
-    def payload(self, incident: Incident, receiver: str, group_key: str, now: float) -> dict[str, Any]:
+    def payload(self, incident: Incident, receiver: str, group_key: str, now: float,
+                source: str | None = None) -> dict[str, Any]:
         """An Alertmanager v4 payload about the incident (every channel renders those), with the signed
-        acknowledge and resolve links in the description and in `incident`."""
+        acknowledge and resolve links in the description and in `incident`, and the page of what caused
+        it (`source`, alerting.links.cause_of) when an alert did."""
         urls = self.links(incident.id, now)
         page = f"{self.base_url}/incidents/{incident.id}"
+        cause = links.absolute(self.base_url, source) if source else None
         labels = {"alertname": f"Incident #{incident.id}", "severity": incident.severity}
         annotations = {"summary": f"Incident #{incident.id}: {incident.title}",
                        "description": f"Acknowledge: {urls['acknowledge']}\nResolve: {urls['resolve']}\n"
-                                      f"Incident: {page}"}
+                                      f"Incident: {page}" + (f"\nSource: {cause}" if cause else "")}
         alert = {"status": "firing", "labels": labels, "annotations": annotations,
                  "startsAt": rfc3339(incident.created_at), "endsAt": rfc3339(None), "generatorURL": page,
                  "fingerprint": f"incident-{incident.id}"}
@@ -168,7 +171,8 @@ class Pager:
                 "groupLabels": {"incident": f"#{incident.id} {incident.title}"}, "commonLabels": labels,
                 "commonAnnotations": annotations, "externalURL": page, "alerts": [alert],
                 "incident": {"id": incident.id, "title": incident.title, "severity": incident.severity,
-                             "url": page, "acknowledge_url": urls["acknowledge"], "resolve_url": urls["resolve"]}}
+                             "url": page, "source_url": cause, "acknowledge_url": urls["acknowledge"],
+                             "resolve_url": urls["resolve"]}}
 
     def _queue(self, conn: Connection, receiver: str, integration: str, group_key: str, payload: dict[str, Any],
                now: float) -> None:
@@ -181,8 +185,9 @@ class Pager:
         receiver = self.config.receiver(name)
         if receiver is None:
             return f"receiver {name} is not in the routing file any more"
+        source = incident_source(conn, incident.id)
         for integration in receiver.integrations():
-            self._queue(conn, name, integration, group_key, self.payload(incident, name, group_key, now), now)
+            self._queue(conn, name, integration, group_key, self.payload(incident, name, group_key, now, source), now)
         return f"paged receiver {name}"
 
     def page_user(self, conn: Connection, incident: Incident, user_id: int, group_key: str, now: float) -> str:
@@ -193,7 +198,8 @@ class Pager:
         integration = next((n for n in (receiver.integrations() if receiver else {}) if n.startswith("email/")), None)
         if receiver is None or integration is None:
             return f"{email} not paged: no e-mail receiver (alerting.oncall_email_receiver)"
-        payload = self.payload(incident, receiver.name, group_key, now) | {"recipient": email}
+        payload = self.payload(incident, receiver.name, group_key, now, incident_source(conn, incident.id)) | {
+            "recipient": email}
         self._queue(conn, receiver.name, integration, group_key, payload, now)
         return f"paged {email} by e-mail"
 

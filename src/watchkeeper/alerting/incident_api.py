@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import incidents as I
+from watchkeeper.alerting import links
 from watchkeeper.alerting import oncall as O
 from watchkeeper.alerting.incident_metrics import incident_metrics
 from watchkeeper.api import MAX_INT, AdminEditor, Editor, Reader, Text, read, runtime_of, write
@@ -257,11 +258,17 @@ async def metrics(request: Request, owner: Reader,
 
 @router.get("/incidents/{incident_id}")
 async def get_incident(request: Request, incident_id: Id, owner: Reader) -> dict[str, Any]:
-    """The incident with its timeline and alerts."""
+    """The incident with its timeline and alerts; `source_url` is the page of what caused it (its first
+    alert's issue, monitor or project; null for an incident declared by hand), and each alert's too."""
     incident = await incident_for(request, incident_id, owner)
+    base = runtime_of(request).settings.base_url
 
     def load(conn: Connection) -> dict[str, Any]:
-        return {"timeline": I.timeline(conn, incident_id), "alerts": I.incident_alerts(conn, incident_id)}
+        alerts = [a | {"source_url": links.absolute(base, a["source"]) if a["source"] else None}
+                  for a in I.incident_alerts(conn, incident_id)]
+        source = I.incident_source(conn, incident_id)
+        return {"timeline": I.timeline(conn, incident_id), "alerts": alerts,
+                "source_url": links.absolute(base, source) if source else None}
 
     return incident.to_api() | await read(request, load)
 

@@ -264,6 +264,9 @@ def delete_rule(conn: Connection, rule_id: int) -> bool:
     return conn.execute(delete(alert_rules).where(alert_rules.c.id == rule_id)).rowcount > 0
 
 
+# The default pack alerts on every bad state the product knows: an error spike or rate, a new or regressed
+# issue, a monitor down, a heartbeat late or failed, a certificate expiring (issue 22: a failed cron job
+# alerted nobody). Migration 0011_h_alerting gave projects packed before then the rules added since.
 DEFAULT_PACK: Sequence[dict[str, Any]] = (
     {"name": "Error spike", "kind": "threshold", "severity": "high",
      "threshold": {"metric": "errors", "aggregation": "rate", "window_minutes": 1, "op": ">", "threshold": 10},
@@ -275,10 +278,15 @@ DEFAULT_PACK: Sequence[dict[str, Any]] = (
                                 "(more than 5 %)"}},
     {"name": "New error type", "kind": "event", "severity": "medium", "event": {"signal": "issue.new"},
      "annotations": {"summary": "New issue in {{ labels.project }}: {{ signal.title }}"}},
+    {"name": "Issue regressed", "kind": "event", "severity": "medium", "event": {"signal": "issue.regression"},
+     "annotations": {"summary": "Regression in {{ labels.project }}: {{ signal.title }}"}},
     {"name": "Monitor down", "kind": "event", "severity": "critical", "event": {"signal": "monitor.down"},
      "annotations": {"summary": "{{ signal.name }} is down", "description": "{{ signal.error }}"}},
     {"name": "Heartbeat missed", "kind": "event", "severity": "high", "event": {"signal": "heartbeat.late"},
      "annotations": {"summary": "{{ signal.name }} did not check in on time"}},
+    # A job that pings `/fail` or a non-zero exit status, or outlives its max_run_seconds.
+    {"name": "Heartbeat failed", "kind": "event", "severity": "high", "event": {"signal": "heartbeat.failed"},
+     "annotations": {"summary": "{{ signal.name }} reported a failure", "description": "{{ signal.error }}"}},
     {"name": "Certificate expiring", "kind": "event", "severity": "medium",
      "event": {"signal": "certificate.expiring", "resolve_after_seconds": 86400,
                "where": [{"field": "threshold_days", "op": "<=", "value": 14}]},
