@@ -135,7 +135,8 @@ def test_a_failed_cron_job_alerts_by_exit_status_and_by_fail(pack_server: Server
 
 def test_a_late_heartbeat_alerts(pack_server: Server, api: httpx.Client, shop: ProjectFixture,
                                  receiver: HttpReceiver) -> None:
-    job = monitor(api, shop, {"name": "Sync", "type": "heartbeat", "config": {"period_seconds": 60, "grace_seconds": 0}})
+    job = monitor(api, shop, {"name": "Sync", "type": "heartbeat",
+                              "config": {"period_seconds": 60, "grace_seconds": 0}})
     assert httpx.get(f"{pack_server.url}/ping/{job['uuid']}").status_code == 200
     manual(pack_server).advance(120)
     late = alert_named(receiver, "Heartbeat missed", monitor=str(job["id"]))
@@ -145,7 +146,7 @@ def test_a_late_heartbeat_alerts(pack_server: Server, api: httpx.Client, shop: P
 
 def test_a_monitor_down_alerts_and_its_incident_links_to_it(pack_server: Server, api: httpx.Client,
                                                             shop: ProjectFixture, receiver: HttpReceiver,
-                                                            http_target: HttpTarget) -> None:
+                                                            http_target: HttpTarget) -> None:  # noqa: F811
     http_target.set_healthy(False)
     site = monitor(api, shop, {"name": "Checkout", "type": "http", "config": {"url": http_target.url + "/health"},
                                "failures_to_down": 1})
@@ -156,7 +157,7 @@ def test_a_monitor_down_alerts_and_its_incident_links_to_it(pack_server: Server,
 
 
 def test_an_expiring_certificate_alerts(pack_server: Server, api: httpx.Client, shop: ProjectFixture,
-                                        receiver: HttpReceiver, https_target: HttpsTarget) -> None:
+                                        receiver: HttpReceiver, https_target: HttpsTarget) -> None:  # noqa: F811
     tls = monitor(api, shop, {"name": "Shop TLS", "type": "tls",
                               "config": {"host": "127.0.0.1", "port": https_target.port, "verify_tls": False}})
     expiring = alert_named(receiver, "Certificate expiring", manual(pack_server), monitor=str(tls["id"]))
