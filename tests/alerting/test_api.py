@@ -39,7 +39,7 @@ def test_bad_rules_are_422_naming_the_field(api: httpx.Client, project: ProjectF
     url = f"/api/v1/projects/{project.id}/alert-rules"
     cases = [
         ({**SPIKE, "threshold": {**SPIKE["threshold"], "window_minutes": 0}}, "threshold.window_minutes"),
-        ({**SPIKE, "annotations": {"summary": "{% if %}"}}, "annotations"),
+        ({**SPIKE, "annotations": {"summary": "{% if %}"}}, "annotations.summary"),
         ({**SPIKE, "labels": {"severity": "x"}}, "labels"),
         ({**SPIKE, "labels": {"bad-name": "x"}}, "labels.bad-name.[key]"),
         ({"name": "x", "kind": "event", "event": {"signal": "no.such"}}, "event.signal"),

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, make_project, make_token, make_user, run_server
+from tests.web.conftest import log_in
 from watchkeeper.alerting.incident_metrics import month_start
 from watchkeeper.cli import main
 from watchkeeper.config import AlertingSettings, Settings
@@ -96,17 +97,18 @@ def test_project_incidents_are_private_to_the_project_and_viewers_only_read(site
     assert outsider.put(f"/projects/{project.id}/incident-settings", json={"severities": []}).status_code == 404
 
 
-def test_escalation_policies_are_checked_and_admin_only(site: tuple[Server, ManualClock]) -> None:
+def test_escalation_policies_are_checked(site: tuple[Server, ManualClock]) -> None:
     server, _ = site
     admin = client(server, make_token(server))
-    member = client(server, make_token(server, role="member"))
+    viewer = client(server, make_token(server, role="viewer"))
     alice, _ = make_user(server)
     body = {"name": "Ops", "repeat": 1, "steps": [{"targets": [{"kind": "user", "id": alice}], "minutes": 5},
                                                   {"targets": [{"kind": "receiver", "name": "log"}], "minutes": 10}]}
-    assert member.post("/escalation-policies", json=body).status_code == 403
+    assert viewer.post("/escalation-policies", json=body).status_code == 403
     created = admin.post("/escalation-policies", json=body)
     assert created.status_code == 201, created.text
-    assert member.get("/escalation-policies").json()["policies"][0]["steps"][1]["targets"] == [
+    assert created.json()["team_id"] is None  # an administrators' policy, for incidents no team's covers
+    assert admin.get("/escalation-policies").json()["policies"][0]["steps"][1]["targets"] == [
         {"kind": "receiver", "name": "log"}]
     bad = admin.post("/escalation-policies", json=body | {"name": "Other", "steps": [
         {"targets": [{"kind": "receiver", "name": "nope"}], "minutes": 5}]})
@@ -114,9 +116,68 @@ def test_escalation_policies_are_checked_and_admin_only(site: tuple[Server, Manu
     assert admin.post("/escalation-policies", json=body).status_code == 422  # the name is taken
     wrong = admin.post("/escalation-policies", json=body | {"name": "W", "steps": [{"targets": [{"kind": "user"}]}]})
     assert wrong.status_code == 422
+    assert admin.post("/escalation-policies", json=body | {"name": "T", "team_id": 999}).json()["detail"] == \
+        "team_id: no team 999"
     # A policy for all incidents: a declared incident gets it and is due for its first step at once.
-    iid = member.post("/incidents", json={"title": "x"}).json()["id"]
-    assert member.get(f"/incidents/{iid}").json()["escalation_policy_id"] == created.json()["id"]
+    iid = admin.post("/incidents", json={"title": "x"}).json()["id"]
+    assert admin.get(f"/incidents/{iid}").json()["escalation_policy_id"] == created.json()["id"]
+
+
+def test_escalation_policies_belong_to_teams(site: tuple[Server, ManualClock]) -> None:
+    """Two teams: each reads and changes only its own policies, through the API and on the on-call page;
+    each team's incidents escalate by its own policy."""
+    server, _ = site
+    admin = client(server, make_token(server))
+    red, blue = (client(server, make_token(server, role="member", team=t)) for t in ("Red", "Blue"))
+    blue_viewer = client(server, make_token(server, role="viewer", team="Blue"))
+    red_shop, blue_shop = make_project(server, "Red shop", team="Red"), make_project(server, "Blue shop", team="Blue")
+    alice, _ = make_user(server, team="Red")
+    bob, bob_email = make_user(server, team="Blue", password="password-bob-1")
+
+    def policy(user: int, project: int, **extra: object) -> dict[str, object]:
+        return {"name": "Ops", "project_id": project, "steps": [{"targets": [{"kind": "user", "id": user}]}], **extra}
+
+    red_policy = red.post("/escalation-policies", json=policy(alice, red_shop.id))
+    assert red_policy.status_code == 201, red_policy.text
+    blue_policy = blue.post("/escalation-policies", json=policy(bob, blue_shop.id))  # the same name: another team
+    assert blue_policy.status_code == 201, blue_policy.text
+    red_id, blue_id = red_policy.json()["id"], blue_policy.json()["id"]
+    assert red_policy.json()["team_id"] != blue_policy.json()["team_id"]
+
+    assert [p["id"] for p in red.get("/escalation-policies").json()["policies"]] == [red_id]
+    assert [p["id"] for p in blue.get("/escalation-policies").json()["policies"]] == [blue_id]
+    assert [p["id"] for p in blue_viewer.get("/escalation-policies").json()["policies"]] == [blue_id]
+    assert sorted(p["id"] for p in admin.get("/escalation-policies").json()["policies"]) == sorted([red_id, blue_id])
+    assert blue_viewer.put(f"/escalation-policies/{blue_id}", json=policy(bob, blue_shop.id)).status_code == 403
+    # Another team's policy looks like one that does not exist, whatever is asked of it.
+    assert red.get(f"/escalation-policies/{blue_id}").status_code == 404
+    assert red.put(f"/escalation-policies/{blue_id}", json=policy(alice, red_shop.id, name="Mine")).status_code == 404
+    assert red.delete(f"/escalation-policies/{blue_id}").status_code == 404
+    assert blue.get(f"/escalation-policies/{blue_id}").json()["name"] == "Ops"
+    # Nor can a team's policy reach into another team: its team, its project, the people it pages.
+    blue_team = blue_policy.json()["team_id"]
+    refused = [
+        (policy(alice, red_shop.id, name="A", team_id=blue_team), f"team_id: you are not in team {blue_team}"),
+        (policy(alice, blue_shop.id, name="B"), f"project_id: project {blue_shop.id} is not one of the team's"),
+        (policy(bob, red_shop.id, name="C"), f"steps.1: user {bob} is not in the policy's team"),
+    ]
+    for body, message in refused:
+        answer = red.post("/escalation-policies", json=body)
+        assert answer.status_code == 422 and answer.json()["detail"].startswith(message), answer.text
+    changed = red.put(f"/escalation-policies/{red_id}", json=policy(alice, red_shop.id, repeat=2))
+    assert changed.status_code == 200 and changed.json()["repeat"] == 2
+
+    # Each team's incidents escalate by its own policy.
+    for api, project, expected in ((red, red_shop, red_id), (blue, blue_shop, blue_id)):
+        incident = api.post("/incidents", json={"title": "down", "project_id": project.id}).json()
+        assert incident["escalation_policy_id"] == expected
+
+    # The on-call page shows a member their teams' policies only.
+    page = log_in(server, bob_email, "password-bob-1").get("/oncall")
+    assert page.status_code == 200
+    assert "team Blue" in page.text and "team Red" not in page.text and page.text.count("<h3>Ops") == 1
+    assert blue.delete(f"/escalation-policies/{blue_id}").status_code == 204
+    assert "team Blue" not in log_in(server, bob_email, "password-bob-1").get("/oncall").text
 
 
 def test_the_cli_lists_acknowledges_notes_and_resolves(site: tuple[Server, ManualClock], settings: Settings,

@@ -119,7 +119,7 @@ def _alert_state(request: Request, conn: Connection, now: float) -> list[dict[st
     for alert in found:
         silenced_by = [s.id for s in silences if s.mutes(alert.labels, now)]
         inhibited_by = sorted(inhibited.get(alert.fingerprint, ()))
-        view = alert_json(alert, now)
+        view = alert_json(alert, now, alerting.runtime.settings.base_url)
         del view["status"]
         view |= {
             "receivers": [{"name": r.receiver} for r in alerting.dispatcher.root.match(alert.labels)],

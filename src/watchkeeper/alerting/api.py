@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, select
+from starlette.concurrency import run_in_threadpool
 
 from watchkeeper.alerting import rules as R
 from watchkeeper.alerting.alerts import Alert, load_alerts
@@ -20,6 +22,7 @@ from watchkeeper.alerting.dispatch import alert_json, queue_test_notification
 from watchkeeper.alerting.matchers import parse_matchers
 from watchkeeper.alerting.silences import Silence, expire_silence, get_silence, list_silences, save_silence
 from watchkeeper.alerting.tables import notification_outbox
+from watchkeeper.alerting.templates import annotation_errors
 from watchkeeper.api import (
     CONFLICT,
     MAX_INT,
@@ -48,6 +51,15 @@ async def _check_project(request: Request, project_id: int, principal: Principal
     check_project_access(principal, project_id, exists=exists, write=write, what=f"project {project_id}")
 
 
+async def _check_templates(rule: R.RuleIn) -> None:
+    """422 naming each annotation whose template does not compile or goes over the template bounds
+    (compiled and tried off the event loop, with the render deadline)."""
+    errors = await run_in_threadpool(annotation_errors, rule.annotations)
+    if errors:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "annotations", name), "msg": message}
+                                      for name, message in errors.items()])
+
+
 async def _rule_or_404(request: Request, rule_id: int, principal: Principal, *, write: bool = False) -> R.AlertRule:
     rule = await read(request, lambda conn: R.get_rule(conn, rule_id))
     check_project_access(principal, rule.project_id if rule else 0, exists=rule is not None, write=write,
@@ -70,6 +82,7 @@ async def create_rule(request: Request, project_id: ProjectId, body: R.RuleIn, o
     "threshold": {"metric": "errors", "aggregation": "rate", "window_minutes": 5, "op": ">", "threshold": 3,
     "for_seconds": 120}, "annotations": {"summary": "{{ value }} errors/min"}}`."""
     await _check_project(request, project_id, owner, write=True)
+    await _check_templates(body)
     now = runtime_of(request).clock.now()
     rule = await write(request, lambda conn: R.create_rule(conn, project_id, body, now=now))
     return dict(rule.to_api())
@@ -82,6 +95,7 @@ async def backtest_rule(request: Request, project_id: ProjectId, body: R.RuleIn,
     end (null: still firing) and, for thresholds, the peak value. Nothing is stored; it is part of editing
     rules, so it takes the right to change the project's rules."""
     await _check_project(request, project_id, owner, write=True)
+    await _check_templates(body)
     now = runtime_of(request).clock.now()
     result: dict[str, Any] = await read(request, lambda conn: backtest(conn, project_id, body, now=now,
                                                                        hours=hours))
@@ -101,6 +115,7 @@ def _editable(rule: R.AlertRule) -> None:
 @router.put("/alert-rules/{rule_id}", responses=CONFLICT)
 async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner: Editor) -> dict[str, Any]:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
+    await _check_templates(body)
     now = runtime_of(request).clock.now()
     rule = await write(request, lambda conn: R.replace_rule(conn, rule_id, body, now=now))
     return dict(rule.to_api())
@@ -112,8 +127,8 @@ async def delete_rule(request: Request, rule_id: RuleId, owner: Editor) -> None:
     await write(request, lambda conn: R.delete_rule(conn, rule_id))
 
 
-def _alert_view(alert: Alert, now: float) -> dict[str, Any]:
-    return {**alert_json(alert, now), "state": alert.status(now), "rule_id": alert.rule_id,
+def _alert_view(alert: Alert, now: float, base_url: str) -> dict[str, Any]:
+    return {**alert_json(alert, now, base_url), "state": alert.status(now), "rule_id": alert.rule_id,
             "value": alert.value, "activeAt": alert.active_at}
 
 
@@ -122,9 +137,10 @@ async def project_alerts(request: Request, project_id: ProjectId, owner: Reader,
                          state: Literal["pending", "firing", "resolved"] | None = None) -> dict[str, Any]:
     """The project's alerts from rules: pending, firing and recently resolved."""
     await _check_project(request, project_id, owner)
-    now = runtime_of(request).clock.now()
+    runtime = runtime_of(request)
+    now = runtime.clock.now()
     found = await read(request, lambda conn: load_alerts(conn, rules_only=True, project_id=project_id))
-    views = [_alert_view(a, now) for a in found]
+    views = [_alert_view(a, now, runtime.settings.base_url) for a in found]
     if state is not None:
         views = [v for v in views if v["state"] == state]
     return {"alerts": sorted(views, key=lambda v: v["activeAt"], reverse=True)}

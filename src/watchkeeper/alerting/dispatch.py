@@ -35,6 +35,7 @@ import orjson
 from sqlalchemy import Connection, insert, or_, select
 
 from watchkeeper.alerting import alerts as A
+from watchkeeper.alerting import links
 from watchkeeper.alerting.alerts import Alert, fingerprint
 from watchkeeper.alerting.groups import MAX_LISTED_ALERTS, AggregationGroup, FlushPlan, Gathered
 from watchkeeper.alerting.routing import AlertingConfig, Inhibitor, build_routes
@@ -71,12 +72,14 @@ def stored_key(group_key: str) -> str:
     return group_key[: MAX_KEY_CHARS - 17] + "#" + hashlib.sha256(group_key.encode()).hexdigest()[:16]
 
 
-def alert_json(alert: Alert, now: float) -> dict[str, Any]:
-    """One alert as Alertmanager's webhook and API v2 show it."""
+def alert_json(alert: Alert, now: float, base_url: str) -> dict[str, Any]:
+    """One alert as Alertmanager's webhook and API v2 show it; `generatorURL` is the page of what the
+    alert is about (its issue, monitor or project), a full URL under `base_url`."""
     return {
         "status": "resolved" if alert.resolved(now) else "firing", "labels": alert.labels,
         "annotations": alert.annotations, "startsAt": rfc3339(alert.starts_at or alert.active_at),
-        "endsAt": rfc3339(alert.ends_at), "generatorURL": alert.generator_url or "",
+        "endsAt": rfc3339(alert.ends_at),
+        "generatorURL": links.absolute(base_url, links.cause_of(alert.labels, alert.generator_url)),
         "fingerprint": alert.fingerprint,
     }
 
@@ -104,7 +107,7 @@ def webhook_payload(group: AggregationGroup, receiver: str, alerts: list[Alert],
         "version": "4", "groupKey": group.key, "truncatedAlerts": truncated,
         "status": "firing" if firing else "resolved", "receiver": receiver, "groupLabels": group.labels,
         "commonLabels": labels, "commonAnnotations": annotations,
-        "externalURL": external_url, "alerts": [alert_json(a, now) for a in alerts],
+        "externalURL": external_url, "alerts": [alert_json(a, now, external_url) for a in alerts],
     }
     if truncated_firing:
         payload["truncatedFiring"] = truncated_firing

@@ -2,6 +2,11 @@
 when nobody acknowledges within the step's minutes the next step pages, and the whole policy runs again
 up to `repeat` more times.
 
+A policy belongs to a team, like a project: the team's members read and change it (viewers read it),
+nobody else sees it. Its steps page the team's members, schedules and receivers; it covers one of the
+team's projects, or the team's projects that have no policy of their own. Administrators see every
+policy, and their policies of no team cover incidents no team's policy does.
+
 Durable: the incident row holds its step, round and the time of the next step. A step advances with a
 conditional update in the same transaction that queues its notifications in the outbox, so a restart
 (or a second worker process) neither skips a step nor pages twice.
@@ -9,6 +14,7 @@ conditional update in the same transaction that queues its notifications in the 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,11 +25,12 @@ from sqlalchemy import Connection, delete, insert, select, update
 from watchkeeper.alerting import links
 from watchkeeper.alerting.dispatch import rfc3339
 from watchkeeper.alerting.incident_tables import escalation_policies, incidents
-from watchkeeper.alerting.incidents import Incident, add_event, get_incident
+from watchkeeper.alerting.incidents import Incident, add_event, get_incident, incident_source
 from watchkeeper.alerting.oncall import get_schedule
 from watchkeeper.alerting.routing import AlertingConfig
 from watchkeeper.alerting.tables import notification_outbox
 from watchkeeper.auth.tables import users
+from watchkeeper.auth.teams import member_ids, project_ids, teams_of_project
 
 
 class PolicyError(ValueError):
@@ -52,8 +59,11 @@ class StepIn(BaseModel):
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    project_id: int | None = Field(None, ge=1, le=2**31 - 1,
-                                   description="the project whose incidents it covers; null = all others")
+    team_id: int | None = Field(None, ge=1, le=2**31 - 1, description=(
+        "the team that owns the policy (its members read and change it); default: your team when you are in "
+        "one; null from an admin: an administrators' policy, for incidents no team's policy covers"))
+    project_id: int | None = Field(None, ge=1, le=2**31 - 1, description=(
+        "the project whose incidents it covers (one of the team's); null = the team's other projects"))
     steps: list[StepIn] = Field(min_length=1, max_length=20)
     repeat: int = Field(0, ge=0, le=10, description="run the whole policy again this many times")
 
@@ -65,33 +75,44 @@ class Policy:
     project_id: int | None
     steps: list[dict[str, Any]]
     repeat: int
+    team_id: int | None = None
 
     def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "project_id": self.project_id, "steps": self.steps,
-                "repeat": self.repeat}
+        return {"id": self.id, "name": self.name, "team_id": self.team_id, "project_id": self.project_id,
+                "steps": self.steps, "repeat": self.repeat}
 
 
 def _from_row(row: Any) -> Policy:
-    return Policy(row.id, row.name, row.project_id, orjson.loads(row.steps), row.repeat)
+    return Policy(row.id, row.name, row.project_id, orjson.loads(row.steps), row.repeat, row.team_id)
 
 
 def _check(conn: Connection, body: PolicyIn, config: AlertingConfig, policy_id: int | None) -> dict[str, Any]:
+    """The row values of a valid policy. A team's policy covers the team's projects and pages the team's
+    members (admins' policies, of no team, anyone)."""
     from watchkeeper.alerting.incident_tables import oncall_schedules
 
+    members = None if body.team_id is None else set(member_ids(conn, body.team_id))
     for number, step in enumerate(body.steps, 1):
         for target in step.targets:
             if target.kind == "receiver" and config.receiver(target.name or "") is None:
                 raise PolicyError(f"steps.{number}: no receiver named {target.name!r} in the routing file")
+            if target.kind == "user" and members is not None and target.id not in members:
+                raise PolicyError(f"steps.{number}: user {target.id} is not in the policy's team")
             table = users if target.kind == "user" else oncall_schedules
             if target.kind != "receiver" and conn.scalar(select(table.c.id).where(table.c.id == target.id)) is None:
                 raise PolicyError(f"steps.{number}: no {target.kind} with id {target.id}")
-    for column, value in (("name", body.name), ("project_id", body.project_id)):
+    if body.team_id is not None and body.project_id is not None and \
+            body.project_id not in project_ids(conn, body.team_id):
+        raise PolicyError(f"project_id: project {body.project_id} is not one of the team's projects")
+    p = escalation_policies
+    same_team = p.c.team_id.is_(None) if body.team_id is None else p.c.team_id == body.team_id
+    for column, value, scope in (("name", body.name, same_team), ("project_id", body.project_id, p.c.id.is_not(None))):
         if value is None:
             continue
-        taken = conn.scalar(select(escalation_policies.c.id).where(escalation_policies.c[column] == value))
+        taken = conn.scalar(select(p.c.id).where(p.c[column] == value, scope))
         if taken is not None and taken != policy_id:
             raise PolicyError(f"{column}: another policy has {column} {value!r}")
-    return {"name": body.name, "project_id": body.project_id, "repeat": body.repeat,
+    return {"name": body.name, "team_id": body.team_id, "project_id": body.project_id, "repeat": body.repeat,
             "steps": orjson.dumps([s.model_dump(exclude_none=True) for s in body.steps]).decode()}
 
 
@@ -120,18 +141,33 @@ def get_policy(conn: Connection, policy_id: int) -> Policy | None:
     return _from_row(row) if row else None
 
 
-def list_policies(conn: Connection) -> list[Policy]:
-    return [_from_row(r) for r in conn.execute(select(escalation_policies).order_by(escalation_policies.c.name))]
+def list_policies(conn: Connection, team_ids: Collection[int] | None = None) -> list[Policy]:
+    """Every policy, or those of `team_ids` (what a member of those teams sees)."""
+    query = select(escalation_policies).order_by(escalation_policies.c.name, escalation_policies.c.id)
+    if team_ids is not None:
+        query = query.where(escalation_policies.c.team_id.in_(list(team_ids)))
+    return [_from_row(r) for r in conn.execute(query)]
 
 
 def policy_for(conn: Connection, project_id: int | None) -> int | None:
-    """The policy of a project's incidents: the project's own, else the one for all others."""
+    """The policy of a project's incidents: the project's own, else its team's policy for the team's other
+    projects, else the administrators' policy for all others.
+
+    >>> # policy_for(conn, 3) -> the id of the policy that pages for project 3's incidents, or None
+    """
+    p = escalation_policies
     if project_id is not None:
-        own = conn.scalar(select(escalation_policies.c.id).where(escalation_policies.c.project_id == project_id))
+        own = conn.scalar(select(p.c.id).where(p.c.project_id == project_id))
         if own is not None:
             return int(own)
-    default = conn.scalar(select(escalation_policies.c.id).where(escalation_policies.c.project_id.is_(None))
-                          .order_by(escalation_policies.c.id).limit(1))
+        teams = teams_of_project(conn, project_id)
+        if teams:
+            team = conn.scalar(select(p.c.id).where(p.c.project_id.is_(None), p.c.team_id.in_(teams))
+                               .order_by(p.c.id).limit(1))
+            if team is not None:
+                return int(team)
+    default = conn.scalar(select(p.c.id).where(p.c.project_id.is_(None), p.c.team_id.is_(None))
+                          .order_by(p.c.id).limit(1))
     return None if default is None else int(default)
 
 
@@ -150,15 +186,18 @@ class Pager:
         return {action: f"{self.base_url}/incident-links/{links.sign(self.secret, incident_id, action, expires)}"
                 for action in links.ACTIONS}
 
-    def payload(self, incident: Incident, receiver: str, group_key: str, now: float) -> dict[str, Any]:
+    def payload(self, incident: Incident, receiver: str, group_key: str, now: float,
+                source: str | None = None) -> dict[str, Any]:
         """An Alertmanager v4 payload about the incident (every channel renders those), with the signed
-        acknowledge and resolve links in the description and in `incident`."""
+        acknowledge and resolve links in the description and in `incident`, and the page of what caused
+        it (`source`, alerting.links.cause_of) when an alert did."""
         urls = self.links(incident.id, now)
         page = f"{self.base_url}/incidents/{incident.id}"
+        cause = links.absolute(self.base_url, source) if source else None
         labels = {"alertname": f"Incident #{incident.id}", "severity": incident.severity}
         annotations = {"summary": f"Incident #{incident.id}: {incident.title}",
                        "description": f"Acknowledge: {urls['acknowledge']}\nResolve: {urls['resolve']}\n"
-                                      f"Incident: {page}"}
+                                      f"Incident: {page}" + (f"\nSource: {cause}" if cause else "")}
         alert = {"status": "firing", "labels": labels, "annotations": annotations,
                  "startsAt": rfc3339(incident.created_at), "endsAt": rfc3339(None), "generatorURL": page,
                  "fingerprint": f"incident-{incident.id}"}
@@ -168,7 +207,8 @@ class Pager:
                 "groupLabels": {"incident": f"#{incident.id} {incident.title}"}, "commonLabels": labels,
                 "commonAnnotations": annotations, "externalURL": page, "alerts": [alert],
                 "incident": {"id": incident.id, "title": incident.title, "severity": incident.severity,
-                             "url": page, "acknowledge_url": urls["acknowledge"], "resolve_url": urls["resolve"]}}
+                             "url": page, "source_url": cause, "acknowledge_url": urls["acknowledge"],
+                             "resolve_url": urls["resolve"]}}
 
     def _queue(self, conn: Connection, receiver: str, integration: str, group_key: str, payload: dict[str, Any],
                now: float) -> None:
@@ -181,8 +221,9 @@ class Pager:
         receiver = self.config.receiver(name)
         if receiver is None:
             return f"receiver {name} is not in the routing file any more"
+        source = incident_source(conn, incident.id)
         for integration in receiver.integrations():
-            self._queue(conn, name, integration, group_key, self.payload(incident, name, group_key, now), now)
+            self._queue(conn, name, integration, group_key, self.payload(incident, name, group_key, now, source), now)
         return f"paged receiver {name}"
 
     def page_user(self, conn: Connection, incident: Incident, user_id: int, group_key: str, now: float) -> str:
@@ -193,7 +234,8 @@ class Pager:
         integration = next((n for n in (receiver.integrations() if receiver else {}) if n.startswith("email/")), None)
         if receiver is None or integration is None:
             return f"{email} not paged: no e-mail receiver (alerting.oncall_email_receiver)"
-        payload = self.payload(incident, receiver.name, group_key, now) | {"recipient": email}
+        payload = self.payload(incident, receiver.name, group_key, now, incident_source(conn, incident.id)) | {
+            "recipient": email}
         self._queue(conn, receiver.name, integration, group_key, payload, now)
         return f"paged {email} by e-mail"
 

@@ -1,9 +1,10 @@
 """REST API for on-call schedules, escalation policies, incidents and their metrics (`/api/v1`).
 
-Schedules and policies span projects: everyone logged in reads them (who is on call is no secret to
-the team), admins change them. An incident of a project is seen by those who see the project, and
-changed by those who may change it; an incident of no project (e.g. from a Prometheus alert) by every
-user, and changed by members and admins.
+Schedules span projects: everyone logged in reads them (who is on call is no secret to the team), admins
+change them. Escalation policies belong to teams: a user reads their teams' policies and, as a member,
+changes them; admins see and change all (see alerting.escalation). An incident of a project is seen by
+those who see the project, and changed by those who may change it; an incident of no project (e.g. from
+a Prometheus alert) by every user, and changed by members and admins.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import Connection
 
 from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import incidents as I
+from watchkeeper.alerting import links
 from watchkeeper.alerting import oncall as O
 from watchkeeper.alerting.incident_metrics import incident_metrics
 from watchkeeper.api import (
@@ -35,6 +37,7 @@ from watchkeeper.api import (
 )
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.projects import get_project
+from watchkeeper.auth.teams import get_team, list_teams
 
 router = APIRouter(tags=["incidents"])
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -151,15 +154,55 @@ def _config(request: Request) -> Any:
     return request.app.state.alerting.config
 
 
+async def _policy_teams(request: Request, principal: Principal) -> frozenset[int] | None:
+    """The teams whose policies the principal sees; None = all (an admin)."""
+    if principal.role == "admin":
+        return None
+    found = await read(request, lambda conn: list_teams(conn, user_id=principal.user_id))
+    return frozenset(t.id for t in found)
+
+
+async def _visible_policy(request: Request, policy_id: int, principal: Principal) -> E.Policy:
+    policy = await read(request, lambda conn: E.get_policy(conn, policy_id))
+    teams = await _policy_teams(request, principal)
+    if policy is None or (teams is not None and policy.team_id not in teams):
+        raise HTTPException(404, f"escalation policy {policy_id} not found")
+    return policy
+
+
+async def _owned(request: Request, body: E.PolicyIn, principal: Principal) -> E.PolicyIn:
+    """The policy as it will be stored: owned by one of the principal's teams (a member's policy must be;
+    with one team, that is the default). Raises 403/422 naming why not."""
+    if principal.scope is not None:
+        raise HTTPException(403, "a project-limited token cannot change escalation policies (they span projects)")
+    teams = await _policy_teams(request, principal)
+    if teams is None:
+        if body.team_id is not None and await read(request, lambda conn: get_team(conn, body.team_id or 0)) is None:
+            raise HTTPException(422, f"team_id: no team {body.team_id}")
+        return body
+    if body.team_id is None:
+        if len(teams) != 1:
+            raise HTTPException(422, "team_id: say which of your teams owns the policy" if teams else
+                                "team_id: you are in no team; an administrator can add you to one")
+        return body.model_copy(update={"team_id": next(iter(teams))})
+    if body.team_id not in teams:
+        raise HTTPException(422, f"team_id: you are not in team {body.team_id}")
+    return body
+
+
 @router.get("/escalation-policies")
 async def policies(request: Request, owner: Reader) -> dict[str, Any]:
-    return {"policies": [p.to_api() for p in await read(request, E.list_policies)]}
+    """The policies of your teams (every policy for an admin)."""
+    teams = await _policy_teams(request, owner)
+    return {"policies": [p.to_api() for p in await read(request, lambda conn: E.list_policies(conn, teams))]}
 
 
 @router.post("/escalation-policies", status_code=201)
-async def create_policy(request: Request, body: E.PolicyIn, owner: AdminEditor) -> dict[str, Any]:
-    """E.g. `{"name": "Ops", "repeat": 1, "steps": [{"targets": [{"kind": "schedule", "id": 1}], "minutes": 10},
-    {"targets": [{"kind": "user", "id": 2}, {"kind": "receiver", "name": "slack"}], "minutes": 10}]}`."""
+async def create_policy(request: Request, body: E.PolicyIn, owner: Editor) -> dict[str, Any]:
+    """E.g. `{"name": "Ops", "team_id": 1, "repeat": 1, "steps": [{"targets": [{"kind": "schedule", "id": 1}],
+    "minutes": 10}, {"targets": [{"kind": "user", "id": 2}, {"kind": "receiver", "name": "slack"}],
+    "minutes": 10}]}`."""
+    body = await _owned(request, body, owner)
     now, config = _now(request), _config(request)
     try:
         policy = await write(request, lambda conn: E.create_policy(conn, body, config, now=now))
@@ -170,14 +213,14 @@ async def create_policy(request: Request, body: E.PolicyIn, owner: AdminEditor) 
 
 @router.get("/escalation-policies/{policy_id}")
 async def get_policy(request: Request, policy_id: Id, owner: Reader) -> dict[str, Any]:
-    policy = await read(request, lambda conn: E.get_policy(conn, policy_id))
-    if policy is None:
-        raise HTTPException(404, f"escalation policy {policy_id} not found")
-    return dict(policy.to_api())
+    return dict((await _visible_policy(request, policy_id, owner)).to_api())
 
 
 @router.put("/escalation-policies/{policy_id}")
-async def replace_policy(request: Request, policy_id: Id, body: E.PolicyIn, owner: AdminEditor) -> dict[str, Any]:
+async def replace_policy(request: Request, policy_id: Id, body: E.PolicyIn, owner: Editor) -> dict[str, Any]:
+    """Replace a policy of one of your teams (it may move to another of your teams)."""
+    await _visible_policy(request, policy_id, owner)
+    body = await _owned(request, body, owner)
     now, config = _now(request), _config(request)
     try:
         policy = await write(request, lambda conn: E.replace_policy(conn, policy_id, body, config, now=now))
@@ -189,7 +232,10 @@ async def replace_policy(request: Request, policy_id: Id, body: E.PolicyIn, owne
 
 
 @router.delete("/escalation-policies/{policy_id}", status_code=204)
-async def delete_policy(request: Request, policy_id: Id, owner: AdminEditor) -> None:
+async def delete_policy(request: Request, policy_id: Id, owner: Editor) -> None:
+    await _visible_policy(request, policy_id, owner)
+    if owner.scope is not None:
+        raise HTTPException(403, "a project-limited token cannot change escalation policies (they span projects)")
     if not await write(request, lambda conn: E.delete_policy(conn, policy_id)):
         raise HTTPException(404, f"escalation policy {policy_id} not found")
 
@@ -284,11 +330,17 @@ async def metrics(request: Request, owner: Reader,
 
 @router.get("/incidents/{incident_id}")
 async def get_incident(request: Request, incident_id: Id, owner: Reader) -> dict[str, Any]:
-    """The incident with its timeline and alerts."""
+    """The incident with its timeline and alerts; `source_url` is the page of what caused it (its first
+    alert's issue, monitor or project; null for an incident declared by hand), and each alert's too."""
     incident = await incident_for(request, incident_id, owner)
+    base = runtime_of(request).settings.base_url
 
     def load(conn: Connection) -> dict[str, Any]:
-        return {"timeline": I.timeline(conn, incident_id), "alerts": I.incident_alerts(conn, incident_id)}
+        alerts = [a | {"source_url": links.absolute(base, a["source"]) if a["source"] else None}
+                  for a in I.incident_alerts(conn, incident_id)]
+        source = I.incident_source(conn, incident_id)
+        return {"timeline": I.timeline(conn, incident_id), "alerts": alerts,
+                "source_url": links.absolute(base, source) if source else None}
 
     return incident.to_api() | await read(request, load)
 

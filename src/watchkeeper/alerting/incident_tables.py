@@ -5,7 +5,7 @@ Imported at the end of `alerting.tables`, so `load_all_tables()` sees them.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Double, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Column, Double, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 
 from watchkeeper.store.schema import RowId, metadata
 
@@ -37,8 +37,11 @@ escalation_policies = Table(
     "escalation_policies",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("name", String(200), nullable=False, unique=True),
-    # The policy of a project's incidents; NULL = the policy of incidents no project's policy covers.
+    Column("name", String(200), nullable=False),
+    # The team that owns the policy: its members read and change it. NULL = an administrators' policy.
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=True, index=True),
+    # The policy of a project's incidents; NULL = the policy of incidents no project's policy covers
+    # (of the team's projects; of every project when the policy has no team).
     Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, unique=True),
     # JSON list of steps {targets: [{kind: user|schedule|receiver, id|name}], minutes}.
     Column("steps", Text, nullable=False),
@@ -46,6 +49,7 @@ escalation_policies = Table(
     Column("repeat", Integer, nullable=False, server_default="0"),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    UniqueConstraint("team_id", "name"),
 )
 
 # Which alert severities declare incidents, per project (absent: the `alerting.incident_severities` setting).
@@ -96,6 +100,8 @@ alert_occurrences = Table(
     Column("name", String(500), nullable=False),
     Column("incident_id", Integer, ForeignKey("alert_incidents.id", ondelete="SET NULL"), nullable=True, index=True),
     Column("resolved_at", Double, nullable=True),
+    # The page of what the alert is about (alerting.links.cause_of): a path of ours or an outside URL.
+    Column("source", String(2000), nullable=True),
 )
 Index("ix_alert_occurrences_open", alert_occurrences.c.resolved_at)
 

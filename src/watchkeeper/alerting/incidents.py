@@ -106,7 +106,15 @@ def incident_alerts(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(select(alert_occurrences).where(alert_occurrences.c.incident_id == incident_id)
                         .order_by(alert_occurrences.c.starts_at))
     return [{"fingerprint": r.fingerprint, "name": r.name, "severity": r.severity, "starts_at": r.starts_at,
-             "resolved_at": r.resolved_at} for r in rows]
+             "resolved_at": r.resolved_at, "source": r.source} for r in rows]
+
+
+def incident_source(conn: Connection, incident_id: int) -> str | None:
+    """The page of what caused the incident: its first alert's (alerting.links.cause_of), or None for an
+    incident declared by hand."""
+    return conn.scalar(select(alert_occurrences.c.source).where(alert_occurrences.c.incident_id == incident_id,
+                                                                alert_occurrences.c.source.is_not(None))
+                       .order_by(alert_occurrences.c.starts_at).limit(1))
 
 
 def declare(conn: Connection, *, title: str, severity: str, now: float, project_id: int | None = None,

@@ -1,4 +1,6 @@
-"""Signed action links in notifications: acknowledge or resolve an incident with one click, no login.
+"""Links in notifications and pages: signed action links, and the page of what caused an alert.
+
+Signed action links acknowledge or resolve an incident with one click, no login.
 
 A link is `<incident>.<action>.<expires>.<nonce>.<signature>`, the signature an HMAC-SHA256 of the rest
 under the server's link secret. A link works once (its nonce is recorded when used) and until it
@@ -11,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select
@@ -87,3 +90,47 @@ def stored_secret(conn: Connection) -> bytes:
         conn.execute(statement.on_conflict_do_nothing(index_elements=["name"]))
         value = conn.scalar(select(alerting_secrets.c.value).where(alerting_secrets.c.name == SECRET_NAME))
     return bytes.fromhex(str(value))
+
+
+# --- where an alert comes from --------------------------------------------------------------------------
+
+
+def cause_of(labels: Mapping[str, str], generator_url: str | None = None) -> str:
+    """The page of what an alert is about: its issue, its monitor, else its project's issues; an outside
+    alert's own generatorURL (http or https only); else the alerts page. A path of ours or a full URL.
+
+    >>> cause_of({"issue": "7", "project_id": "1"})
+    '/issues/7'
+    """
+    if generator_url and generator_url.startswith(("https://", "http://")):
+        return generator_url
+    for label, page in (("issue", "/issues/{}"), ("monitor", "/monitors/{}"), ("project_id", "/projects/{}/issues")):
+        value = labels.get(label, "")
+        if value.isdigit() and len(value) < 19:
+            return page.format(value)
+    return "/alerting/alerts"
+
+
+def absolute(base_url: str, link: str) -> str:
+    """`link` as a full URL under the server's public address (`public_url`, else where it listens).
+
+    >>> absolute("https://wk.example.com", "/issues/7")
+    'https://wk.example.com/issues/7'
+    """
+    return link if link.startswith(("https://", "http://")) else f"{base_url.rstrip('/')}{link}"
+
+
+def cause_title(link: str) -> str:
+    """What a cause link is called on pages.
+
+    >>> cause_title("/monitors/3")
+    'Monitor #3'
+    """
+    parts = link.split("/")
+    if link.startswith("/issues/"):
+        return f"Issue #{parts[2]}"
+    if link.startswith("/monitors/"):
+        return f"Monitor #{parts[2]}"
+    if link.startswith("/projects/"):
+        return "Project issues"
+    return "Source" if not link.startswith("/") else "Alerts"

@@ -207,7 +207,8 @@ def plan_from_alerts(conn: Connection, dispatcher: Dispatcher, now: float, sever
             key = stored_key(routes[0].group_key(alert.labels)) if routes else None
         plan.new.append({"fingerprint": alert.fingerprint, "starts_at": start, "project_id": project_id,
                          "severity": severity, "name": _name(alert), "impact": min(start, alert.active_at),
-                         "incident": wants_incident, "group_key": key})
+                         "incident": wants_incident, "group_key": key,
+                         "source": links.cause_of(alert.labels, alert.generator_url)[:2000]})
     return plan
 
 
@@ -239,7 +240,8 @@ def apply_alert_plan(conn: Connection, plan: AlertPlan, now: float) -> int:
                              "text": f"{new['name']} ({severity})", "actor_user_id": None})
         occurrences.append({"fingerprint": new["fingerprint"], "starts_at": new["starts_at"],
                             "project_id": new["project_id"], "severity": severity[:16] or "none",
-                            "name": new["name"], "incident_id": incident_id, "resolved_at": None})
+                            "name": new["name"], "incident_id": incident_id, "resolved_at": None,
+                            "source": new.get("source")})
     if occurrences:
         conn.execute(insert(o), occurrences)
     if plan.ended:

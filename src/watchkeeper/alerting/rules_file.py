@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
 from watchkeeper.alerting.rules import RuleIn, create_rule, delete_rule, list_rules, replace_rule
+from watchkeeper.alerting.templates import annotation_errors
 from watchkeeper.auth.projects import list_projects
 from watchkeeper.config import ConfigError
 
@@ -42,6 +43,9 @@ def parse_rules_file(data: Any, source: str = "rules file") -> RulesFile:
         names = [r.name for r in rules]
         if len(set(names)) != len(names):
             raise ConfigError(f"{source}: projects.{slug}: rule names must be unique in a project")
+        for index, rule in enumerate(rules):
+            for name, message in annotation_errors(rule.annotations).items():
+                raise ConfigError(f"{source}: projects.{slug}.{index}.annotations.{name}: {message}")
     return parsed
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from watchkeeper.alerting.alerts import Alert, load_alerts
+from watchkeeper.alerting.links import cause_of, cause_title
 from watchkeeper.alerting.routing import label_set
 from watchkeeper.alerting.rules import PRIORITY
 from watchkeeper.alerting.service import Alerting
@@ -74,6 +75,16 @@ class AlertRow:
         if self.state == "resolved":
             return self.alert.ends_at or self.alert.active_at
         return self.alert.starts_at or self.alert.active_at
+
+    @property
+    def cause(self) -> str:
+        """The page of what the alert is about: its issue, monitor or project (or an outside alert's
+        generatorURL)."""
+        return cause_of(self.alert.labels, self.alert.generator_url)
+
+    @property
+    def cause_title(self) -> str:
+        return cause_title(self.cause)
 
     @property
     def silence_query(self) -> str:

@@ -19,6 +19,7 @@ from watchkeeper.alerting import incidents as I
 from watchkeeper.alerting import links
 from watchkeeper.alerting.incident_api import may_change, may_see, visible_projects
 from watchkeeper.alerting.incident_metrics import incident_metrics
+from watchkeeper.alerting.links import cause_title
 from watchkeeper.alerting.responder import responder_of
 from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.web.project_pages import _text, see_other
@@ -107,9 +108,10 @@ async def incident_page(incident_id: int, page: CurrentPage) -> Response:
 
     def load(conn: Connection) -> dict[str, Any]:
         return {"timeline": I.timeline(conn, incident_id), "alerts": I.incident_alerts(conn, incident_id),
-                "postmortem": I.postmortem(conn, incident_id)}
+                "postmortem": I.postmortem(conn, incident_id), "source": I.incident_source(conn, incident_id)}
 
     data = await read(page.request, load)
+    data["source_title"] = cause_title(data["source"]) if data["source"] else None
     return await page.render("incident.html", incident=incident, next_states=NEXT_STATES[incident.state],
                              buttons=BUTTONS, can_change=may_change(page.viewer.principal, incident),
                              saved=page.request.query_params.get("saved") == "1", **data)

@@ -1,6 +1,7 @@
 """Pages for on-call schedules: the list (who is on call now, next hand-off), a schedule's page (next
 shifts, overrides), and the schedule editor. Everyone logged in reads them; admins change them, as in
-the REST API (`watchkeeper.alerting.incident_api`)."""
+the REST API (`watchkeeper.alerting.incident_api`). The list shows the escalation policies of the
+viewer's teams (all of them to an admin)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.datastructures import FormData
 from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import oncall as O
 from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth.teams import list_teams
 from watchkeeper.auth.users import User, list_users
 from watchkeeper.web.project_pages import _text, see_other
 from watchkeeper.web.shell import PageError
@@ -37,8 +39,13 @@ def _users(conn: Connection) -> dict[int, User]:
 
 @router.get("/oncall")
 async def schedules_page(page: CurrentPage) -> Response:
+    principal = page.viewer.principal
+
     def load(conn: Connection) -> dict[str, Any]:
-        return {"schedules": O.list_schedules(conn), "users": _users(conn), "policies": E.list_policies(conn)}
+        # Escalation policies belong to teams: the viewer's teams' policies (every one for an admin).
+        mine = None if principal.role == "admin" else [t.id for t in list_teams(conn, user_id=principal.user_id)]
+        return {"schedules": O.list_schedules(conn), "users": _users(conn), "policies": E.list_policies(conn, mine),
+                "teams": {t.id: t.name for t in list_teams(conn)}}
 
     data = await read(page.request, load)
     rows = []
@@ -46,8 +53,9 @@ async def schedules_page(page: CurrentPage) -> Response:
         shifts = schedule.shifts(page.now, page.now + SHIFT_DAYS * 86400)
         rows.append({"schedule": schedule, "now": schedule.on_call_at(page.now), "shifts": shifts[:4]})
     names = {s.id: s.name for s in data["schedules"]}
-    policies = [{"policy": p, "steps": [(step["minutes"], [_target(t, names, data["users"]) for t in step["targets"]])
-                                        for step in p.steps]} for p in data["policies"]]
+    policies = [{"policy": p, "team": data["teams"].get(p.team_id) if p.team_id else None,
+                 "steps": [(step["minutes"], [_target(t, names, data["users"]) for t in step["targets"]])
+                           for step in p.steps]} for p in data["policies"]]
     return await page.render("oncall.html", rows=rows, users=data["users"], policies=policies,
                              is_admin=page.viewer.principal.is_admin)
 

@@ -13,10 +13,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from watchkeeper.alerting import rules as R
 from watchkeeper.alerting.alerts import load_alerts
 from watchkeeper.alerting.backtest import backtest
+from watchkeeper.alerting.templates import annotation_errors
 from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth.projects import Project
 from watchkeeper.web import rule_form as F
@@ -110,6 +112,22 @@ async def _form_page(page: Page, project: Project, *, rule: R.AlertRule | None, 
     )
 
 
+async def _read_form(form: Any) -> F.RuleForm:
+    """The posted rule, its annotation templates compiled and tried off the event loop (syntax and the
+    template bounds), each error under its annotation's field."""
+    posted = F.read_rule_form(form)
+    if posted.rule is None:
+        return posted
+    errors = await run_in_threadpool(annotation_errors, posted.rule.annotations)
+    by_field: dict[str, str] = {}
+    for name, message in errors.items():
+        if name in F.NAMED_ANNOTATIONS:
+            by_field[f"annotations.{name}"] = message
+        else:
+            by_field.setdefault("annotations.other", f"{name}: {message}")
+    return F.RuleForm(posted.values, None, by_field) if by_field else posted
+
+
 @router.get("/projects/{project_id:int}/rules/new")
 async def new_rule_page(project_id: int, page: CurrentPage) -> Response:
     project = await readable_project(page, project_id)
@@ -122,7 +140,7 @@ async def create_rule(project_id: int, page: CurrentPage) -> Response:
     project = await readable_project(page, project_id)
     form = await checked_form(page.request, page.viewer)
     require_write(page.viewer, project_id)
-    posted = F.read_rule_form(form)
+    posted = await _read_form(form)
     if posted.rule is None:
         return await _form_page(page, project, rule=None, values=posted.values, errors=posted.errors, status=422)
     body, now = posted.rule, runtime_of(page.request).clock.now()
@@ -141,7 +159,7 @@ async def save_rule(rule_id: int, page: CurrentPage) -> Response:
     rule, project = await _rule_of(page, rule_id)
     form = await checked_form(page.request, page.viewer)
     _editable(page, rule)
-    posted = F.read_rule_form(form)
+    posted = await _read_form(form)
     if posted.rule is None:
         return await _form_page(page, project, rule=rule, values=posted.values, errors=posted.errors, status=422)
     body, now = posted.rule, runtime_of(page.request).clock.now()
@@ -194,7 +212,7 @@ async def backtest_fragment(project_id: int, page: CurrentPage) -> Response:
     await readable_project(page, project_id)
     form = await checked_form(page.request, page.viewer)
     require_write(page.viewer, project_id)  # as the API: back-testing is part of editing rules
-    posted = F.read_rule_form(form)
+    posted = await _read_form(form)
     context = page.context(errors=posted.errors, result=None, chart=None, hours=BACKTEST_HOURS)
     if posted.rule is not None:
         body, now = posted.rule, page.now
