@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_h_alerting"
-down_revision = "0010"
+down_revision = "0011_firsthour"
 branch_labels = None
 depends_on = None
 

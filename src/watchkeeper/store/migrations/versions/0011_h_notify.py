@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_h_notify"
-down_revision = "0010"
+down_revision = "0011_h_alerting"
 branch_labels = None
 depends_on = None
 
