@@ -78,6 +78,48 @@ def test_bad_monitors_are_422_naming_the_field(api: httpx.Client, project: Proje
     assert field in answer.json()["detail"], answer.json()
 
 
+@pytest.mark.parametrize(("kind", "config", "field"), [
+    ("http", {"url": "http://0177.0.0.1/"}, "config.url"),
+    ("http", {"url": "http://0x7f.0.0.1:8080/health"}, "config.url"),
+    ("http", {"url": "http://2130706433/"}, "config.url"),
+    ("http", {"url": "http://127.1/"}, "config.url"),
+    ("tcp", {"host": "0x7f000001", "port": 22}, "config.host"),
+    ("ping", {"host": "10.1"}, "config.host"),
+    ("postgres", {"url": "postgresql://app@012.0.0.1/app"}, "config.url"),
+    ("dns", {"name": "example.com", "nameserver": "0177.1"}, "config.nameserver"),
+])
+def test_ipv4_addresses_in_other_forms_are_refused_at_creation(
+        api: httpx.Client, project: ProjectFixture, kind: str, config: dict[str, Any], field: str) -> None:
+    answer = api.post(f"/api/v1/projects/{project.id}/monitors", json={"name": "x", "type": kind, "config": config})
+    assert answer.status_code == 422, answer.text
+    assert field in answer.json()["detail"] and "non-standard form" in answer.json()["detail"], answer.json()
+    assert api.get(f"/api/v1/projects/{project.id}/monitors").json()["total"] == 0
+
+
+def test_private_addresses_are_refused_at_creation_under_the_production_guard(settings: Settings) -> None:
+    guarded = settings.model_copy(update={"outbound": settings.outbound.model_copy(
+        update={"allow_private_targets": False})})
+    with run_server(guarded) as server, httpx.Client(base_url=server.url) as api:
+        project = make_project(server)
+        api.headers["Authorization"] = f"Bearer {make_token(server)}"
+        path = f"/api/v1/projects/{project.id}/monitors"
+        for kind, config, field in (
+                ("http", {"url": "http://127.0.0.1:8080/"}, "config.url"),
+                ("http", {"url": "http://[64:ff9b::a00:1]/"}, "config.url"),
+                ("tcp", {"host": "192.168.1.1", "port": 22}, "config.host"),
+                ("redis", {"url": "redis://10.0.0.2:6379/0"}, "config.url")):
+            answer = api.post(path, json={"name": "x", "type": kind, "config": config})
+            assert answer.status_code == 422, answer.text
+            detail = answer.json()["detail"]
+            assert detail.startswith(field) and "outbound.allow_private_targets" in detail, detail
+        # Names are judged when they are resolved, at each check; public addresses are fine.
+        good = api.post(path, json={"name": "x", "type": "http", "config": {"url": "http://8.8.8.8/"}})
+        assert good.status_code == 201, good.text
+        changed = api.put(f"/api/v1/monitors/{good.json()['id']}",
+                          json={"name": "x", "type": "http", "config": {"url": "http://10.0.0.1/"}})
+        assert changed.status_code == 422 and changed.json()["detail"].startswith("config.url"), changed.text
+
+
 def test_monitor_list_filters(api: httpx.Client, project: ProjectFixture, http_target: HttpTarget) -> None:
     path = f"/api/v1/projects/{project.id}/monitors"
     for name in ("Shop web", "Shop API", "Billing_db"):

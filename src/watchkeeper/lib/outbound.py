@@ -64,6 +64,21 @@ def is_public_address(address: str) -> bool:
     return judged is not None and judged.is_global and not judged.is_multicast
 
 
+def refused_literal(host: str, *, allow_private: bool) -> str | None:
+    """Why a target written as an IP address is refused, or None (names are judged when resolved).
+
+    >>> refused_literal("10.0.0.1", allow_private=False)
+    '10.0.0.1 is a private or loopback address (allow with outbound.allow_private_targets)'
+    """
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if allow_private or is_public_address(host.strip("[]")):
+        return None
+    return f"{host} is a private or loopback address (allow with outbound.allow_private_targets)"
+
+
 async def resolve_target(host: str, port: int, *, allow_private: bool) -> str:
     """The address to connect to for `host`, or TargetBlocked when any of its addresses is not public."""
     try:

@@ -14,6 +14,7 @@ from watchkeeper.api import AdminEditor, Editor, ProjectId, Reader, check_projec
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.projects import get_project
 from watchkeeper.config import ConfigError
+from watchkeeper.lib.outbound import refused_literal
 from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime import heartbeats, reports
 from watchkeeper.uptime import maintenance as M
@@ -21,7 +22,7 @@ from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.monitors import Monitor, MonitorConflict
 from watchkeeper.uptime.monitors_file import load_monitors_file
 from watchkeeper.uptime.secrets import keep_masked_secrets, masked_config
-from watchkeeper.uptime.specs import MonitorSpec, MonitorType
+from watchkeeper.uptime.specs import MonitorSpec, MonitorType, target_hosts
 from watchkeeper.uptime.tables import ping_keys
 
 router = APIRouter(tags=["uptime"])
@@ -49,6 +50,15 @@ async def _monitor_or_404(request: Request, monitor_id: int, principal: Principa
 def _editable(monitor: Monitor) -> None:
     if monitor.managed_by == "config":
         raise HTTPException(409, f"monitor {monitor.id} is managed by the monitors file: change it there")
+
+
+def _refuse_blocked_addresses(request: Request, spec: MonitorSpec) -> None:
+    """A target written as an address the outbound guard refuses is refused now, not at every check."""
+    allow_private = runtime_of(request).settings.outbound.allow_private_targets
+    for field, host in target_hosts(spec.type, spec.config):
+        reason = refused_literal(host, allow_private=allow_private)
+        if reason is not None:
+            raise HTTPException(422, f"{field}: {reason}")
 
 
 def _public(monitor: Monitor, request: Request) -> dict[str, Any]:
@@ -80,6 +90,7 @@ async def list_monitors(
 async def create_monitor(request: Request, project_id: ProjectId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Add a monitor. `config` depends on `type`; see docs/uptime.md."""
     await _check_project(request, project_id, owner, write=True)
+    _refuse_blocked_addresses(request, body)
     now = runtime_of(request).clock.now()
     try:
         monitor = await write(request, lambda conn: MO.create_monitor(conn, project_id, body, now=now))
@@ -101,6 +112,7 @@ async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorS
     _editable(monitor)
     if body.type == monitor.type:
         body = body.model_copy(update={"config": keep_masked_secrets(body.config, monitor.config)})
+    _refuse_blocked_addresses(request, body)
     now = runtime_of(request).clock.now()
     try:
         changed = await write(request, lambda conn: MO.change_monitor(conn, monitor, body, now=now))
