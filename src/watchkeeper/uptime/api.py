@@ -105,6 +105,14 @@ async def get_monitor(request: Request, monitor_id: MonitorId, owner: Reader) ->
     return _public(await _monitor_or_404(request, monitor_id, owner), request)
 
 
+@router.post("/monitors/{monitor_id}/reveal")
+async def reveal_monitor_secrets(request: Request, monitor_id: MonitorId, owner: Editor) -> dict[str, Any]:
+    """The monitor's config with its secrets in clear (passwords, tokens, secret headers, the body); only
+    for those who may change the monitor. Everywhere else they are masked as `********`."""
+    monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
+    return {"config": monitor.config}
+
+
 @router.put("/monitors/{monitor_id}")
 async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Replace a monitor's settings (its state is kept unless the type changes)."""
