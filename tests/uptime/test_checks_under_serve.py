@@ -18,7 +18,7 @@ import pytest
 
 from tests.uptime.conftest import HttpsTarget, HttpTarget
 from watchkeeper.app import open_database
-from watchkeeper.auth.projects import create_project
+from watchkeeper.auth.projects import create_project, list_keys
 from watchkeeper.auth.tokens import create_token
 from watchkeeper.auth.users import create_user
 from watchkeeper.config import Settings
@@ -32,6 +32,8 @@ class ServeProcess:
     url: str
     api: httpx.Client
     project_id: int
+    public_key: str
+    token: str
     log: Path
 
 
@@ -70,11 +72,12 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
         engine = for_writing(open_database(settings))
         with engine.begin() as conn:
             project = create_project(conn, "Checks", now=time.time())
+            public_key = list_keys(conn, project.id)[0].public_key
             user = create_user(conn, "checker@example.com", "password-123", role="admin", now=time.time())
             token = create_token(conn, user.id, "tests", read_only=False, now=time.time()).token
         engine.dispose()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
-            yield ServeProcess(url, api, project.id, log)
+            yield ServeProcess(url, api, project.id, public_key, token, log)
     finally:
         process.send_signal(signal.SIGINT)
         try:
