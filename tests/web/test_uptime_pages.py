@@ -346,6 +346,14 @@ def test_monitor_secrets_are_masked_on_every_page_and_kept_by_the_edit_form(
             assert not [s for s in SECRETS if s in html.unescape(answer.text)], path
     listing = html.unescape(viewer.get(f"/projects/{project.id}/monitors").text)
     assert "bob:********@" in listing and "api_key=********" in listing and "sslpassword=********" in listing
+    # Only an editor may see them: the viewer's form has no button for it and the action is refused.
+    assert "Show stored secrets" not in viewer.get(f"/monitors/{ids[0]}/edit").text
+    refused = post_form(viewer, f"/monitors/{ids[0]}/edit", f"/monitors/{ids[0]}/reveal", {})
+    assert refused.status_code == 403 and not [s for s in SECRETS if s in refused.text]
+    assert "Show stored secrets" in admin.get(f"/monitors/{ids[0]}/edit").text
+    revealed = html.unescape(post_form(admin, f"/monitors/{ids[0]}/edit", f"/monitors/{ids[0]}/reveal", {}).text)
+    assert [s for s in SECRETS if s in revealed] == ["pw-in-url", "qs-token-1", "qs-key-2", "body-secret",
+                                                     "hdr-token", "hdr-auth", "hdr-key", "bearer-1", "basic-pw"]
     # The editor saves the form as shown (secrets masked): every stored secret is kept.
     fields = {"type": "http", "name": "Everything", "c_method": "POST", "interval_seconds": "60",
               "timeout_seconds": "10", "failures_to_down": "2", "successes_to_up": "1",

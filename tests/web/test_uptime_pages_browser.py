@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from playwright.sync_api import Page, expect
 
@@ -96,7 +96,7 @@ def test_heartbeat_snippets_and_status_page_editor(page: Page, server: Server) -
     page.get_by_role("button", name="Save page").click()
     expect(page.get_by_role("status")).to_contain_text("Saved")
     # 0.5 % of this calendar month (UTC): 216.0 minutes in a 30-day month, 223.2 in a 31-day one.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     budget = 0.005 * calendar.monthrange(now.year, now.month)[1] * 1440
     expect(page.locator(".sla-cell").first).to_contain_text(f"budget left {budget:.1f} of {budget:.1f} min")
     incident = page.locator("#new-incident")
@@ -105,3 +105,25 @@ def test_heartbeat_snippets_and_status_page_editor(page: Page, server: Server) -
     page.get_by_role("button", name="Post incident").click()
     expect(page.locator(".incident-box")).to_contain_text("Backups delayed")
     shot(page, "uptime-07-status-editor")
+
+
+def test_secrets_are_masked_on_the_edit_form_until_an_editor_shows_them(
+        page: Page, server: Server, http_target: HttpTarget) -> None:  # noqa: F811
+    from tests.uptime.test_api import secret_monitors
+    from watchkeeper.store.writer import call_each
+    from watchkeeper.uptime.monitors import create_monitor
+    from watchkeeper.uptime.specs import MonitorSpec
+
+    project = make_project(server, "Shop")
+    spec = MonitorSpec.model_validate(secret_monitors(http_target)[0])
+    monitor = server.runtime.writer.run_sync(call_each, lambda conn: create_monitor(
+        conn, project.id, spec, now=server.runtime.clock.now()))
+    log_in(page, server)
+    page.goto(f"{server.url}/monitors/{monitor.id}/edit")
+    expect(page.get_by_label("URL", exact=True)).to_have_value(re.compile(r"://bob:\*{8}@.*api_key=\*{8}"))
+    expect(page.get_by_label("Request body")).to_have_value("********")
+    shot(page, "uptime-08-form-secrets-masked")
+    page.get_by_role("button", name="Show stored secrets").click()
+    expect(page.get_by_label("URL", exact=True)).to_have_value(re.compile(r"://bob:pw-in-url@.*api_key=qs-token-1"))
+    expect(page.get_by_label("Request body")).to_have_value('{"login": "body-secret"}')
+    shot(page, "uptime-09-form-secrets-shown")

@@ -85,6 +85,16 @@ async def edit_monitor_page(monitor_id: int, page: CurrentPage) -> Response:
     return await _render(page, project, monitor.type, form_values(monitor.type, monitor), monitor=monitor)
 
 
+@router.post("/monitors/{monitor_id:int}/reveal")
+async def reveal_monitor_secrets(monitor_id: int, page: CurrentPage) -> Response:
+    """The edit form with the stored secrets in clear: for those who may change the monitor only."""
+    monitor, project = await readable_monitor(page, monitor_id)
+    await checked_form(page.request, page.viewer)
+    require_write(page.viewer, project.id)
+    return await _render(page, project, monitor.type, form_values(monitor.type, monitor, reveal=True),
+                         monitor=monitor)
+
+
 @router.post("/monitors/{monitor_id:int}/edit")
 async def change_monitor(monitor_id: int, page: CurrentPage) -> Response:
     monitor, project = await readable_monitor(page, monitor_id)
