@@ -13,6 +13,7 @@ from tests.conftest import ProjectFixture, Server, make_project, make_user
 from tests.uptime.conftest import HttpTarget, http_target  # noqa: F401  (the local HTTP target fixture)
 from tests.web.conftest import log_in
 from tests.web.test_pages import XSS, post_form
+from watchkeeper.config import Settings
 from watchkeeper.store.writer import call_each
 from watchkeeper.uptime.checkers import CheckResult
 from watchkeeper.uptime.monitors import MonitorFilter, find_monitors, get_monitor
@@ -374,3 +375,28 @@ def test_monitor_secrets_are_masked_on_every_page_and_kept_by_the_edit_form(
     assert {k: stored[0].config[k] for k in ("url", "body", "headers", "bearer_token", "basic_auth")} == \
         {k: specs[0]["config"][k] for k in ("url", "body", "headers", "bearer_token", "basic_auth")}
     assert stored[1].config["url"] == specs[1]["config"]["url"]
+
+
+def test_the_form_refuses_odd_ipv4_forms_and_guarded_private_addresses(settings: Settings) -> None:
+    from tests.conftest import run_server
+
+    guarded = settings.model_copy(update={"outbound": settings.outbound.model_copy(
+        update={"allow_private_targets": False})})
+    with run_server(guarded) as server:
+        project = make_project(server)
+        _, email = make_user(server, role="admin")
+        admin = log_in(server, email, "password-123")
+        try:
+            odd = create_http(admin, project.id, "http://0177.0.0.1:8080/")
+            assert odd.status_code == 422 and "write 127.0.0.1" in " ".join(errors_on(odd.text))
+            private = create_http(admin, project.id, "http://10.0.0.1/health")
+            assert private.status_code == 422
+            assert "outbound.allow_private_targets" in " ".join(errors_on(private.text)), errors_on(private.text)
+            public = monitor_id_of(create_http(admin, project.id, "http://8.8.8.8/"))
+            fields = {"type": "http", "name": "x", "c_url": "http://[::ffff:0:a00:1]/", "c_method": "GET",
+                      "interval_seconds": "60", "timeout_seconds": "5", "failures_to_down": "1",
+                      "successes_to_up": "1"}
+            changed = post_form(admin, f"/monitors/{public}/edit", f"/monitors/{public}/edit", fields)
+            assert changed.status_code == 422 and "private or loopback" in " ".join(errors_on(changed.text))
+        finally:
+            admin.close()

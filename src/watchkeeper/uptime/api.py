@@ -14,7 +14,6 @@ from watchkeeper.api import AdminEditor, Editor, ProjectId, Reader, check_projec
 from watchkeeper.auth.access import Principal
 from watchkeeper.auth.projects import get_project
 from watchkeeper.config import ConfigError
-from watchkeeper.lib.outbound import refused_literal
 from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime import heartbeats, reports
 from watchkeeper.uptime import maintenance as M
@@ -22,7 +21,7 @@ from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.monitors import Monitor, MonitorConflict
 from watchkeeper.uptime.monitors_file import load_monitors_file
 from watchkeeper.uptime.secrets import keep_masked_secrets, masked_config
-from watchkeeper.uptime.specs import MonitorSpec, MonitorType, target_hosts
+from watchkeeper.uptime.specs import MonitorSpec, MonitorType, refused_target
 from watchkeeper.uptime.tables import ping_keys
 
 router = APIRouter(tags=["uptime"])
@@ -54,11 +53,10 @@ def _editable(monitor: Monitor) -> None:
 
 def _refuse_blocked_addresses(request: Request, spec: MonitorSpec) -> None:
     """A target written as an address the outbound guard refuses is refused now, not at every check."""
-    allow_private = runtime_of(request).settings.outbound.allow_private_targets
-    for field, host in target_hosts(spec.type, spec.config):
-        reason = refused_literal(host, allow_private=allow_private)
-        if reason is not None:
-            raise HTTPException(422, f"{field}: {reason}")
+    refused = refused_target(spec.type, spec.config,
+                             allow_private=runtime_of(request).settings.outbound.allow_private_targets)
+    if refused is not None:
+        raise HTTPException(422, f"{refused[0]}: {refused[1]}")
 
 
 def _public(monitor: Monitor, request: Request) -> dict[str, Any]:

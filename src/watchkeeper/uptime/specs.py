@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from watchkeeper.lib.outbound import refused_literal
 from watchkeeper.uptime.conditions import ConditionError, parse_condition
 
 MonitorType = Literal["http", "tls", "tcp", "dns", "ping", "postgres", "mysql", "redis", "heartbeat"]
@@ -232,3 +233,17 @@ def target_hosts(monitor_type: str, config: dict[str, Any]) -> list[tuple[str, s
     if monitor_type == "dns" and config.get("nameserver"):
         return [("config.nameserver", config["nameserver"])]
     return []
+
+
+def refused_target(monitor_type: str, config: dict[str, Any], *, allow_private: bool) -> tuple[str, str] | None:
+    """(field, why) when a target is written as an address the outbound guard refuses, so the monitor is
+    refused when made rather than failing at every check; names are judged when resolved.
+
+    >>> refused_target("tcp", {"host": "10.0.0.1", "port": 22}, allow_private=False)[0]
+    'config.host'
+    """
+    for field, host in target_hosts(monitor_type, config):
+        reason = refused_literal(host, allow_private=allow_private)
+        if reason is not None:
+            return field, reason
+    return None
