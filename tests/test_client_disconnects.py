@@ -1,4 +1,4 @@
-"""A client that goes away in the middle of its request is normal traffic, not a server error: the
+"""A client that goes away in the middle of its request or of the answer is normal traffic, not a server error: the
 real `watchkeeper serve` logs no ERROR and no traceback for it, and keeps serving."""
 
 from __future__ import annotations
@@ -29,6 +29,13 @@ def test_a_client_hanging_up_mid_request_is_not_logged_as_an_error(serve: ServeP
     _send_half_and_hang_up(serve, f"/api/v1/projects/{serve.project_id}/monitors", token, b'{"name": "' + b"y" * 5000)
     _send_half_and_hang_up(serve, "/login", {"Content-Type": "application/x-www-form-urlencoded"},
                            b"email=a%40example.com&password=" + b"z" * 5000)
+    # And in the middle of a response: the OpenAPI schema is a few hundred KB, read 1 KB of it and hang up.
+    host, port = serve.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET /api/openapi.json HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
     time.sleep(0.5)
     assert httpx.get(f"{serve.url}/health").status_code == 200
     logged = serve.log.read_text()
