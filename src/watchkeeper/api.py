@@ -18,6 +18,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from watchkeeper.app import Runtime
 from watchkeeper.auth import sessions
@@ -278,6 +280,15 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = [{"field": _field_name(e), "message": e["msg"]} for e in exc.errors()]
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": problems}, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up before its body arrived: normal traffic, not a server error (no traceback,
+        # and handled here so the server's own error log does not report it either). Nobody reads this.
+        import logging
+
+        logging.getLogger("watchkeeper").info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -69,7 +69,7 @@ def deliver(runtime: Runtime, clock: ManualClock, receivers: list[dict[str, Any]
     async def run() -> int:
         async with Outbound(outbound_settings) as outbound:
             worker = DeliveryWorker(lambda f: runtime.writer.run(call_each, f), clock, alerting, config,
-                                    outbound.client(), rng=random.Random(7),
+                                    outbound, rng=random.Random(7),
                                     on_outcome=note)
             return await worker.deliver_due()
 
@@ -236,6 +236,25 @@ def test_email_is_multipart_and_threaded(runtime: Runtime, engine: Engine, clock
     text, html = first.get_payload()  # type: ignore[misc]
     assert text.get_content_type() == "text/plain" and "api 1 is down" in text.get_payload()
     assert html.get_content_type() == "text/html" and "&lt;script&gt;" in html.get_payload()
+
+
+def test_email_to_a_private_smtp_server_is_refused_by_the_guard(runtime: Runtime, engine: Engine,
+                                                                 clock: ManualClock) -> None:
+    with SmtpReceiver() as smtp:
+        port = smtp.smarthost.rpartition(":")[2]
+        # By address and by a name that resolves to loopback: neither reaches the server.
+        for smarthost in (smtp.smarthost, f"localhost:{port}"):
+            row_id = queue(engine, clock, "email/0", payload_for(clock))
+            deliver(runtime, clock, [{"name": "team", "email_configs": [
+                {"to": "oncall@example.com", "smarthost": smarthost, "require_tls": False}]}], allow_private=False)
+            row = outbox_row(engine, row_id)
+            assert row.status == "failed" and "private or loopback" in row.last_error, row.last_error
+        assert smtp.messages == []
+        # Allowed (the development profile), the same server gets the message.
+        row_id = queue(engine, clock, "email/0", payload_for(clock))
+        deliver(runtime, clock, [{"name": "team", "email_configs": [
+            {"to": "oncall@example.com", "smarthost": f"localhost:{port}", "require_tls": False}]}])
+        assert outbox_row(engine, row_id).status == "sent" and len(smtp.messages) == 1
 
 
 def _self_signed(tmp_path: Path) -> ssl.SSLContext:

@@ -78,6 +78,48 @@ def test_bad_monitors_are_422_naming_the_field(api: httpx.Client, project: Proje
     assert field in answer.json()["detail"], answer.json()
 
 
+@pytest.mark.parametrize(("kind", "config", "field"), [
+    ("http", {"url": "http://0177.0.0.1/"}, "config.url"),
+    ("http", {"url": "http://0x7f.0.0.1:8080/health"}, "config.url"),
+    ("http", {"url": "http://2130706433/"}, "config.url"),
+    ("http", {"url": "http://127.1/"}, "config.url"),
+    ("tcp", {"host": "0x7f000001", "port": 22}, "config.host"),
+    ("ping", {"host": "10.1"}, "config.host"),
+    ("postgres", {"url": "postgresql://app@012.0.0.1/app"}, "config.url"),
+    ("dns", {"name": "example.com", "nameserver": "0177.1"}, "config.nameserver"),
+])
+def test_ipv4_addresses_in_other_forms_are_refused_at_creation(
+        api: httpx.Client, project: ProjectFixture, kind: str, config: dict[str, Any], field: str) -> None:
+    answer = api.post(f"/api/v1/projects/{project.id}/monitors", json={"name": "x", "type": kind, "config": config})
+    assert answer.status_code == 422, answer.text
+    assert field in answer.json()["detail"] and "non-standard form" in answer.json()["detail"], answer.json()
+    assert api.get(f"/api/v1/projects/{project.id}/monitors").json()["total"] == 0
+
+
+def test_private_addresses_are_refused_at_creation_under_the_production_guard(settings: Settings) -> None:
+    guarded = settings.model_copy(update={"outbound": settings.outbound.model_copy(
+        update={"allow_private_targets": False})})
+    with run_server(guarded) as server, httpx.Client(base_url=server.url) as api:
+        project = make_project(server)
+        api.headers["Authorization"] = f"Bearer {make_token(server)}"
+        path = f"/api/v1/projects/{project.id}/monitors"
+        for kind, config, field in (
+                ("http", {"url": "http://127.0.0.1:8080/"}, "config.url"),
+                ("http", {"url": "http://[64:ff9b::a00:1]/"}, "config.url"),
+                ("tcp", {"host": "192.168.1.1", "port": 22}, "config.host"),
+                ("redis", {"url": "redis://10.0.0.2:6379/0"}, "config.url")):
+            answer = api.post(path, json={"name": "x", "type": kind, "config": config})
+            assert answer.status_code == 422, answer.text
+            detail = answer.json()["detail"]
+            assert detail.startswith(field) and "outbound.allow_private_targets" in detail, detail
+        # Names are judged when they are resolved, at each check; public addresses are fine.
+        good = api.post(path, json={"name": "x", "type": "http", "config": {"url": "http://8.8.8.8/"}})
+        assert good.status_code == 201, good.text
+        changed = api.put(f"/api/v1/monitors/{good.json()['id']}",
+                          json={"name": "x", "type": "http", "config": {"url": "http://10.0.0.1/"}})
+        assert changed.status_code == 422 and changed.json()["detail"].startswith("config.url"), changed.text
+
+
 def test_monitor_list_filters(api: httpx.Client, project: ProjectFixture, http_target: HttpTarget) -> None:
     path = f"/api/v1/projects/{project.id}/monitors"
     for name in ("Shop web", "Shop API", "Billing_db"):
@@ -105,6 +147,73 @@ def test_secrets_in_configs_are_write_only(api: httpx.Client, project: ProjectFi
     api.put(f"/api/v1/monitors/{created['id']}", json=shown).raise_for_status()
     tested = api.post(f"/api/v1/monitors/{created['id']}/test").json()
     assert tested["ok"], tested
+
+
+SECRETS = ("pw-in-url", "qs-token-1", "qs-key-2", "body-secret", "hdr-token", "hdr-auth", "hdr-key", "bearer-1",
+           "basic-pw", "pg-pass", "pg-sslpass", "redis-pw")
+
+
+def secret_monitors(target: HttpTarget) -> list[dict[str, Any]]:
+    """Monitors holding every kind of secret, each value one of SECRETS."""
+    return [
+        {"name": "Everything", "type": "http", "config": {
+            "url": target.url.replace("://", "://bob:pw-in-url@") + "/ok?page=2&api_key=qs-token-1&Secret-Key=qs-key-2",
+            "method": "POST", "body": '{"login": "body-secret"}', "bearer_token": "bearer-1",
+            "basic_auth": {"username": "bob", "password": "basic-pw"},
+            "headers": {"X-Auth-Token": "hdr-token", "Proxy-Authorization": "hdr-auth", "X-Key": "hdr-key",
+                        "Accept": "application/json"}}},
+        {"name": "Database", "type": "postgres", "config": {
+            "url": "postgresql://app@127.0.0.1:5432/app?password=pg-pass&sslmode=prefer&sslpassword=pg-sslpass"}},
+        {"name": "Cache", "type": "redis", "config": {"url": "redis://:redis-pw@127.0.0.1:6379/0"}},
+    ]
+
+
+def test_monitor_secrets_are_masked_for_everyone_and_revealed_only_to_editors(
+        server: Server, api: httpx.Client, project: ProjectFixture, http_target: HttpTarget) -> None:
+    stored = []
+    for spec in secret_monitors(http_target):
+        created = api.post(f"/api/v1/projects/{project.id}/monitors", json=spec)
+        assert created.status_code == 201, created.text
+        stored.append((created.json()["id"], spec["config"]))
+    viewer = {"Authorization": f"Bearer {make_token(server, role='viewer')}"}
+    read_only = {"Authorization": f"Bearer {make_token(server, role='member', read_only=True)}"}
+    member = {"Authorization": f"Bearer {make_token(server, role='member')}"}
+    for headers in (viewer, read_only, member, {}):
+        shown = [api.get(f"/api/v1/projects/{project.id}/monitors", headers=headers).text]
+        shown += [api.get(f"/api/v1/monitors/{monitor_id}", headers=headers).text for monitor_id, _ in stored]
+        for text in shown:
+            assert not [s for s in SECRETS if s in text], text
+    everything = api.get(f"/api/v1/monitors/{stored[0][0]}").json()["config"]
+    assert everything["url"] == http_target.url.replace("://", "://bob:********@") + \
+        "/ok?page=2&api_key=********&Secret-Key=********"
+    assert everything["headers"] == {"X-Auth-Token": "********", "Proxy-Authorization": "********",
+                                     "X-Key": "********", "Accept": "application/json"}
+    assert everything["body"] == everything["bearer_token"] == everything["basic_auth"]["password"] == "********"
+    database = api.get(f"/api/v1/monitors/{stored[1][0]}").json()["config"]
+    assert database["url"] == "postgresql://app@127.0.0.1:5432/app?password=********&sslmode=prefer&sslpassword=********"
+    # Revealing is for those who may change the monitor.
+    for headers in (viewer, read_only):
+        assert api.post(f"/api/v1/monitors/{stored[0][0]}/reveal", headers=headers).status_code == 403
+    for monitor_id, config in stored:
+        revealed = api.post(f"/api/v1/monitors/{monitor_id}/reveal", headers=member)
+        assert revealed.status_code == 200 and revealed.json()["config"]["url"] == config["url"]
+    # An editor sends the masked config back: every secret is kept; a new value replaces one.
+    shown = api.get(f"/api/v1/monitors/{stored[0][0]}", headers=member).json()
+    shown["config"]["headers"]["X-Key"] = "hdr-key-new"
+    shown["config"]["url"] = shown["config"]["url"].replace("page=2", "page=3")
+    body = {k: shown[k] for k in ("name", "type", "config")}
+    assert api.put(f"/api/v1/monitors/{stored[0][0]}", json=body, headers=member).status_code == 200
+    kept = api.post(f"/api/v1/monitors/{stored[0][0]}/reveal", headers=member).json()["config"]
+    assert kept["url"] == stored[0][1]["url"].replace("page=2", "page=3")
+    assert kept["headers"] == {**stored[0][1]["headers"], "X-Key": "hdr-key-new"}
+    assert (kept["body"], kept["bearer_token"], kept["basic_auth"]) == (
+        stored[0][1]["body"], "bearer-1", {"username": "bob", "password": "basic-pw"})
+    for monitor_id, _ in stored[1:]:
+        shown = api.get(f"/api/v1/monitors/{monitor_id}", headers=member).json()
+        body = {k: shown[k] for k in ("name", "type", "config")}
+        assert api.put(f"/api/v1/monitors/{monitor_id}", json=body, headers=member).status_code == 200
+    assert [api.post(f"/api/v1/monitors/{i}/reveal").json()["config"]["url"] for i, _ in stored[1:]] == \
+        [c["url"] for _, c in stored[1:]]
 
 
 def test_monitors_of_other_teams_are_invisible(server: Server, api: httpx.Client, http_target: HttpTarget) -> None:

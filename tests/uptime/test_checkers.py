@@ -82,6 +82,27 @@ def test_private_targets_are_refused_unless_allowed(http_target: HttpTarget) -> 
     assert "private or loopback" in (check("tcp", {"host": "127.0.0.1", "port": 80}, private=False).error or "")
 
 
+# IPv6 forms that lead to a private IPv4 address (NAT64, IPv4-translated, 6to4, IPv4-compatible) or
+# that are never public (site-local, local-use NAT64).
+TRANSLATED_PRIVATE = ["64:ff9b::7f00:1", "64:ff9b::a00:1", "::ffff:0:7f00:1", "::ffff:0:10.0.0.1",
+                      "2002:7f00:1::1", "2002:a00:1::1", "2002:c0a8:101::1", "fec0::1", "::7f00:1",
+                      "64:ff9b:1::808:808"]
+
+
+@pytest.mark.parametrize("address", TRANSLATED_PRIVATE)
+def test_ipv6_translation_prefixes_are_judged_by_their_ipv4_address(address: str) -> None:
+    for kind, config in (("http", {"url": f"http://[{address}]:8080/"}), ("tcp", {"host": address, "port": 80})):
+        result = check(kind, config, private=False, timeout=2)
+        assert not result.ok and "outbound.allow_private_targets" in (result.error or ""), (kind, result)
+
+
+def test_ipv6_translation_prefixes_of_public_ipv4_addresses_stay_public() -> None:
+    from watchkeeper.lib.outbound import is_public_address
+
+    for address in ("64:ff9b::808:808", "::ffff:0:8.8.8.8", "2002:808:808::1", "2001:4860:4860::8888"):
+        assert is_public_address(address), address
+
+
 def test_https_self_signed_certificate_verified_or_not(https_target: HttpsTarget) -> None:
     verified = check("http", {"url": https_target.url + "/ok"})
     assert not verified.ok and "certificate" in (verified.error or "")

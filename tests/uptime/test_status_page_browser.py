@@ -11,6 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.conftest import ProjectFixture, Server, run_server
 from tests.uptime.conftest import HttpTarget
 from tests.uptime.test_status_pages import make_page, record
+from tests.web.test_browser import shot
 from watchkeeper.config import Settings
 
 
@@ -44,4 +45,7 @@ def test_status_page_in_a_browser(server: Server, api: httpx.Client, project: Pr
     expect(page.locator(".component").first).to_have_attribute("data-status", "down")
     expect(page.locator(".component").first.locator(".bars span")).to_have_count(90)
     expect(page.locator(".incident").first).to_contain_text("Website is experiencing issues")
+    # The style sheet is allowed by the page's strict policy ('self'): the banner is red.
+    expect(page.locator("#overall")).to_have_css("background-color", "rgb(209, 45, 32)")
+    shot(page, "status-page")
     assert errors == []

@@ -157,3 +157,20 @@ def test_component_sla_per_calendar_month(server: Server, api: httpx.Client, pro
     assert api.get(f"/api/v1/status-pages/{page['id']}/sla?month=2026-13").status_code == 422
     assert api.put(f"/api/v1/status-pages/{page['id']}", json={**body, "components": [
         {"name": "W", "monitor_ids": [ids[0]], "sla_target": 100}]}).status_code == 422
+
+
+def test_every_public_status_answer_carries_the_security_headers(server: Server, api: httpx.Client,
+                                                                  project: ProjectFixture,
+                                                                  http_target: HttpTarget) -> None:
+    page, _ = make_page(api, project, http_target)
+    component = page["components"][0]["id"]
+    for path in ("", "/json", "/feed.atom", "/rss", "/badge.svg", f"/components/{component}/uptime.svg"):
+        for slug in ("acme", "nope"):
+            answer = httpx.get(f"{server.url}/status/{slug}{path}")
+            assert answer.status_code == (200 if slug == "acme" else 404), (slug, path)
+            policy = answer.headers.get("Content-Security-Policy", "")
+            assert policy.startswith("default-src 'none'") and "script-src 'self';" in policy, (slug, path, policy)
+            assert "unsafe" not in policy, (slug, path, policy)
+            assert "frame-ancestors 'none'" in policy
+            assert answer.headers.get("X-Frame-Options") == "DENY", (slug, path)
+            assert answer.headers.get("X-Content-Type-Options") == "nosniff", (slug, path)

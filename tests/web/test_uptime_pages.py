@@ -13,6 +13,7 @@ from tests.conftest import ProjectFixture, Server, make_project, make_user
 from tests.uptime.conftest import HttpTarget, http_target  # noqa: F401  (the local HTTP target fixture)
 from tests.web.conftest import log_in
 from tests.web.test_pages import XSS, post_form
+from watchkeeper.config import Settings
 from watchkeeper.store.writer import call_each
 from watchkeeper.uptime.checkers import CheckResult
 from watchkeeper.uptime.monitors import MonitorFilter, find_monitors, get_monitor
@@ -326,3 +327,78 @@ def test_another_teams_project_answers_404_everywhere(server: Server, admin: htt
     stolen = post_form(member, own_editor, own_editor, {"slug": "mine", "title": "M", "c0_name": "x",
                                                         "c0_monitors": [str(monitor_id)], "c0_sla": ""})
     assert stolen.status_code == 422 and "is not a monitor of this project" in stolen.text
+
+
+def test_monitor_secrets_are_masked_on_every_page_and_kept_by_the_edit_form(
+        server: Server, admin: httpx.Client, project: ProjectFixture, http_target: HttpTarget) -> None:  # noqa: F811
+    from tests.uptime.test_api import SECRETS, secret_monitors
+    from watchkeeper.uptime.monitors import create_monitor
+    from watchkeeper.uptime.secrets import MASK
+    from watchkeeper.uptime.specs import MonitorSpec
+
+    specs = secret_monitors(http_target)
+    ids = [server.runtime.writer.run_sync(call_each, lambda conn, spec=spec: create_monitor(
+        conn, project.id, MonitorSpec.model_validate(spec), now=server.runtime.clock.now())).id for spec in specs]
+    _, email = make_user(server, role="viewer")
+    viewer = log_in(server, email, "password-123")
+    for client in (viewer, admin):
+        pages = [(f"/monitors/{i}", f"/monitors/{i}/edit") for i in ids]
+        for path in [f"/projects/{project.id}/monitors", *[p for both in pages for p in both]]:
+            answer = client.get(path)
+            assert answer.status_code == 200, path
+            assert not [s for s in SECRETS if s in html.unescape(answer.text)], path
+    listing = html.unescape(viewer.get(f"/projects/{project.id}/monitors").text)
+    assert "bob:********@" in listing and "api_key=********" in listing and "sslpassword=********" in listing
+    # Only an editor may see them: the viewer's form has no button for it and the action is refused.
+    assert "Show stored secrets" not in viewer.get(f"/monitors/{ids[0]}/edit").text
+    refused = post_form(viewer, f"/monitors/{ids[0]}/edit", f"/monitors/{ids[0]}/reveal", {})
+    assert refused.status_code == 403 and not [s for s in SECRETS if s in refused.text]
+    assert "Show stored secrets" in admin.get(f"/monitors/{ids[0]}/edit").text
+    revealed = html.unescape(post_form(admin, f"/monitors/{ids[0]}/edit", f"/monitors/{ids[0]}/reveal", {}).text)
+    assert [s for s in SECRETS if s in revealed] == ["pw-in-url", "qs-token-1", "qs-key-2", "body-secret",
+                                                     "hdr-token", "hdr-auth", "hdr-key", "bearer-1", "basic-pw"]
+    # The editor saves the form as shown (secrets masked): every stored secret is kept.
+    fields = {"type": "http", "name": "Everything", "c_method": "POST", "interval_seconds": "60",
+              "timeout_seconds": "10", "failures_to_down": "2", "successes_to_up": "1",
+              "c_url": http_target.url.replace("://", f"://bob:{MASK}@")
+              + f"/ok?page=2&api_key={MASK}&Secret-Key={MASK}",
+              "c_body": MASK, "c_bearer_token": MASK, "c_basic_auth_username": "bob", "c_basic_auth_password": MASK,
+              "c_headers": f"X-Auth-Token: {MASK}\nProxy-Authorization: {MASK}\nX-Key: {MASK}\n"
+                           "Accept: application/json",
+              "c_follow_redirects": "on", "c_verify_tls": "on"}
+    saved = post_form(admin, f"/monitors/{ids[0]}/edit", f"/monitors/{ids[0]}/edit", fields)
+    assert saved.status_code == 303, errors_on(saved.text)
+    postgres = {**{k: v for k, v in fields.items() if not k.startswith("c_")}, "type": "postgres", "name": "Database",
+                "c_url": f"postgresql://app@127.0.0.1:5432/app?password={MASK}&sslmode=prefer&sslpassword={MASK}"}
+    assert post_form(admin, f"/monitors/{ids[1]}/edit", f"/monitors/{ids[1]}/edit", postgres).status_code == 303
+    with server.runtime.engine.connect() as conn:
+        stored = [get_monitor(conn, i) for i in ids]
+    assert stored[0] is not None and stored[1] is not None
+    assert {k: stored[0].config[k] for k in ("url", "body", "headers", "bearer_token", "basic_auth")} == \
+        {k: specs[0]["config"][k] for k in ("url", "body", "headers", "bearer_token", "basic_auth")}
+    assert stored[1].config["url"] == specs[1]["config"]["url"]
+
+
+def test_the_form_refuses_odd_ipv4_forms_and_guarded_private_addresses(settings: Settings) -> None:
+    from tests.conftest import run_server
+
+    guarded = settings.model_copy(update={"outbound": settings.outbound.model_copy(
+        update={"allow_private_targets": False})})
+    with run_server(guarded) as server:
+        project = make_project(server)
+        _, email = make_user(server, role="admin")
+        admin = log_in(server, email, "password-123")
+        try:
+            odd = create_http(admin, project.id, "http://0177.0.0.1:8080/")
+            assert odd.status_code == 422 and "write 127.0.0.1" in " ".join(errors_on(odd.text))
+            private = create_http(admin, project.id, "http://10.0.0.1/health")
+            assert private.status_code == 422
+            assert "outbound.allow_private_targets" in " ".join(errors_on(private.text)), errors_on(private.text)
+            public = monitor_id_of(create_http(admin, project.id, "http://8.8.8.8/"))
+            fields = {"type": "http", "name": "x", "c_url": "http://[::ffff:0:a00:1]/", "c_method": "GET",
+                      "interval_seconds": "60", "timeout_seconds": "5", "failures_to_down": "1",
+                      "successes_to_up": "1"}
+            changed = post_form(admin, f"/monitors/{public}/edit", f"/monitors/{public}/edit", fields)
+            assert changed.status_code == 422 and "private or loopback" in " ".join(errors_on(changed.text))
+        finally:
+            admin.close()

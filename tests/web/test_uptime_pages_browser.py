@@ -109,3 +109,25 @@ def test_heartbeat_snippets_and_status_page_editor(page: Page, server: Server) -
     shot(page, "uptime-07c-status-editor-dark-phone")
     page.emulate_media(color_scheme="light")
     shot(page, "uptime-07d-status-editor-phone")
+
+
+def test_secrets_are_masked_on_the_edit_form_until_an_editor_shows_them(
+        page: Page, server: Server, http_target: HttpTarget) -> None:  # noqa: F811
+    from tests.uptime.test_api import secret_monitors
+    from watchkeeper.store.writer import call_each
+    from watchkeeper.uptime.monitors import create_monitor
+    from watchkeeper.uptime.specs import MonitorSpec
+
+    project = make_project(server, "Shop")
+    spec = MonitorSpec.model_validate(secret_monitors(http_target)[0])
+    monitor = server.runtime.writer.run_sync(call_each, lambda conn: create_monitor(
+        conn, project.id, spec, now=server.runtime.clock.now()))
+    log_in(page, server)
+    page.goto(f"{server.url}/monitors/{monitor.id}/edit")
+    expect(page.get_by_label("URL", exact=True)).to_have_value(re.compile(r"://bob:\*{8}@.*api_key=\*{8}"))
+    expect(page.get_by_label("Request body")).to_have_value("********")
+    shot(page, "uptime-08-form-secrets-masked")
+    page.get_by_role("button", name="Show stored secrets").click()
+    expect(page.get_by_label("URL", exact=True)).to_have_value(re.compile(r"://bob:pw-in-url@.*api_key=qs-token-1"))
+    expect(page.get_by_label("Request body")).to_have_value('{"login": "body-secret"}')
+    shot(page, "uptime-09-form-secrets-shown")

@@ -37,6 +37,7 @@ from watchkeeper.alerting.routing import AlertingConfig, LogConfig
 from watchkeeper.alerting.tables import notification_outbox
 from watchkeeper.config import AlertingSettings
 from watchkeeper.lib.clock import Clock
+from watchkeeper.lib.outbound import Outbound
 
 log = logging.getLogger(__name__)
 SENDERS: dict[str, Sender] = {
@@ -119,17 +120,17 @@ WriteFunction = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 class DeliveryWorker:
     """Sends due notifications through their channels.
 
-    >>> # await DeliveryWorker(write, clock, settings.alerting, config, client).deliver_due()
+    >>> # await DeliveryWorker(write, clock, settings.alerting, config, outbound).deliver_due()
     """
 
     def __init__(self, write: WriteFunction, clock: Clock, settings: AlertingSettings, config: AlertingConfig,
-                 client: Any, *, rng: random.Random | None = None,
+                 outbound: Outbound, *, rng: random.Random | None = None,
                  on_outcome: Callable[[str, str], None] | None = None) -> None:
         self.write = write
         self.clock = clock
         self.settings = settings
         self.config = config
-        self.context = ChannelContext(client, clock, settings.delivery_timeout_seconds)
+        self.context = ChannelContext(outbound.client(), clock, settings.delivery_timeout_seconds, outbound.resolve)
         self.rng = rng or random.Random()
         self.on_outcome = on_outcome  # (integration kind, "sent" | "retry" | "failed"), for /metrics
 

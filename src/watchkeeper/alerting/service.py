@@ -99,7 +99,7 @@ class Alerting:
         self.dispatcher = Dispatcher(self.config)
         self.outbound = Outbound(runtime.settings.outbound, max_connections=50)
         self.metrics = AlertingMetrics(runtime.metrics.registry)
-        self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound.client(),
+        self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound,
                                        on_outcome=lambda kind, outcome: self.metrics.notifications.labels(
                                            kind, outcome).inc())
         self._evaluated: asyncio.Event | None = None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -403,6 +403,11 @@ async def serve_envelope(scope: Scope, receive: Receive, send: Send, path_params
     scope["path_params"] = path_params
     try:
         response = await envelope_endpoint(Request(scope, receive))
+    except ClientDisconnect:
+        # The SDK went away before its body arrived (a closed app, a dropped mobile connection): nothing
+        # to answer and nothing wrong with the server.
+        log.info("client disconnected before its envelope was read")
+        return
     except Exception:
         # What the framework's error middleware would do, in the JSON SDKs read.
         log.exception("envelope request failed")

@@ -27,16 +27,56 @@ class TargetBlocked(Exception):
     """The target resolves to an address outbound traffic may not reach; the message says which."""
 
 
-def is_public_address(address: str) -> bool:
-    """True for addresses on the public internet.
+# IPv6 forms that carry an IPv4 address in their last 32 bits and reach it through a translator: NAT64
+# (RFC 6052), IPv4-translated (RFC 2765). They are judged by the IPv4 address they lead to.
+_TRANSLATED = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))
+# Never public, whatever follows: local-use NAT64 (RFC 8215), deprecated site-local (RFC 3879) and
+# IPv4-compatible addresses (RFC 4291), which some stacks still route to the embedded IPv4 address.
+_REFUSED = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("fec0::/10"),
+            ipaddress.IPv6Network("::/96"))
 
-    >>> is_public_address("8.8.8.8"), is_public_address("127.0.0.1"), is_public_address("10.1.2.3")
+
+def _judged_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | \
+        ipaddress.IPv6Address | None:
+    """The address whose reach decides: the embedded IPv4 one of a mapped, translated or 6to4 IPv6
+    address, None for a form that is refused outright, else the address itself."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in network for network in _TRANSLATED):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if any(ip in network for network in _REFUSED):
+        return None
+    return ip
+
+
+def is_public_address(address: str) -> bool:
+    """True for addresses on the public internet; an IPv6 address that embeds an IPv4 one (mapped,
+    NAT64, translated, 6to4) is public only when that IPv4 address is.
+
+    >>> is_public_address("8.8.8.8"), is_public_address("127.0.0.1"), is_public_address("64:ff9b::a00:1")
     (True, False, False)
     """
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    judged = _judged_address(ipaddress.ip_address(address.split("%", 1)[0]))
+    return judged is not None and judged.is_global and not judged.is_multicast
+
+
+def refused_literal(host: str, *, allow_private: bool) -> str | None:
+    """Why a target written as an IP address is refused, or None (names are judged when resolved).
+
+    >>> refused_literal("10.0.0.1", allow_private=False)
+    '10.0.0.1 is a private or loopback address (allow with outbound.allow_private_targets)'
+    """
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if allow_private or is_public_address(host.strip("[]")):
+        return None
+    return f"{host} is a private or loopback address (allow with outbound.allow_private_targets)"
 
 
 async def resolve_target(host: str, port: int, *, allow_private: bool) -> str:

@@ -32,7 +32,7 @@ from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.monitors import Monitor, MonitorConflict
 from watchkeeper.uptime.monitors_file import load_monitors_file
 from watchkeeper.uptime.secrets import keep_masked_secrets, masked_config
-from watchkeeper.uptime.specs import MonitorSpec, MonitorType
+from watchkeeper.uptime.specs import MonitorSpec, MonitorType, refused_target
 from watchkeeper.uptime.tables import ping_keys
 
 router = APIRouter(tags=["uptime"])
@@ -60,6 +60,14 @@ async def _monitor_or_404(request: Request, monitor_id: int, principal: Principa
 def _editable(monitor: Monitor) -> None:
     if monitor.managed_by == "config":
         raise HTTPException(409, f"monitor {monitor.id} is managed by the monitors file: change it there")
+
+
+def _refuse_blocked_addresses(request: Request, spec: MonitorSpec) -> None:
+    """A target written as an address the outbound guard refuses is refused now, not at every check."""
+    refused = refused_target(spec.type, spec.config,
+                             allow_private=runtime_of(request).settings.outbound.allow_private_targets)
+    if refused is not None:
+        raise HTTPException(422, f"{refused[0]}: {refused[1]}")
 
 
 def _public(monitor: Monitor, request: Request) -> dict[str, Any]:
@@ -91,6 +99,7 @@ async def list_monitors(
 async def create_monitor(request: Request, project_id: ProjectId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Add a monitor. `config` depends on `type`; see docs/uptime.md."""
     await _check_project(request, project_id, owner, write=True)
+    _refuse_blocked_addresses(request, body)
     now = runtime_of(request).clock.now()
     try:
         monitor = await write(request, lambda conn: MO.create_monitor(conn, project_id, body, now=now))
@@ -105,6 +114,14 @@ async def get_monitor(request: Request, monitor_id: MonitorId, owner: Reader) ->
     return _public(await _monitor_or_404(request, monitor_id, owner), request)
 
 
+@router.post("/monitors/{monitor_id}/reveal")
+async def reveal_monitor_secrets(request: Request, monitor_id: MonitorId, owner: Editor) -> dict[str, Any]:
+    """The monitor's config with its secrets in clear (passwords, tokens, secret headers, the body); only
+    for those who may change the monitor. Everywhere else they are masked as `********`."""
+    monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
+    return {"config": monitor.config}
+
+
 @router.put("/monitors/{monitor_id}", responses=CONFLICT)
 async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorSpec, owner: Editor) -> dict[str, Any]:
     """Replace a monitor's settings (its state is kept unless the type changes)."""
@@ -112,6 +129,7 @@ async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorS
     _editable(monitor)
     if body.type == monitor.type:
         body = body.model_copy(update={"config": keep_masked_secrets(body.config, monitor.config)})
+    _refuse_blocked_addresses(request, body)
     now = runtime_of(request).clock.now()
     try:
         changed = await write(request, lambda conn: MO.change_monitor(conn, monitor, body, now=now))

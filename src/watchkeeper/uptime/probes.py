@@ -74,8 +74,11 @@ async def check_ping(config: dict[str, Any], ctx: CheckContext) -> CheckResult:
     ident, sequence = os.getpid() & 0xFFFF, random.getrandbits(16)
     with sock:
         sock.setblocking(False)
+        # Connected, so the send is a plain `sock_sendall`: uvloop (the server's loop) has no
+        # `sock_sendto` (NotImplementedError), and the kernel then delivers only this host's replies.
+        sock.connect((address, 0))
         started = time.perf_counter()
-        await loop.sock_sendto(sock, _echo_request(ident, sequence, v6), (address, 0))
+        await loop.sock_sendall(sock, _echo_request(ident, sequence, v6))
         while not _is_reply(await loop.sock_recv(sock, 2048), raw, v6, ident, sequence):
             pass
     return CheckResult(True, _elapsed_ms(ctx, started))

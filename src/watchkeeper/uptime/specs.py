@@ -6,17 +6,47 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import zoneinfo
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from watchkeeper.lib.outbound import refused_literal
 from watchkeeper.uptime.conditions import ConditionError, parse_condition
 
 MonitorType = Literal["http", "tls", "tcp", "dns", "ping", "postgres", "mysql", "redis", "heartbeat"]
-Host = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_.:\-\[\]]+$")]
+
+
+def standard_host(host: str) -> str:
+    """`host`, unless it is an IPv4 address written another way than a dotted quad (0177.0.0.1 octal,
+    0x7f.1 hex, 2130706433 a single number, 127.1 short): resolvers read those as an address while
+    people and URL parsers read them differently, so a monitor states the address plainly.
+
+    >>> standard_host("0177.0.0.1")  # ValueError: 0177.0.0.1 is an IPv4 address in a non-standard … 127.0.0.1
+    """
+    try:
+        packed = socket.inet_aton(host)
+    except (OSError, ValueError, UnicodeError):
+        return host
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"{host} is an IPv4 address in a non-standard form (octal, hex, a single number or "
+                         f"fewer than four parts): write {socket.inet_ntoa(packed)}") from None
+    return host
+
+
+def _url_with_standard_host(url: str) -> str:
+    standard_host(urlsplit(url).hostname or "")
+    return url
+
+
+Host = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_.:\-\[\]]+$"),
+                 AfterValidator(standard_host)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 WarnDays = Annotated[list[Annotated[int, Field(ge=1, le=365)]], Field(max_length=10)]
 Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
@@ -68,7 +98,7 @@ class HttpConfig(_Config):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
-        return url
+        return _url_with_standard_host(url)
 
     _conditions = field_validator("conditions")(_check_conditions)
 
@@ -91,7 +121,7 @@ class DnsConfig(_Config):
     name: Host
     record_type: Literal["A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "SRV", "CAA", "PTR"] = "A"
     # None: the system resolver.
-    nameserver: str | None = Field(None, max_length=100)
+    nameserver: Annotated[str, AfterValidator(standard_host)] | None = Field(None, max_length=100)
     port: Port = 53
     # Each of these must be among the answers (compared as text, case-insensitive).
     expected: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=50)
@@ -112,7 +142,7 @@ class DatabaseConfig(_Config):
     def _with_host(cls, url: str) -> str:
         if not urlsplit(url).hostname:
             raise ValueError("must be a URL with a host, e.g. postgresql://user@db.example.com:5432/app")
-        return url
+        return _url_with_standard_host(url)
 
 
 class HeartbeatConfig(_Config):
@@ -188,3 +218,32 @@ def validate_config(monitor_type: str, config: dict[str, Any]) -> dict[str, Any]
             where = ".".join(str(p) for p in ("config", *error["loc"]))
             problems.append(f"{where}: {error['msg']}")
         raise ValueError("; ".join(problems)) from None
+
+
+def target_hosts(monitor_type: str, config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The hosts a monitor connects to, each with its field (`config.url`); what the outbound guard judges.
+
+    >>> target_hosts("http", {"url": "http://10.0.0.1/health"})
+    [('config.url', '10.0.0.1')]
+    """
+    if monitor_type in ("http", "postgres", "mysql", "redis"):
+        return [("config.url", urlsplit(config["url"]).hostname or "")]
+    if monitor_type in ("tls", "tcp", "ping"):
+        return [("config.host", config["host"])]
+    if monitor_type == "dns" and config.get("nameserver"):
+        return [("config.nameserver", config["nameserver"])]
+    return []
+
+
+def refused_target(monitor_type: str, config: dict[str, Any], *, allow_private: bool) -> tuple[str, str] | None:
+    """(field, why) when a target is written as an address the outbound guard refuses, so the monitor is
+    refused when made rather than failing at every check; names are judged when resolved.
+
+    >>> refused_target("tcp", {"host": "10.0.0.1", "port": 22}, allow_private=False)[0]
+    'config.host'
+    """
+    for field, host in target_hosts(monitor_type, config):
+        reason = refused_literal(host, allow_private=allow_private)
+        if reason is not None:
+            return field, reason
+    return None

@@ -42,6 +42,18 @@ _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
 )
 BAR_DAYS = 90
+# Only our own script (times in the reader's zone) and style sheet run on the public page; the logo may
+# come from elsewhere. Every /status answer, 404s and feeds included, carries these headers.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 # Worst first: a component is as bad as its worst monitor.
 SEVERITY = ["down", "degraded", "maintenance", "up", "unknown"]
 COMPONENT_WORDS = {"up": "Operational", "degraded": "Degraded performance", "maintenance": "Under maintenance",
@@ -160,7 +172,7 @@ def _cache(request: Request) -> PageCache:
 
 
 def _not_found(slug: str) -> JSONResponse:
-    return JSONResponse({"detail": f"status page {slug!r} not found"}, status_code=404)
+    return JSONResponse({"detail": f"status page {slug!r} not found"}, status_code=404, headers=SECURITY_HEADERS)
 
 
 def _iso(epoch: float) -> str:
@@ -187,22 +199,16 @@ def page_title(title: str) -> str:
 
 
 def _public_headers(seconds: float) -> dict[str, str]:
-    return {"Cache-Control": f"public, max-age={max(1, int(seconds))}"}
-
-
-# Only our own script and stylesheet run on the public page (the logo may come from elsewhere).
-PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; "
-               "base-uri 'none'; form-action 'none'")
+    return {"Cache-Control": f"public, max-age={max(1, int(seconds))}", **SECURITY_HEADERS}
 
 
 async def page_html(request: Request) -> Response:
     slug = request.path_params["slug"]
     page = await _cache(request).get(request, slug)
     if page is None:
-        return HTMLResponse("<h1>Status page not found</h1>", status_code=404)
+        return HTMLResponse("<h1>Status page not found</h1>", status_code=404, headers=SECURITY_HEADERS)
     cache = _cache(request)
-    return HTMLResponse(cache.html(slug, page), headers=_public_headers(cache.seconds) | {
-        "Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff"})
+    return HTMLResponse(cache.html(slug, page), headers=_public_headers(cache.seconds))
 
 
 async def page_json(request: Request) -> Response:
@@ -260,8 +266,8 @@ async def page_feed(request: Request) -> Response:
         return _not_found(slug)
     base = request.app.state.runtime.settings.base_url
     if request.url.path.endswith(".atom"):
-        return Response(atom_feed(page, base), media_type="application/atom+xml")
-    return Response(rss_feed(page, base), media_type="application/rss+xml")
+        return Response(atom_feed(page, base), media_type="application/atom+xml", headers=SECURITY_HEADERS)
+    return Response(rss_feed(page, base), media_type="application/rss+xml", headers=SECURITY_HEADERS)
 
 
 COLOURS = {"up": "#2e9e44", "degraded": "#d9a300", "maintenance": "#3b7dd8", "down": "#d93025", "unknown": "#888"}
@@ -300,7 +306,8 @@ async def uptime_badge(request: Request) -> Response:
     component = next((c for c in page["components"] if c["id"] == request.path_params["component_id"]), None) \
         if page else None
     if component is None:
-        return JSONResponse({"detail": "component not found on this status page"}, status_code=404)
+        return JSONResponse({"detail": "component not found on this status page"}, status_code=404,
+                            headers=SECURITY_HEADERS)
     percent = component["uptime_30d_percent"]
     colour = COLOURS["unknown"] if percent is None else COLOURS["up" if percent >= 99.9 else
                                                                  "degraded" if percent >= 99 else "down"]

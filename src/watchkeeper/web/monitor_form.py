@@ -121,13 +121,14 @@ def _shown(field: Field, value: Any) -> str:
     return str(value)
 
 
-def form_values(monitor_type: str, monitor: Monitor | None) -> dict[str, str]:
-    """What the form shows: a stored monitor (secrets masked) or the type's defaults."""
+def form_values(monitor_type: str, monitor: Monitor | None, *, reveal: bool = False) -> dict[str, str]:
+    """What the form shows: a stored monitor (secrets masked unless an editor asked to `reveal` them) or
+    the type's defaults."""
     if monitor is None:
         config = _defaults(monitor_type)
         values = {name: DEFAULTS.get(name, "") for name in COMMON}
     else:
-        config = masked_config(monitor.config)
+        config = monitor.config if reveal else masked_config(monitor.config)
         values = {name: _shown(Field(name, name), getattr(monitor, name)) for name in COMMON}
     for field in FIELDS[monitor_type]:
         values[field.name] = _shown(field, _get(config, field.key))

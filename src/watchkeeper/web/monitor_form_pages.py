@@ -16,7 +16,7 @@ from watchkeeper.auth.projects import Project
 from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.checkers import CheckContext, CheckResult, run_check
 from watchkeeper.uptime.monitors import Monitor, MonitorConflict
-from watchkeeper.uptime.specs import MonitorSpec
+from watchkeeper.uptime.specs import MonitorSpec, refused_target
 from watchkeeper.web.monitor_form import FIELDS, TYPE_LABELS, FormProblems, form_values, read_monitor_form
 from watchkeeper.web.monitor_pages import readable_monitor
 from watchkeeper.web.project_pages import see_other
@@ -65,6 +65,8 @@ async def create_monitor(project_id: int, page: CurrentPage) -> Response:
         values, spec = read_monitor_form(form, monitor_type, None)
     except FormProblems as problems:
         return await _render(page, project, monitor_type, problems.values, errors=problems.errors, status=422)
+    if refused := _refused_target(page, spec):
+        return await _render(page, project, monitor_type, values, errors=refused, status=422)
     now = runtime_of(page.request).clock.now()
     try:
         created = await write(page.request, lambda conn: MO.create_monitor(conn, project_id, spec, now=now))
@@ -72,6 +74,13 @@ async def create_monitor(project_id: int, page: CurrentPage) -> Response:
         return await _render(page, project, monitor_type, values, errors=_conflict(exc), status=409)
     page.request.app.state.uptime.scheduler.wake()
     return see_other(f"/monitors/{created.id}")
+
+
+def _refused_target(page: Page, spec: MonitorSpec) -> dict[str, str] | None:
+    """The form error when a target is written as an address the outbound guard refuses."""
+    refused = refused_target(spec.type, spec.config,
+                             allow_private=runtime_of(page.request).settings.outbound.allow_private_targets)
+    return {"c_" + refused[0].removeprefix("config."): refused[1]} if refused else None
 
 
 def _conflict(exc: MonitorConflict) -> dict[str, str]:
@@ -83,6 +92,16 @@ def _conflict(exc: MonitorConflict) -> dict[str, str]:
 async def edit_monitor_page(monitor_id: int, page: CurrentPage) -> Response:
     monitor, project = await readable_monitor(page, monitor_id)
     return await _render(page, project, monitor.type, form_values(monitor.type, monitor), monitor=monitor)
+
+
+@router.post("/monitors/{monitor_id:int}/reveal")
+async def reveal_monitor_secrets(monitor_id: int, page: CurrentPage) -> Response:
+    """The edit form with the stored secrets in clear: for those who may change the monitor only."""
+    monitor, project = await readable_monitor(page, monitor_id)
+    await checked_form(page.request, page.viewer)
+    require_write(page.viewer, project.id)
+    return await _render(page, project, monitor.type, form_values(monitor.type, monitor, reveal=True),
+                         monitor=monitor)
 
 
 @router.post("/monitors/{monitor_id:int}/edit")
@@ -97,6 +116,8 @@ async def change_monitor(monitor_id: int, page: CurrentPage) -> Response:
     except FormProblems as problems:
         return await _render(page, project, monitor.type, problems.values, monitor=monitor, errors=problems.errors,
                              status=422)
+    if refused := _refused_target(page, spec):
+        return await _render(page, project, monitor.type, values, monitor=monitor, errors=refused, status=422)
     now = runtime_of(page.request).clock.now()
     try:
         await write(page.request, lambda conn: MO.change_monitor(conn, monitor, spec, now=now))

@@ -95,8 +95,8 @@ def _spark_xy(values: list[float | None]) -> list[tuple[float, float]]:
 
 
 def target_of(monitor: Monitor) -> str:
-    """What a monitor watches, in a few words."""
-    config = monitor.config
+    """What a monitor watches, in a few words (secrets masked: viewers see this)."""
+    config = masked_config(monitor.config)
     if monitor.type == "http":
         return f"{config['method']} {config['url']}"
     if monitor.type in ("tls", "tcp"):
@@ -108,7 +108,7 @@ def target_of(monitor: Monitor) -> str:
     if monitor.type == "heartbeat":
         return f"cron {config['cron']} ({config['timezone']})" if config.get("cron") \
             else f"every {_duration(config['period_seconds'])}"
-    return str(masked_config(config).get("url", ""))
+    return str(config.get("url", ""))
 
 
 def _duration(seconds: float | None) -> str:

@@ -33,6 +33,8 @@ class ChannelContext:
     client: httpx.AsyncClient
     clock: Clock
     timeout: float
+    # The guard for channels that are not HTTP (SMTP): the address to connect to, or TargetBlocked.
+    resolve: Callable[[str, int], Awaitable[str]]
 
 
 Sender = Callable[[Any, dict[str, Any], ChannelContext], Awaitable[None]]

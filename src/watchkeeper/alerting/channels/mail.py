@@ -1,7 +1,9 @@
 """E-mail over SMTP: multipart/alternative (text and HTML), STARTTLS by default or implicit TLS,
 optional login; the messages of one group form one thread (References / In-Reply-To).
 
-smtplib runs in a worker thread: a slow mail server must not stall the event loop.
+smtplib runs in a worker thread: a slow mail server must not stall the event loop. The server's name is
+resolved and judged by the outbound guard first, and smtplib connects to that very address (the name
+still verifies the certificate), so a smarthost cannot reach a private network the guard refuses.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from watchkeeper.alerting.channels import ChannelContext, DeliveryFailed, alert_line, title
 from watchkeeper.alerting.routing import EmailConfig
+from watchkeeper.lib.outbound import TargetBlocked
 
 
 def thread_id(group_key: str) -> str:
@@ -55,16 +58,43 @@ def compose(payload: dict[str, Any], config: EmailConfig, now: float) -> EmailMe
     return message
 
 
-def _deliver(message: EmailMessage, config: EmailConfig, timeout: float) -> None:
+class _PinnedSMTP(smtplib.SMTP):
+    """smtplib's client connected to the address the guard checked; `_host` (the name) stays for
+    STARTTLS certificate verification."""
+
+    def __init__(self, address: str, host: str, port: int, **options: Any) -> None:
+        self.pinned_address = address
+        super().__init__(host, port, **options)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        return super()._get_socket(self.pinned_address, port, timeout)  # type: ignore[misc]
+
+
+class _PinnedSMTPSSL(smtplib.SMTP_SSL):
+    """Implicit TLS to the checked address, verifying the certificate against the name."""
+
+    def __init__(self, address: str, host: str, port: int, **options: Any) -> None:
+        self.pinned_address = address
+        super().__init__(host, port, **options)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        return super()._get_socket(self.pinned_address, port, timeout)  # type: ignore[misc]
+
+
+def smarthost_address(config: EmailConfig) -> tuple[str, int]:
     host, _, port_text = config.smarthost.rpartition(":")
-    port = int(port_text)
+    return host.strip("[]"), int(port_text)
+
+
+def _deliver(message: EmailMessage, config: EmailConfig, address: str, timeout: float) -> None:
+    host, port = smarthost_address(config)
     context = ssl.create_default_context()
     if config.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     implicit_tls = config.tls or port == 465
-    smtp: smtplib.SMTP = (smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if implicit_tls
-                          else smtplib.SMTP(host, port, timeout=timeout))
+    smtp: smtplib.SMTP = (_PinnedSMTPSSL(address, host, port, timeout=timeout, context=context) if implicit_tls
+                          else _PinnedSMTP(address, host, port, timeout=timeout))
     with smtp:
         if not implicit_tls and config.require_tls:
             smtp.starttls(context=context)
@@ -77,7 +107,13 @@ def _deliver(message: EmailMessage, config: EmailConfig, timeout: float) -> None
 async def send(config: EmailConfig, payload: dict[str, Any], ctx: ChannelContext) -> None:
     message = compose(payload, config, ctx.clock.now())
     try:
-        await asyncio.to_thread(_deliver, message, config, ctx.timeout)
+        address = await ctx.resolve(*smarthost_address(config))
+    except TargetBlocked as exc:
+        raise DeliveryFailed(f"SMTP: {exc}", retryable=False) from None
+    except OSError as exc:
+        raise DeliveryFailed(f"SMTP: {exc}", retryable=True) from None
+    try:
+        await asyncio.to_thread(_deliver, message, config, address, ctx.timeout)
     except smtplib.SMTPResponseException as exc:
         # 4xx is "try again later", 5xx is final (RFC 5321).
         raise DeliveryFailed(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=400 <= exc.smtp_code < 500) \
