@@ -307,7 +307,17 @@ def check_receiver(conn: Connection, receiver: Receiver, replacing: str | None) 
         raise RoutingInvalid("name", "may not contain '/' (it is part of the receiver's address)")
     if receiver.name != replacing and _receiver_row(conn, receiver.name) is not None:
         raise RoutingInvalid("name", f"a receiver named {receiver.name!r} exists already")
-    return keep_masked(receiver, old)
+    kept = keep_masked(receiver, old)
+    for key, config in kept.integrations().items():
+        kind, _, index = key.partition("/")
+        for name in type(config).model_fields:
+            value = getattr(config, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str) and MASK in text:  # a masked value edited, or sent to another receiver
+                raise RoutingInvalid(f"{kind}_configs.{index}.{name}",
+                                     f"still holds the hidden part {MASK}: type the whole value, or leave it "
+                                     "exactly as shown to keep the stored one")
+    return kept
 
 
 def check_receiver_delete(conn: Connection, name: str) -> None:

@@ -78,6 +78,9 @@ async def _save(page: Page, posted: ChannelForm, replacing: Receiver | None) -> 
         await write(page.request, lambda conn: S.save_receiver(conn, receiver, now=now, replacing=name, actor=actor))
     except S.RoutingInvalid as exc:
         field = exc.field if exc.field in ("name", "kind") else FORM_ERROR
+        kind, _, rest = exc.field.partition("_configs.0.")
+        if rest and f"{kind}.{rest}" in posted.values:  # webhook_configs.0.url → the form's webhook.url
+            field = f"{kind}.{rest}"
         return await _form(page, replacing, posted.values, {field: exc.message}, status=422)
     await alerting_of(page.request).refresh_config()
     return see_other(f"/alerting/channels?done=channel-{'saved' if replacing else 'added'}")
