@@ -140,6 +140,7 @@ def test_bad_receivers_and_routes_are_422_naming_the_field(admin_api: httpx.Clie
         ({"name": ""}, "name"),
         ({"name": "log"}, "name"),  # taken
         ({"name": "a/b"}, "name"),
+        ({"name": "x", "webhook_configs": [{"url": "https://hooks.example.com/••••••"}]}, "webhook_configs.0.url"),
     ]
     for body, field in receivers:
         assert field in fields_of(admin_api.post("/alerting/receivers", json=body)), body

@@ -99,6 +99,10 @@ def test_channels_are_added_edited_and_deleted_through_the_form(fast_server: Ser
                       webhook_fields("hook", f"{receiver.url}/••••••", **{"webhook.hmac_secret": "••••••",
                                                                           "webhook.max_alerts": "7"}))
     assert saved.status_code == 303, saved.text
+    edited = post_form(admin, "/alerting/channels/hook/edit", "/alerting/channels/hook/edit",
+                       webhook_fields("hook", "https://elsewhere.example.com/••••••"))
+    assert edited.status_code == 422 and 'id="rule-webhook-url-error"' in edited.text
+    assert "still holds the hidden part" in html.unescape(edited.text)
     with fast_server.runtime.engine.connect() as conn:
         stored = get_receiver(conn, "hook")
     assert stored is not None and stored.webhook_configs[0].url == url and stored.webhook_configs[0].max_alerts == 7

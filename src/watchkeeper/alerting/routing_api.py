@@ -56,10 +56,12 @@ async def _editable(request: Request) -> Any:
     return alerting
 
 
-async def _changed(request: Request, function: Any) -> Any:
-    """A change through the writer; the tree's own errors as 422 naming the field, conflicts as 409. This
-    process takes the change at once; the others at their next round."""
+async def _changed(request: Request, check: Any, function: Any) -> Any:
+    """A change through the writer, its `check` run on a reader first (a mistake never fails a writer
+    transaction); the tree's own errors as 422 naming the field, conflicts as 409. This process takes the
+    change at once; the others at their next round."""
     try:
+        await read(request, check)
         result = await write(request, function)
     except S.RoutingInvalid as exc:  # answered like any body that fails validation: 422 naming the field
         raise RequestValidationError([{"loc": ("body", exc.field), "msg": exc.message, "type": "value_error"}]) \
@@ -99,7 +101,8 @@ async def create_receiver(request: Request, body: Receiver, owner: AdminEditor) 
     "auth_username": "ops", "auth_password": "…"}]}`."""
     await _editable(request)
     now = runtime_of(request).clock.now()
-    saved = await _changed(request, lambda conn: S.save_receiver(conn, body, now=now, actor=owner.user_id))
+    saved = await _changed(request, lambda conn: S.check_receiver(conn, body, None),
+                           lambda conn: S.save_receiver(conn, body, now=now, actor=owner.user_id))
     return _receiver_view(saved)
 
 
@@ -109,7 +112,8 @@ async def replace_receiver(request: Request, name: ReceiverName, body: Receiver,
     await _editable(request)
     now = runtime_of(request).clock.now()
     try:
-        saved = await _changed(request, lambda conn: S.save_receiver(conn, body, now=now, replacing=name,
+        saved = await _changed(request, lambda conn: S.check_receiver(conn, body, name),
+                               lambda conn: S.save_receiver(conn, body, now=now, replacing=name,
                                                                                   actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"receiver {name} not found") from None
@@ -122,7 +126,8 @@ async def delete_receiver(request: Request, name: ReceiverName, owner: AdminEdit
     await _editable(request)
     now = runtime_of(request).clock.now()
     try:
-        await _changed(request, lambda conn: S.delete_receiver(conn, name, now=now, actor=owner.user_id))
+        await _changed(request, lambda conn: S.check_receiver_delete(conn, name),
+                       lambda conn: S.delete_receiver(conn, name, now=now, actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"receiver {name} not found") from None
 
@@ -153,7 +158,8 @@ async def create_route(request: Request, body: RouteCreate, owner: AdminEditor) 
     "group_wait": "10s"}`."""
     await _editable(request)
     now = runtime_of(request).clock.now()
-    created = await _changed(request, lambda conn: S.add_route(conn, body.parent_id, body, now=now,
+    created = await _changed(request, lambda conn: S.check_new_route(conn, body.parent_id, body),
+                             lambda conn: S.add_route(conn, body.parent_id, body, now=now,
                                                                position=body.position, actor=owner.user_id))
     return dict(created.to_api())
 
@@ -163,7 +169,8 @@ async def replace_route(request: Request, route_id: RouteId, body: RouteUpdate, 
     await _editable(request)
     now = runtime_of(request).clock.now()
     try:
-        replaced = await _changed(request, lambda conn: S.replace_route(conn, route_id, body, now=now,
+        replaced = await _changed(request, lambda conn: S.check_route(conn, route_id, body),
+                                  lambda conn: S.replace_route(conn, route_id, body, now=now,
                                                                         position=body.position, actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"route {route_id} not found") from None
@@ -176,6 +183,7 @@ async def delete_route(request: Request, route_id: RouteId, owner: AdminEditor) 
     await _editable(request)
     now = runtime_of(request).clock.now()
     try:
-        await _changed(request, lambda conn: S.delete_route(conn, route_id, now=now, actor=owner.user_id))
+        await _changed(request, lambda conn: S.check_route_delete(conn, route_id),
+                       lambda conn: S.delete_route(conn, route_id, now=now, actor=owner.user_id))
     except LookupError:
         raise HTTPException(404, f"route {route_id} not found") from None

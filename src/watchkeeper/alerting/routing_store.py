@@ -290,22 +290,54 @@ def _integrations_json(receiver: Receiver) -> str:
     return orjson.dumps({k: v for k, v in dump.items() if k != "name" and v}).decode()
 
 
+# Each change first checks what it can before writing; the callers run the same check on a reader first,
+# so that a mistake in a form is answered without a failed transaction in the shared writer (which would
+# make the writer retry the other jobs of its batch one by one).
+
+
+def check_receiver(conn: Connection, receiver: Receiver, replacing: str | None) -> Receiver:
+    """The receiver to store (masked secrets sent back replaced by the stored ones), or LookupError /
+    RoutingInvalid."""
+    old = None
+    if replacing is not None:
+        old = get_receiver(conn, replacing)
+        if old is None:
+            raise LookupError(replacing)
+    if "/" in receiver.name:
+        raise RoutingInvalid("name", "may not contain '/' (it is part of the receiver's address)")
+    if receiver.name != replacing and _receiver_row(conn, receiver.name) is not None:
+        raise RoutingInvalid("name", f"a receiver named {receiver.name!r} exists already")
+    kept = keep_masked(receiver, old)
+    for key, config in kept.integrations().items():
+        kind, _, index = key.partition("/")
+        for name in type(config).model_fields:
+            value = getattr(config, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str) and MASK in text:  # a masked value edited, or sent to another receiver
+                raise RoutingInvalid(f"{kind}_configs.{index}.{name}",
+                                     f"still holds the hidden part {MASK}: type the whole value, or leave it "
+                                     "exactly as shown to keep the stored one")
+    return kept
+
+
+def check_receiver_delete(conn: Connection, name: str) -> None:
+    """LookupError: no such receiver; RoutingConflict: a route still sends to it."""
+    if _receiver_row(conn, name) is None:
+        raise LookupError(name)
+    users = [n.id for n in stored_tree(conn).walk() if n.settings.receiver == name]
+    if users:
+        which = ", ".join(str(i) for i in users)
+        raise RoutingConflict(f"receiver {name!r} is used by route{'s' if len(users) > 1 else ''} {which}: "
+                              "send those routes elsewhere first")
+
+
 def save_receiver(conn: Connection, receiver: Receiver, *, now: float, replacing: str | None = None,
                   actor: int | None = None) -> Receiver:
     """Create a receiver (`replacing` None) or replace the one named `replacing` (a new name renames it,
     and the routes naming it follow). Masked secrets sent back keep their stored value.
     LookupError: no receiver `replacing`; RoutingInvalid: the name is taken."""
     t = notification_receivers
-    old = None
-    if replacing is not None:
-        old = get_receiver(conn, replacing)
-        if old is None:
-            raise LookupError(replacing)
-    receiver = keep_masked(receiver, old)
-    if "/" in receiver.name:
-        raise RoutingInvalid("name", "may not contain '/' (it is part of the receiver's address)")
-    if receiver.name != replacing and _receiver_row(conn, receiver.name) is not None:
-        raise RoutingInvalid("name", f"a receiver named {receiver.name!r} exists already")
+    receiver = check_receiver(conn, receiver, replacing)
     values = {"name": receiver.name, "integrations": _integrations_json(receiver), "updated_at": now}
     if replacing is None:
         conn.execute(insert(t).values({**values, "created_at": now}))
@@ -326,13 +358,7 @@ def save_receiver(conn: Connection, receiver: Receiver, *, now: float, replacing
 
 def delete_receiver(conn: Connection, name: str, *, now: float, actor: int | None = None) -> None:
     """LookupError: no such receiver; RoutingConflict: a route still sends to it."""
-    if _receiver_row(conn, name) is None:
-        raise LookupError(name)
-    users = [n.id for n in stored_tree(conn).walk() if n.settings.receiver == name]
-    if users:
-        which = ", ".join(str(i) for i in users)
-        raise RoutingConflict(f"receiver {name!r} is used by route{'s' if len(users) > 1 else ''} {which}: "
-                              "send those routes elsewhere first")
+    check_receiver_delete(conn, name)
     conn.execute(delete(notification_receivers).where(notification_receivers.c.name == name))
     _changed(conn, now, actor, "receiver.delete", ("receiver", name), {})
 
@@ -372,17 +398,40 @@ def get_route(conn: Connection, route_id: int) -> StoredRoute | None:
     return next((n for n in stored_tree(conn).walk() if n.id == route_id), None)
 
 
-def add_route(conn: Connection, parent_id: int, settings: RouteIn, *, now: float,
-              position: int | None = None, actor: int | None = None) -> StoredRoute:
-    """A child route of `parent_id` (last among its siblings unless `position` says where)."""
-    t = notification_routes
+def check_new_route(conn: Connection, parent_id: int, settings: RouteIn) -> None:
     if get_route(conn, parent_id) is None:
         raise RoutingInvalid("parent_id", f"no route {parent_id}")
-    count = conn.execute(select(func.count()).select_from(t)).scalar_one()
+    count = conn.execute(select(func.count()).select_from(notification_routes)).scalar_one()
     if count >= MAX_ROUTES:
         raise RoutingInvalid("parent_id", f"the tree has {count} routes, the most it may have "
                                           "(use alerting.config_file for a bigger one)")
     _check_route(conn, settings, root=False)
+
+
+def check_route(conn: Connection, route_id: int, settings: RouteIn) -> StoredRoute:
+    """The route as stored, if `settings` may replace its own. LookupError: no such route."""
+    found = get_route(conn, route_id)
+    if found is None:
+        raise LookupError(route_id)
+    _check_route(conn, settings, root=found.parent_id is None)
+    return found
+
+
+def check_route_delete(conn: Connection, route_id: int) -> StoredRoute:
+    """LookupError: no such route; RoutingConflict: the root."""
+    found = get_route(conn, route_id)
+    if found is None:
+        raise LookupError(route_id)
+    if found.parent_id is None:
+        raise RoutingConflict("the root route cannot be deleted: it takes every alert no other route takes")
+    return found
+
+
+def add_route(conn: Connection, parent_id: int, settings: RouteIn, *, now: float,
+              position: int | None = None, actor: int | None = None) -> StoredRoute:
+    """A child route of `parent_id` (last among its siblings unless `position` says where)."""
+    t = notification_routes
+    check_new_route(conn, parent_id, settings)
     result = conn.execute(insert(t).values(parent_id=parent_id, position=-1, settings=orjson.dumps(
         settings.stored()).decode(), created_at=now, updated_at=now))
     route_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -398,10 +447,7 @@ def add_route(conn: Connection, parent_id: int, settings: RouteIn, *, now: float
 def replace_route(conn: Connection, route_id: int, settings: RouteIn, *, now: float,
                   position: int | None = None, actor: int | None = None) -> StoredRoute:
     """LookupError: no such route."""
-    found = get_route(conn, route_id)
-    if found is None:
-        raise LookupError(route_id)
-    _check_route(conn, settings, root=found.parent_id is None)
+    found = check_route(conn, route_id, settings)
     _write_settings(conn, route_id, settings, now)
     if found.parent_id is not None:
         _place(conn, found.parent_id, route_id, position, now)
@@ -414,13 +460,10 @@ def replace_route(conn: Connection, route_id: int, settings: RouteIn, *, now: fl
 
 def delete_route(conn: Connection, route_id: int, *, now: float, actor: int | None = None) -> None:
     """The route and its children. LookupError: no such route; RoutingConflict: the root."""
-    found = get_route(conn, route_id)
-    if found is None:
-        raise LookupError(route_id)
-    if found.parent_id is None:
-        raise RoutingConflict("the root route cannot be deleted: it takes every alert no other route takes")
+    found = check_route_delete(conn, route_id)
+    assert found.parent_id is not None  # the root cannot be deleted
     ids = [n.id for n in found.walk()]
-    # Children first: SQLite enforces the foreign key only with its pragma on, so the cascade is not relied on.
+    # The whole subtree by id: the foreign key's cascade is not relied on (SQLite needs its pragma for it).
     conn.execute(delete(notification_routes).where(notification_routes.c.id.in_(ids)))
     _place_siblings(conn, found.parent_id, now)
     _changed(conn, now, actor, "route.delete", ("route", route_id), {"routes_deleted": len(ids)})

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from watchkeeper.alerting import routing_store as S
 from watchkeeper.alerting.routing import Receiver
-from watchkeeper.api import write
+from watchkeeper.api import read, write
 from watchkeeper.web.alert_pages import alerting_of, require_admin
 from watchkeeper.web.channel_form import (
     KIND_TITLES,
@@ -73,10 +73,14 @@ async def _save(page: Page, posted: ChannelForm, replacing: Receiver | None) -> 
         return await _form(page, replacing, posted.values, posted.errors, status=422)
     receiver, now, actor = posted.receiver, page.now, page.viewer.principal.user_id
     name = replacing.name if replacing is not None else None
-    try:
+    try:  # checked on a reader first: a mistake never fails a transaction of the shared writer
+        await read(page.request, lambda conn: S.check_receiver(conn, receiver, name))
         await write(page.request, lambda conn: S.save_receiver(conn, receiver, now=now, replacing=name, actor=actor))
     except S.RoutingInvalid as exc:
         field = exc.field if exc.field in ("name", "kind") else FORM_ERROR
+        kind, _, rest = exc.field.partition("_configs.0.")
+        if rest and f"{kind}.{rest}" in posted.values:  # webhook_configs.0.url → the form's webhook.url
+            field = f"{kind}.{rest}"
         return await _form(page, replacing, posted.values, {field: exc.message}, status=422)
     await alerting_of(page.request).refresh_config()
     return see_other(f"/alerting/channels?done=channel-{'saved' if replacing else 'added'}")
@@ -104,6 +108,7 @@ async def delete_channel(name: str, page: CurrentPage) -> Response:
     receiver = await _receiver(page, name)
     now, actor = page.now, page.viewer.principal.user_id
     try:
+        await read(page.request, lambda conn: S.check_receiver_delete(conn, receiver.name))
         await write(page.request, lambda conn: S.delete_receiver(conn, receiver.name, now=now, actor=actor))
     except S.RoutingConflict as exc:
         raise PageError(409, f"Not deleted: {exc}.") from None

@@ -109,11 +109,14 @@ async def _save(page: Page, values: dict[str, Any], route: S.StoredRoute | None,
     if settings is not None:
         now, actor = page.now, page.viewer.principal.user_id
         try:
+            # Checked on a reader first: a mistake never fails a transaction of the shared writer.
             if route is None:
                 assert parent is not None
+                await read(page.request, lambda conn: S.check_new_route(conn, parent.id, settings))
                 await write(page.request, lambda conn: S.add_route(conn, parent.id, settings, now=now,
                                                                       actor=actor))
             else:
+                await read(page.request, lambda conn: S.check_route(conn, route.id, settings))
                 await write(page.request, lambda conn: S.replace_route(conn, route.id, settings, now=now,
                                                                           actor=actor))
         except S.RoutingInvalid as exc:
@@ -149,6 +152,7 @@ async def delete_route(route_id: int, page: CurrentPage) -> Response:
     route = await _route(page, route_id)
     now, actor = page.now, page.viewer.principal.user_id
     try:
+        await read(page.request, lambda conn: S.check_route_delete(conn, route.id))
         await write(page.request, lambda conn: S.delete_route(conn, route.id, now=now, actor=actor))
     except S.RoutingConflict as exc:
         raise PageError(409, f"Not deleted: {exc}.") from None
