@@ -248,11 +248,28 @@ def test_it_filters_a_query_string_sent_as_a_dict() -> None:
     assert event["request"]["query_string"] == {"page": "2", "access_token": FILTERED}
 
 
-@pytest.mark.parametrize("cookies", ["sessionid=abc; theme=dark", {"sessionid": "abc", "theme": "dark"}])
-def test_it_filters_cookies_whole(cookies: Any) -> None:
+@pytest.mark.parametrize(
+    ("cookies", "scrubbed"),
+    [
+        ("sessionid=abc; theme=dark", "sessionid=[Filtered]; theme=[Filtered]"),
+        ({"sessionid": "abc", "theme": "dark"}, {"sessionid": FILTERED, "theme": FILTERED}),
+        ([["sessionid", "abc"]], [["sessionid", FILTERED]]),
+    ],
+)
+def test_it_filters_every_cookie_value(cookies: Any, scrubbed: Any) -> None:
     event = scrub({"request": {"cookies": cookies}})
 
-    assert event["request"]["cookies"] == FILTERED
+    assert event["request"]["cookies"] == scrubbed
+
+
+def test_a_safe_field_keeps_its_cookie_and_a_sensitive_one_filters_it_without_scrub_data() -> None:
+    cookies = "theme=dark; iban=DE89370400440532013000; peer=203.0.113.57"
+
+    kept = scrub({"request": {"cookies": cookies}}, safe_fields=("theme",))
+    alone = scrub({"request": {"cookies": cookies}}, enabled=False, extra_fields=("iban",))
+
+    assert kept["request"]["cookies"] == "theme=dark; iban=[Filtered]; peer=[Filtered]"
+    assert alone["request"]["cookies"] == "theme=dark; iban=[Filtered]; peer=203.0.113.0"
 
 
 def test_it_keeps_empty_cookies_empty() -> None:
@@ -676,7 +693,7 @@ def test_default_rules_scrub_every_area_of_the_full_event() -> None:
     assert frame_vars(event) == {"password": FILTERED, "email": "[email]", "peer": "203.0.113.0"}
     assert event["request"] == {
         "headers": {"Authorization": FILTERED, "X-Forwarded-For": "203.0.113.0"},
-        "cookies": FILTERED,
+        "cookies": "sessionid=[Filtered]",
         "data": {"token": FILTERED},
         "env": {"REMOTE_ADDR": "203.0.113.0"},
     }

@@ -7,18 +7,12 @@ whose payload nothing reads (types we skip) are passed over the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from watchkeeper.errors.envelope import EnvelopeItem, EnvelopeReader
 from watchkeeper.errors.rate_limits import item_category, item_quantity
-
-# Item types whose payload processing reads (processing.process_item); any other is only counted.
-READ_ITEM_TYPES = frozenset(
-    {"event", "transaction", "attachment", "session", "sessions", "client_report", "check_in", "log", "otel_log",
-     "user_report", "feedback"}
-)
 
 
 @dataclass(slots=True)
@@ -39,10 +33,12 @@ class AdmittedEnvelope:
 def admit_items(
     reader: EnvelopeReader,
     admit: Callable[[str, int], bool],
+    read_types: Collection[str],
     check_header: Callable[[dict[str, Any]], None] | None = None,
 ) -> AdmittedEnvelope:
     """Read the envelope from ``reader``, asking ``admit(category, quantity)`` for each item with a
-    quota category before its payload is read.
+    quota category before its payload is read. Payloads of item types not in ``read_types`` (which
+    nothing reads) are passed over too; their items are kept, empty, to be counted.
 
     Attachments go with their event, as in Sentry: once the error event is refused, the envelope's
     attachments are dropped too (an attachment is only read alongside the event it belongs to).
@@ -77,7 +73,7 @@ def admit_items(
                     event_refused = True
                     _drop_attachments(admitted)
                 continue
-        if kind not in READ_ITEM_TYPES:
+        if kind not in read_types:
             reader.skip()
             payload = b""
         elif payload is None:

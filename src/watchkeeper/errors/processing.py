@@ -42,6 +42,8 @@ from watchkeeper.lib.blobs import pack_document
 
 # Item types kept as sent (after validation) for the domains that read them later.
 KEPT_ITEM_TYPES = {"session", "sessions", "client_report", "check_in", "log", "otel_log", "user_report", "feedback"}
+# Item types whose payload process_item reads; any other item is only counted.
+READ_ITEM_TYPES = frozenset({"event", "transaction", "attachment", *KEPT_ITEM_TYPES})
 MAX_TAGS_PER_EVENT = 50
 # Item types Sentry SDKs send that we skip, counted by name; any other name is counted as "unknown".
 KNOWN_SKIPPED_TYPES = frozenset(
@@ -128,7 +130,7 @@ def read_admitted(
     errors/admission.py); IngestError (400/413) says what is wrong with the body."""
     try:
         reader = EnvelopeReader(iter_decoded(body, content_encoding, max_size=max_decompressed_bytes))
-        return admit_items(reader, admit, check_header)
+        return admit_items(reader, admit, READ_ITEM_TYPES, check_header)
     except BodyTooLarge as exc:
         raise IngestError(413, str(exc), "too_large") from None
     except BodyDecodingError as exc:
