@@ -63,6 +63,15 @@ def test_secrets_can_be_read_from_files(tmp_path: Path) -> None:
         load_settings(environ={"WATCHKEEPER_SECRET_KEY_FILE": str(tmp_path / "missing")})
 
 
+def test_a_setting_whose_name_ends_in_file_is_its_own_value(tmp_path: Path) -> None:
+    routing = tmp_path / "alertmanager.yml"
+    routing.write_text("route: {receiver: log}\n")
+    settings = load_settings(environ={"WATCHKEEPER_ALERTING__CONFIG_FILE": str(routing),
+                                      "WATCHKEEPER_ALERTING__RULES_FILE": str(tmp_path / "rules.yml")})
+    assert settings.alerting.config_file == routing
+    assert settings.alerting.rules_file == tmp_path / "rules.yml"
+
+
 def test_production_denies_private_targets_and_development_allows_them(tmp_path: Path) -> None:
     assert load_settings(environ={}).outbound.allow_private_targets is True
     production = load_settings(environ={"WATCHKEEPER_PROFILE": "production"})

@@ -279,15 +279,31 @@ def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
     target[path[-1]] = value
 
 
+def _names_a_setting(path: list[str]) -> bool:
+    """Whether `path` is a setting of its own (alerting.config_file), which *_FILE must not read as a file.
+
+    >>> _names_a_setting(["alerting", "config_file"]), _names_a_setting(["sessions", "secret_file"])
+    (True, False)
+    """
+    model: Any = Settings
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    return True
+
+
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
-    """WATCHKEEPER_INGEST__MAX_BODY_BYTES=1 → {"ingest": {"max_body_bytes": "1"}}; *_FILE reads a file."""
+    """WATCHKEEPER_INGEST__MAX_BODY_BYTES=1 → {"ingest": {"max_body_bytes": "1"}}; *_FILE reads a file,
+    unless the name is a setting itself (WATCHKEEPER_ALERTING__CONFIG_FILE is the routing file's path)."""
     values: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
         key = name[len(ENV_PREFIX) :].lower()
         value: Any = raw
-        if key.endswith("_file"):
+        if key.endswith("_file") and not _names_a_setting(key.split("__")):
             key = key[: -len("_file")]
             try:
                 value = Path(raw).read_text().strip()
