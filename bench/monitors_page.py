@@ -63,6 +63,7 @@ def fill(data: Path, project_id: int, count: int, seed: int = 3) -> None:
                      "interval_seconds": 60, "timeout_seconds": 10.0, "failures_to_down": 2, "successes_to_up": 1,
                      "sla_target": 99.9 if i % 10 == 0 else None, "paused": status == "paused",
                      "created_at": now - 90 * 86400, "updated_at": now - 90 * 86400, "status": status,
+                     "first_result_at": None if status == "new" else now - 90 * 86400,
                      "status_changed_at": now - rng.uniform(0, 30 * 86400), "last_check_at": now - rng.uniform(0, 60),
                      "last_error": "status 503" if status == "down" else None})
     with for_writing(engine).begin() as conn:

@@ -29,7 +29,7 @@ def fill(data: Path, project_id: int, monitors: int, components: int) -> None:
     from watchkeeper.uptime.monitors import create_monitor
     from watchkeeper.uptime.results import add_to_rollups
     from watchkeeper.uptime.specs import MonitorSpec
-    from watchkeeper.uptime.tables import status_components, status_pages
+    from watchkeeper.uptime.tables import monitors, status_components, status_pages
 
     engine = make_engine(f"sqlite:///{data / 'watchkeeper.db'}")
     now = time.time()
@@ -41,6 +41,8 @@ def fill(data: Path, project_id: int, monitors: int, components: int) -> None:
                     "response_ms": 20.0 + minute % 50, "in_maintenance": False}
                    for m in ids for day in range(90) for minute in range(0, 1440, 60)]
         add_to_rollups(conn, results)
+        # Watched for the 90 days of results (uptime counts from the first result, docs/uptime.md).
+        conn.execute(monitors.update().where(monitors.c.id.in_(ids)).values(first_result_at=now - 90 * 86400))
         page_id = conn.execute(status_pages.insert().values(
             project_id=project_id, slug="bench", title="Bench", created_at=now)).inserted_primary_key[0]
         per = max(1, monitors // components)
