@@ -5,6 +5,7 @@ caused it under the configured public_url (point 6), and so does the incident it
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import sentry_sdk
 import yaml
 
-from tests.alerting.receivers import HttpReceiver
+from tests.alerting.receivers import HttpReceiver, SmtpReceiver
 from tests.conftest import ProjectFixture, Server, make_project, make_token, run_server
 from tests.uptime.conftest import HttpsTarget, HttpTarget, http_target, https_target  # noqa: F401 (fixtures)
 from watchkeeper.config import AlertingSettings, Settings
@@ -30,12 +31,12 @@ def receiver() -> Iterator[HttpReceiver]:
         yield http
 
 
-@pytest.fixture
-def pack_server(settings: Settings, tmp_path: Path, receiver: HttpReceiver) -> Iterator[Server]:
+@contextlib.contextmanager
+def serve(settings: Settings, tmp_path: Path, integrations: dict[str, Any]) -> Iterator[Server]:
     routing = tmp_path / "alerting.yml"
     routing.write_text(yaml.safe_dump({
         "route": {"receiver": "hook", "group_by": ["alertname", "project", "monitor", "issue"], "group_wait": "0s"},
-        "receivers": [{"name": "hook", "webhook_configs": [{"url": f"{receiver.url}/hook"}]}],
+        "receivers": [{"name": "hook", **integrations}],
     }))
     alerting = AlertingSettings(config_file=routing, evaluation_interval_seconds=0.1, dispatch_interval_seconds=0.1,
                                 incident_interval_seconds=0.2)
@@ -44,6 +45,12 @@ def pack_server(settings: Settings, tmp_path: Path, receiver: HttpReceiver) -> I
     # The clock is manual (a late heartbeat is a clock move away) and starts now (certificates expire in
     # real days).
     with run_server(fast, ManualClock(time.time())) as server:
+        yield server
+
+
+@pytest.fixture
+def pack_server(settings: Settings, tmp_path: Path, receiver: HttpReceiver) -> Iterator[Server]:
+    with serve(settings, tmp_path, {"webhook_configs": [{"url": f"{receiver.url}/hook"}]}) as server:
         yield server
 
 
@@ -193,3 +200,44 @@ def test_new_issues_spikes_and_regressions_alert(pack_server: Server, api: httpx
     regressed = alert_named(receiver, "Issue regressed", issue=issue_id)
     assert regressed["annotations"]["summary"].startswith("Regression in shop: RuntimeError")
     assert regressed["generatorURL"] == f"{PUBLIC}/issues/{issue_id}"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    with SmtpReceiver() as mail:
+        yield mail
+
+
+def test_every_channel_links_to_the_cause(settings: Settings, tmp_path: Path, receiver: HttpReceiver,
+                                          smtp: SmtpReceiver) -> None:
+    """Slack, Discord, Teams, PagerDuty and e-mail messages link each alert to the page of what caused it."""
+    url = receiver.url
+    integrations = {
+        "slack_configs": [{"api_url": f"{url}/slack", "send_resolved": False}],
+        "discord_configs": [{"webhook_url": f"{url}/discord"}], "teams_configs": [{"webhook_url": f"{url}/teams"}],
+        "pagerduty_configs": [{"routing_key": "key", "url": f"{url}/pagerduty"}],
+        "email_configs": [{"to": "oncall@example.com", "from": "wk@example.com", "smarthost": smtp.smarthost,
+                           "require_tls": False}],
+    }
+    with serve(settings, tmp_path, integrations) as server:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {make_token(server)}"},
+                          timeout=30) as api:
+            project = make_project(server, "Shop")
+            wait_for(lambda: len(api.get(f"/api/v1/projects/{project.id}/alert-rules").json()["rules"]) >= 8,
+                     "default rule pack")
+            job = monitor(api, project, {"name": "Backup", "type": "heartbeat", "config": {"period_seconds": 3600}})
+        assert httpx.get(f"{server.url}/ping/{job['uuid']}/fail").status_code == 200
+        page = f"{PUBLIC}/monitors/{job['id']}"
+        wanted = {"/slack", "/discord", "/teams", "/pagerduty"}
+        wait_for(lambda: wanted <= {r.path for r in receiver.requests} and smtp.messages, "every channel")
+        bodies = {r.path: r.json() for r in receiver.requests}
+        slack_text = bodies["/slack"]["blocks"][1]["text"]["text"]
+        assert f"<{page}|Source>" in slack_text
+        assert bodies["/discord"]["embeds"][0]["url"] == page
+        teams_lines = [b["text"] for b in bodies["/teams"]["attachments"][0]["content"]["body"]]
+        assert any(f"[Source]({page})" in line for line in teams_lines)
+        assert bodies["/pagerduty"]["links"][0]["href"] == page
+        (_, _, message), = smtp.messages
+        text, html = message.get_payload()  # type: ignore[misc]
+        assert f"Source: {page}" in text.get_payload(decode=True).decode()
+        assert f'href="{page}"' in html.get_payload(decode=True).decode()

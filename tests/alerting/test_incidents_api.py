@@ -164,6 +164,8 @@ def test_escalation_policies_belong_to_teams(site: tuple[Server, ManualClock]) -
     for body, message in refused:
         answer = red.post("/escalation-policies", json=body)
         assert answer.status_code == 422 and answer.json()["detail"].startswith(message), answer.text
+    limited = client(server, make_token(server, role="member", team="Red", projects=[red_shop.id]))
+    assert limited.put(f"/escalation-policies/{red_id}", json=policy(alice, red_shop.id)).status_code == 403
     changed = red.put(f"/escalation-policies/{red_id}", json=policy(alice, red_shop.id, repeat=2))
     assert changed.status_code == 200 and changed.json()["repeat"] == 2
 

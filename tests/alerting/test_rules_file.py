@@ -34,6 +34,11 @@ def test_mistakes_name_the_entry(tmp_path: Path) -> None:
                                                                "window_minutes": 0}}]}})
     with pytest.raises(ConfigError, match="names must be unique"):
         parse_rules_file({"projects": {"shop": [RULES["projects"]["shop"][1]] * 2}})  # type: ignore[index]
+    for summary, why in (("{{ 'a' * 50000000 }}", "larger than the template limit"), ("{{ x", "template error")):
+        with pytest.raises(ConfigError, match=rf"projects\.shop\.1\.annotations\.summary: .*{why}"):
+            parse_rules_file({"projects": {"shop": [RULES["projects"]["shop"][0],  # type: ignore[index]
+                                                    {**RULES["projects"]["shop"][1],  # type: ignore[index]
+                                                     "annotations": {"summary": summary}}]}})
     path = tmp_path / "rules.yml"
     path.write_text("projects: {")
     with pytest.raises(ConfigError, match="not valid YAML"):

@@ -4,6 +4,7 @@ the shared evaluator, and the compiled-template cache is bounded by bytes."""
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 import tracemalloc
@@ -135,6 +136,9 @@ def test_the_api_refuses_templates_over_their_bounds_naming_the_field(server: Se
 
 def test_hostile_back_tests_do_not_stall_the_server(server: Server, api: httpx.Client,
                                                     project: ProjectFixture) -> None:
+    """Four back-tests of hostile templates at once: each is refused, /health keeps answering meanwhile
+    (the templates are tried off the event loop, one at a time), and no 50 MB value is ever built (the
+    server runs in this process: its peak memory barely moves)."""
     url = f"/api/v1/projects/{project.id}/alert-rules/backtest"
     hostile = [{"name": "Probe", "kind": "event", "event": {"signal": "issue.new"},
                 "annotations": {f"a{n}": source for n, source in enumerate(HOSTILE[:4])}}] * 4
@@ -143,16 +147,20 @@ def test_hostile_back_tests_do_not_stall_the_server(server: Server, api: httpx.C
     def attack(rule: dict[str, Any]) -> None:
         answers.append(api.post(url, json=rule).status_code)
 
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     threads = [threading.Thread(target=attack, args=(rule,)) for rule in hostile]
     for thread in threads:
         thread.start()
-    slowest = 0.0
+    slowest, answered = 0.0, 0
     while any(t.is_alive() for t in threads):
         started = time.monotonic()
         assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
         slowest = max(slowest, time.monotonic() - started)
+        answered += 1
         time.sleep(0.02)
     for thread in threads:
         thread.join()
     assert answers == [422] * 4
-    assert slowest < 0.5, slowest
+    # Generous for a loaded 2-core machine (0.1-0.7 s seen); a stalled loop answers after the attack.
+    assert answered >= 3 and slowest < 2.0, (answered, slowest)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100 * 1024  # KiB

@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import oncall as O
 from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth.projects import list_projects
 from watchkeeper.auth.teams import list_teams
 from watchkeeper.auth.users import User, list_users
 from watchkeeper.web.project_pages import _text, see_other
@@ -45,7 +46,8 @@ async def schedules_page(page: CurrentPage) -> Response:
         # Escalation policies belong to teams: the viewer's teams' policies (every one for an admin).
         mine = None if principal.role == "admin" else [t.id for t in list_teams(conn, user_id=principal.user_id)]
         return {"schedules": O.list_schedules(conn), "users": _users(conn), "policies": E.list_policies(conn, mine),
-                "teams": {t.id: t.name for t in list_teams(conn)}}
+                "teams": {t.id: t.name for t in list_teams(conn)},
+                "projects": {p.id: p.name for p in list_projects(conn)}}
 
     data = await read(page.request, load)
     rows = []
@@ -54,6 +56,7 @@ async def schedules_page(page: CurrentPage) -> Response:
         rows.append({"schedule": schedule, "now": schedule.on_call_at(page.now), "shifts": shifts[:4]})
     names = {s.id: s.name for s in data["schedules"]}
     policies = [{"policy": p, "team": data["teams"].get(p.team_id) if p.team_id else None,
+                 "project": data["projects"].get(p.project_id) if p.project_id else None,
                  "steps": [(step["minutes"], [_target(t, names, data["users"]) for t in step["targets"]])
                            for step in p.steps]} for p in data["policies"]]
     return await page.render("oncall.html", rows=rows, users=data["users"], policies=policies,

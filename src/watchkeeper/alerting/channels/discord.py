@@ -16,7 +16,8 @@ def message(payload: dict[str, Any]) -> dict[str, Any]:
     alerts = payload["alerts"]
     embeds = [{"title": cut(alert_line(a), 256),
                "description": cut(a["annotations"].get("description", "") or a["status"], 4096),
-               "color": COLOURS.get(a["status"], 0)} for a in alerts[:MAX_EMBEDS]]
+               "color": COLOURS.get(a["status"], 0), **({"url": a["generatorURL"]} if a.get("generatorURL") else {})}
+              for a in alerts[:MAX_EMBEDS]]
     total = alert_count(payload)
     more = f" (showing {min(MAX_EMBEDS, len(alerts))} of {total})" if total > MAX_EMBEDS else ""
     return {"content": cut(title(payload) + more, 2000), "embeds": embeds}

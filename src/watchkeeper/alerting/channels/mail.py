@@ -37,8 +37,12 @@ def compose(payload: dict[str, Any], config: EmailConfig, now: float) -> EmailMe
         description = alert["annotations"].get("description")
         if description:
             lines.append(f"  {description}")
+        source = alert.get("generatorURL") or ""
+        if source:
+            lines.append(f"  Source: {source}")
         rows.append(f"<li><b>{html.escape(alert['status'])}</b> {html.escape(alert_line(alert))}"
-                    + (f"<br>{html.escape(description)}" if description else "") + "</li>")
+                    + (f"<br>{html.escape(description)}" if description else "")
+                    + (f'<br><a href="{html.escape(source)}">Source</a>' if source else "") + "</li>")
     if payload.get("truncatedAlerts"):
         lines.append(f"- and {payload['truncatedAlerts']} more alerts")
         rows.append(f"<li>and {int(payload['truncatedAlerts'])} more alerts</li>")

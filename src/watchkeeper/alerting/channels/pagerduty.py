@@ -39,8 +39,12 @@ def event(payload: dict[str, Any], config: PagerDutyConfig) -> dict[str, Any]:
             "custom_details": {"firing": [alert_line(a) for a in firing][:100],
                                "num_firing": firing_count(payload), "group_labels": payload["groupLabels"]},
         }
+        # The page of what caused each alert (at most 10), then Watchkeeper itself.
+        links = [{"href": a["generatorURL"], "text": alert_line(a)[:100]} for a in firing[:10] if a.get("generatorURL")]
         if payload.get("externalURL"):
-            body["links"] = [{"href": payload["externalURL"], "text": "Watchkeeper"}]
+            links.append({"href": payload["externalURL"], "text": "Watchkeeper"})
+        if links:
+            body["links"] = links
     return body
 
 

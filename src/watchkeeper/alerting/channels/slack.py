@@ -26,6 +26,8 @@ def message(payload: dict[str, Any], config: SlackConfig) -> dict[str, Any]:
             text += "\n" + alert["annotations"]["description"]
         if alert["annotations"].get("runbook_url"):
             text += f"\n<{alert['annotations']['runbook_url']}|Runbook>"
+        if alert.get("generatorURL"):
+            text += f"\n<{alert['generatorURL']}|Source>"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, MAX_SECTION_CHARS)}})
     total = alert_count(payload)
     if total > room:

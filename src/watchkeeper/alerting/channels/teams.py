@@ -15,7 +15,8 @@ def card(payload: dict[str, Any]) -> dict[str, Any]:
     alerts = payload["alerts"]
     body: list[dict[str, Any]] = [{"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
                                    "text": title(payload)}]
-    body += [{"type": "TextBlock", "wrap": True, "text": cut(f"**{a['status']}** {alert_line(a)}", 1000)}
+    body += [{"type": "TextBlock", "wrap": True, "text": cut(f"**{a['status']}** {alert_line(a)}", 1000)
+              + (f" [Source]({a['generatorURL']})" if a.get("generatorURL") else "")}
              for a in alerts[:MAX_LINES]]
     total = alert_count(payload)
     if total > MAX_LINES:

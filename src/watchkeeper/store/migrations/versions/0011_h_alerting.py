@@ -54,9 +54,9 @@ def upgrade() -> None:
     for name, spec, annotations in NEW_DEFAULT_RULES:
         conn.execute(sa.text(
             "INSERT INTO alert_rules (project_id, name, kind, spec, labels, annotations, enabled, managed_by, "
-            "created_at, updated_at) SELECT p.project_id, :name, 'event', :spec, '{}', :annotations, :enabled, "
-            "'default', :now, :now FROM alert_rule_packs p WHERE NOT EXISTS (SELECT 1 FROM alert_rules r "
-            "WHERE r.project_id = p.project_id AND r.name = :name)"),
+            "created_at, updated_at) SELECT p.project_id, CAST(:name AS VARCHAR(200)), 'event', :spec, '{}', "
+            ":annotations, :enabled, 'default', :now, :now FROM alert_rule_packs p WHERE NOT EXISTS "
+            "(SELECT 1 FROM alert_rules r WHERE r.project_id = p.project_id AND r.name = CAST(:name AS VARCHAR(200)))"),
             {"name": name, "spec": spec, "annotations": annotations, "enabled": True, "now": now})
 
 
