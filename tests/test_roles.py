@@ -22,7 +22,7 @@ from watchkeeper.app import Runtime
 from watchkeeper.cli import build_parser
 from watchkeeper.config import ConfigError, Settings, load_settings
 from watchkeeper.lib.clock import ManualClock
-from watchkeeper.store.leases import Leadership, acquire, holder_name, leases
+from watchkeeper.store.leases import Job, Leadership, acquire, holder_name, leases
 from watchkeeper.store.writer import call_each
 
 
@@ -107,17 +107,18 @@ def test_a_holder_that_stops_renewing_loses_the_lease_after_its_term(runtime: Ru
     async def scenario() -> None:
         started: list[str] = []
 
-        def leadership(name: str) -> Leadership:
-            def start() -> list[asyncio.Task[None]]:
-                started.append(name)
-                return [asyncio.create_task(asyncio.sleep(3600))]
+        def leadership(name: str) -> Leadership[str]:
+            async def work(holder: str) -> None:
+                started.append(holder)
+                await asyncio.sleep(3600)
 
             return Leadership("test-work", write=lambda fn: runtime.writer.run(call_each, fn), now=clock.now,
-                              start=start, term=30.0, holder=name)
+                              jobs=[Job("work", work)], runtime=name, term=30.0, holder=name)
 
         a, b = leadership("a"), leadership("b")
         await a.round()
         await b.round()
+        await asyncio.sleep(0)
         assert a.leading and not b.leading and started == ["a"]
         clock.advance(20)
         await a.round()  # renewed until t+50
@@ -126,13 +127,12 @@ def test_a_holder_that_stops_renewing_loses_the_lease_after_its_term(runtime: Ru
         assert not b.leading  # a's renewal still holds
         clock.advance(10)  # a did not renew since t+20: its term ended at t+50
         await b.round()
+        await asyncio.sleep(0)
         assert b.leading and started == ["a", "b"]
         work = a.tasks[0]
         await a.round()
-        assert not a.leading
-        await asyncio.sleep(0)
-        assert work.cancelled()
-        b._stop_work()
+        assert not a.leading and work.cancelled()
+        await b._stop_work()
 
         def holder(conn: Connection) -> str | None:
             return conn.scalar(select(leases.c.holder).where(leases.c.name == "test-work"))
@@ -171,3 +171,53 @@ def test_a_restarted_server_takes_the_lease_of_its_dead_predecessor_at_once(runt
             return acquire(conn, "background", holder_name(), now=1000.0, term=30)
 
         assert runtime.writer.run_sync(call_each, take) is taken, previous
+
+
+# The loops each background job runs, by the qualified name of their coroutine.
+BACKGROUND_LOOPS = ("Responder.run", "Scheduler.run", "Alerting._evaluate_loop", "Alerting._notify_loop")
+
+
+def running_loops(server: Server) -> dict[str, int]:
+    """How many tasks of the server's event loop are running each of BACKGROUND_LOOPS now (asked on that
+    loop, from the test's thread)."""
+    loop = next(iter(server.runtime.tasks)).get_loop()
+
+    async def count() -> dict[str, int]:
+        found = dict.fromkeys(BACKGROUND_LOOPS, 0)
+        for task in asyncio.all_tasks():
+            coro: Any = task.get_coro()
+            while coro is not None:  # down the chain of awaits: a job's function awaits the loop
+                name = getattr(getattr(coro, "cr_code", None), "co_qualname", None)
+                if name in found:
+                    found[name] += 1
+                coro = getattr(coro, "cr_await", None)
+        return found
+
+    return asyncio.run_coroutine_threadsafe(count(), loop).result(5)
+
+
+def test_background_work_runs_only_where_the_lease_is_held_as_it_moves_and_comes_back(settings: Settings) -> None:
+    """Every background job (alert evaluation and delivery, the incident responder, the uptime
+    scheduler) runs in the one process holding the lease: a process that loses it stops all of them,
+    and one that takes it back starts each once again. Each server has its own clock; moving one's
+    clock past the other's term is, to the lease, the other not renewing for a whole term (it hung, or
+    lost the database)."""
+    quick = with_role(settings, "all", lease_seconds=1.0)
+    one = dict.fromkeys(BACKGROUND_LOOPS, 1)
+    none = dict.fromkeys(BACKGROUND_LOOPS, 0)
+    clock_a, clock_b = ManualClock(), ManualClock()
+    with run_server(quick, clock_a) as a:
+        wait_until(lambda: leading(a.runtime) and running_loops(a) == one)
+        with run_server(quick, clock_b) as b:
+            time.sleep(0.7)  # two of its rounds
+            assert not leading(b.runtime) and running_loops(b) == none
+            clock_b.advance(5)  # a's renewals are now too old for b: b takes over, a stops
+            wait_until(lambda: leading(b.runtime) and not leading(a.runtime))
+            wait_until(lambda: running_loops(b) == one)
+            time.sleep(0.7)
+            assert running_loops(a) == none
+            clock_a.advance(10)  # and back to a
+            wait_until(lambda: leading(a.runtime) and not leading(b.runtime))
+            time.sleep(0.7)
+            assert running_loops(a) == one
+            assert running_loops(b) == none

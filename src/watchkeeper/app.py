@@ -29,11 +29,12 @@ from watchkeeper.errors.retention import retention_batch
 from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.errors.storage import save_envelopes, save_packed_envelopes
 from watchkeeper.lib.clock import Clock, SystemClock
+from watchkeeper.lib.periodic import repeat
 from watchkeeper.observability import Metrics
 from watchkeeper.observability import routes as health_routes
 from watchkeeper.store import migrate
 from watchkeeper.store.engine import for_writing, make_engine
-from watchkeeper.store.leases import Leadership
+from watchkeeper.store.leases import Job, Leadership
 from watchkeeper.store.writer import Writer, call_each
 from watchkeeper.store.writer_process import WriterProcess
 
@@ -54,7 +55,10 @@ class Runtime:
     # The newest schema revision this code knows (for /health/ready).
     schema_head: str | None = None
     # Who does the background work when several processes share the database (store/leases.py).
-    leadership: Leadership | None = None
+    leadership: Leadership[Runtime] | None = None
+    # What each domain keeps for the life of the app, by domain name ("uptime", "alerting"): its
+    # background jobs find it here.
+    domains: dict[str, Any] = field(default_factory=dict)
     scrubbing_cache: dict[int, tuple[Any, ScrubbingRules]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -145,19 +149,27 @@ def processor_count(settings: Settings) -> int:
     return cores if cores > 1 else 0
 
 
-async def _retention_loop(runtime: Runtime) -> None:
+async def _retention(runtime: Runtime) -> None:
     settings = runtime.settings.retention
-    while True:
-        try:
-            while await runtime.writer.run(
-                retention_batch, (runtime.clock.now(), settings.default_days, settings.batch_size)
-            ):
-                pass
-            purge = functools.partial(purge_expired, now=runtime.clock.now(), limits=runtime.settings.sessions)
-            await runtime.writer.run(call_each, purge)
-        except Exception:
-            log.exception("retention run failed; will retry")
-        await asyncio.sleep(settings.interval_seconds)
+
+    async def step() -> None:
+        while await runtime.writer.run(
+            retention_batch, (runtime.clock.now(), settings.default_days, settings.batch_size)
+        ):
+            pass
+        purge = functools.partial(purge_expired, now=runtime.clock.now(), limits=runtime.settings.sessions)
+        await runtime.writer.run(call_each, purge)
+
+    await repeat("retention", step, settings.interval_seconds, logger=log)
+
+
+def background_jobs(settings: Settings) -> list[Job[Runtime]]:
+    """Every domain's background work: run by the process holding the background lease, and only there
+    (store/leases.py). A domain with background work adds its jobs here."""
+    from watchkeeper.alerting import service as alerting
+    from watchkeeper.uptime import service as uptime
+
+    return [Job("retention", _retention), *uptime.jobs(settings), *alerting.jobs(settings)]
 
 
 class WatchkeeperApp(FastAPI):
@@ -195,9 +207,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
     serves_ingest = role in ("all", "ingest")
     serves_web = role in ("all", "web")
 
-    def background_work() -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(_retention_loop(state)), *uptime.start(app), *alerting.start(app)]
-
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.writer.start()
@@ -208,7 +217,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
             # every monitor and send every alert a second time.
             state.leadership = Leadership(
                 "background", write=lambda fn: state.writer.run(call_each, fn), now=state.clock.now,
-                start=background_work, term=settings.lease_seconds,
+                jobs=background_jobs(settings), runtime=state, term=settings.lease_seconds,
             )
             state.tasks.append(asyncio.create_task(state.leadership.run()))
         try:
@@ -220,6 +229,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
             if state.tasks:
                 await asyncio.wait(state.tasks, timeout=5)
             state.tasks.clear()
+            # The outbound clients live as long as the app: a lease taken back uses them again.
+            await app.state.uptime.outbound.aclose()
+            await app.state.alerting.outbound.aclose()
             if state.processors is not None:
                 await state.processors.stop()
             state.writer.stop()
@@ -252,8 +264,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, background
         alerting.mount(app)
     else:
         # What the background work and the ping URLs need, without the pages and the API.
-        app.state.uptime = uptime.Uptime(state)
-        app.state.alerting = alerting.Alerting(state)
+        app.state.uptime = state.domains["uptime"] = uptime.Uptime(state)
+        app.state.alerting = state.domains["alerting"] = alerting.Alerting(state)
         if serves_ingest:
             from watchkeeper.uptime import pings
 

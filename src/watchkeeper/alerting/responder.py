@@ -29,6 +29,7 @@ from watchkeeper.alerting.routing import AlertingConfig
 from watchkeeper.alerting.silences import active_silences
 from watchkeeper.alerting.tables import alerts
 from watchkeeper.config import ConfigError
+from watchkeeper.lib.periodic import repeat
 from watchkeeper.uptime.maintenance import in_maintenance, list_windows
 
 if TYPE_CHECKING:
@@ -348,26 +349,25 @@ class Responder:
             self._full_at = now
 
     async def run(self) -> None:
-        while True:
+        async def step() -> float:
             try:
                 await self.round()
             except Exception:
                 self.more = False
-                log.exception("incident round failed; will retry")
+                raise
             # After a round that took only part of an alert storm, the next one follows at once.
-            await asyncio.sleep(0 if self.more else self.settings.incident_interval_seconds)
+            return 0 if self.more else self.settings.incident_interval_seconds
+
+        await repeat("incident round", step, self.settings.incident_interval_seconds, logger=log)
+
+
+def responder_for(alerting: Alerting) -> Responder:
+    """Alerting's Responder (made on first use: by the responder job, or a page that pages someone)."""
+    if alerting.responder is None:
+        alerting.responder = Responder(alerting)
+    return alerting.responder
 
 
 def responder_of(app: FastAPI) -> Responder:
     """The app's Responder (made on first use)."""
-    found: Responder | None = getattr(app.state, "responder", None)
-    if found is None:
-        found = app.state.responder = Responder(app.state.alerting)
-    return found
-
-
-def start(app: FastAPI) -> None:
-    """Run the incident loop for the life of the app (called from alerting.service.start)."""
-    runtime: Any = app.state.runtime
-    runtime.tasks.append(asyncio.create_task(responder_of(app).run()))
-
+    return responder_for(app.state.alerting)

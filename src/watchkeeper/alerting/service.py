@@ -30,8 +30,10 @@ from watchkeeper.alerting.routing import AlertingConfig, load_config
 from watchkeeper.alerting.routing_store import load_stored, stored_if_newer
 from watchkeeper.alerting.rules import apply_default_pack, projects_without_pack
 from watchkeeper.alerting.rules_file import load_rules_file, sync_rules
-from watchkeeper.config import AlertingSettings, ConfigError
+from watchkeeper.config import AlertingSettings, ConfigError, Settings
 from watchkeeper.lib.outbound import Outbound
+from watchkeeper.lib.periodic import repeat
+from watchkeeper.store.leases import Job
 from watchkeeper.store.writer import call_each
 
 if TYPE_CHECKING:
@@ -102,7 +104,9 @@ class Alerting:
         self.delivery = DeliveryWorker(self.write, runtime.clock, self.settings, self.config, self.outbound,
                                        on_outcome=lambda kind, outcome: self.metrics.notifications.labels(
                                            kind, outcome).inc())
-        self._evaluated: asyncio.Event | None = None
+        # Set after each evaluation round and by `wake`: the delivery job looks at once.
+        self._evaluated = asyncio.Event()
+        self.responder: responder.Responder | None = None  # made on first use (responder.responder_for)
         self.flaps = (FlapTracker(self.settings.flap_start_percent, self.settings.flap_stop_percent)
                       if self.settings.flap_start_percent > 0 else None)
         self.started_at = runtime.clock.now()
@@ -223,14 +227,12 @@ class Alerting:
         report.packs_applied = packs
         if thresholds:
             self.metrics.observe_round(report, time.perf_counter() - started)
-        if self._evaluated is not None:
-            self._evaluated.set()
+        self._evaluated.set()
         return report
 
     def wake(self) -> None:
         """Look at the groups and the outbox now (after something was queued)."""
-        if self._evaluated is not None:
-            self._evaluated.set()
+        self._evaluated.set()
 
     async def _what_moved(self) -> tuple[bool, set[int]]:
         """Whether signals arrived, and which projects' counts moved, since the last look."""
@@ -279,38 +281,33 @@ class Alerting:
         # Paced by the event loop's clock, like the sleeps: the alerting clock is for what rules see.
         loop = asyncio.get_running_loop()
         next_full = 0.0
-        while True:
-            try:
-                if loop.time() >= next_full:
-                    next_full = loop.time() + self.settings.evaluation_interval_seconds
-                    await self.evaluate_once()
-                else:
-                    signals, moved = await self._what_moved()
-                    if signals or moved:
-                        await self.evaluate_once(thresholds=False, threshold_projects=moved)
-            except Exception:
-                log.exception("alert evaluation failed; will retry")
-            # Twice per dispatch interval: a crossing then waits at most half of one before its round.
-            await asyncio.sleep(min(self.settings.dispatch_interval_seconds / 2,
-                                    self.settings.evaluation_interval_seconds))
+
+        async def step() -> None:
+            nonlocal next_full
+            if loop.time() >= next_full:
+                next_full = loop.time() + self.settings.evaluation_interval_seconds
+                await self.evaluate_once()
+            else:
+                signals, moved = await self._what_moved()
+                if signals or moved:
+                    await self.evaluate_once(thresholds=False, threshold_projects=moved)
+
+        # Twice per dispatch interval: a crossing then waits at most half of one before its round.
+        await repeat("alert evaluation", step, min(self.settings.dispatch_interval_seconds / 2,
+                                                   self.settings.evaluation_interval_seconds), logger=log)
 
     async def _notify_loop(self) -> None:
-        assert self._evaluated is not None
-        while True:
-            try:
-                await self.dispatch_once()
-                await self.deliver_once()
-            except Exception:
-                log.exception("alert dispatch failed; will retry")
-            # Wake early after an evaluation, so a new alert with group_wait 0 goes out at once.
-            self._evaluated.clear()
-            try:
-                await asyncio.wait_for(self._evaluated.wait(), self.settings.dispatch_interval_seconds)
-            except TimeoutError:
-                pass
+        async def step() -> None:
+            await self.dispatch_once()
+            await self.deliver_once()
 
-    async def run(self) -> None:
-        self._evaluated = asyncio.Event()
+        # Woken early after an evaluation, so a new alert with group_wait 0 goes out at once.
+        await repeat("alert dispatch", step, self.settings.dispatch_interval_seconds, wake=self._evaluated,
+                     logger=log)
+
+    async def evaluate(self) -> None:
+        """The evaluator job: syncs the rules file, then evaluates the rules (and takes up a changed
+        routing file on SIGHUP) until cancelled."""
         loop = asyncio.get_running_loop()
         hangup = False
         if self.source == "file":
@@ -323,11 +320,14 @@ class Alerting:
                 await self.sync_rules_file()
             except Exception:
                 log.exception("syncing the rules file failed; rules from it are unchanged")
-            await asyncio.gather(self._evaluate_loop(), self._notify_loop())
+            await self._evaluate_loop()
         finally:
             if hangup:
                 loop.remove_signal_handler(signal.SIGHUP)
-            await self.outbound.aclose()
+
+    async def notify(self) -> None:
+        """The delivery job: groups alerts into notifications and delivers the outbox until cancelled."""
+        await self._notify_loop()
 
 
 def file_stamp(path: Path) -> tuple[int, int, int]:
@@ -354,15 +354,27 @@ def mount(app: FastAPI) -> None:
     """Add alerting's routes; keeps the Alerting object on `app.state.alerting`."""
     from watchkeeper.alerting import alertmanager_api, api
 
-    app.state.alerting = Alerting(app.state.runtime)
+    app.state.alerting = app.state.runtime.domains["alerting"] = Alerting(app.state.runtime)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(alertmanager_api.router, prefix="/api/v2")
 
 
-def start(app: FastAPI) -> list[asyncio.Task[None]]:
-    """Background tasks for the life of the app (none when `alerting.evaluator` is off)."""
-    alerting: Alerting = app.state.alerting
-    if not alerting.settings.evaluator:
+async def _evaluate(runtime: Runtime) -> None:
+    await runtime.domains["alerting"].evaluate()
+
+
+async def _notify(runtime: Runtime) -> None:
+    await runtime.domains["alerting"].notify()
+
+
+async def _respond(runtime: Runtime) -> None:
+    await responder.responder_for(runtime.domains["alerting"]).run()
+
+
+def jobs(settings: Settings) -> list[Job[Runtime]]:
+    """Alerting's background work (none when `alerting.evaluator` is off): rule evaluation, the
+    delivery of notifications, and the incident responder (incidents and escalation)."""
+    if not settings.alerting.evaluator:
         return []
-    responder.start(app)  # incidents and escalation (alerting/responder.py)
-    return [asyncio.create_task(alerting.run())]
+    return [Job("alert evaluator", _evaluate), Job("alert delivery", _notify),
+            Job("incident responder", _respond)]

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from watchkeeper.errors.processing import IngestError
 from watchkeeper.lib.children import reap, start_child
+from watchkeeper.lib.periodic import repeat
 
 log = logging.getLogger(__name__)
 
@@ -222,21 +223,23 @@ class ProcessorPool:
             self._growing = False
 
     async def _shrink_when_idle(self) -> None:
+        every = min(self.idle_seconds / 4, 15.0)
+        await repeat("retiring idle processors", self._retire_one_idle, every, first_after=every, logger=log)
+
+    async def _retire_one_idle(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(min(self.idle_seconds / 4, 15.0))
-            if len(self._children) <= self.min_size or loop.time() - self._last_queue < self.idle_seconds:
-                continue
-            child = self._children[-1]
-            if child.pending or child.outbox:
-                continue
-            # Out of the list first, so no new job goes to it; its reader then sees the socket close.
-            self._children.remove(child)
-            self.retired += 1
-            child.retiring = True
-            child.writer.close()
-            await loop.run_in_executor(None, reap, child.process)
-            log.info("processors idle: stopped one, %s left", len(self._children))
+        if len(self._children) <= self.min_size or loop.time() - self._last_queue < self.idle_seconds:
+            return
+        child = self._children[-1]
+        if child.pending or child.outbox:
+            return
+        # Out of the list first, so no new job goes to it; its reader then sees the socket close.
+        self._children.remove(child)
+        self.retired += 1
+        child.retiring = True
+        child.writer.close()
+        await loop.run_in_executor(None, reap, child.process)
+        log.info("processors idle: stopped one, %s left", len(self._children))
 
     async def _spawn(self, index: int) -> _Child:
         process, ours = await asyncio.get_running_loop().run_in_executor(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -18,6 +19,9 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """A clock for measuring durations; never goes back."""
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait until `monotonic()` has moved on by ``seconds`` (pacing loops: see lib/periodic.py)."""
+
 
 class SystemClock:
     """The real clock.
@@ -32,6 +36,9 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
 
 class ManualClock:
     """A clock that moves only when told to, for tests and back-tests.
@@ -43,6 +50,8 @@ class ManualClock:
     def __init__(self, start: float = 1_767_225_600.0) -> None:
         self._now = start
         self._mono = 0.0
+        # Coroutines in `sleep`: when they wake (monotonic), their loop and their future.
+        self._sleepers: list[tuple[float, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def now(self) -> float:
         return self._now
@@ -50,10 +59,41 @@ class ManualClock:
     def monotonic(self) -> float:
         return self._mono
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait until `advance` or `set` moves the clock on by ``seconds`` (from any thread); a
+        sleep of 0 or less only lets the other tasks run, as `asyncio.sleep(0)` does."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        sleeper = (self._mono + seconds, loop, loop.create_future())
+        self._sleepers.append(sleeper)
+        try:
+            await sleeper[2]
+        finally:
+            self._sleepers.remove(sleeper)
+
+    @property
+    def sleeping(self) -> int:
+        """How many coroutines wait in `sleep` (tests wait for a loop to reach its sleep)."""
+        return sum(1 for _, _, future in self._sleepers if not future.done())
+
     def advance(self, seconds: float) -> None:
         self._now += seconds
         self._mono += seconds
+        self._wake()
 
     def set(self, epoch: float) -> None:
         self._mono += max(0.0, epoch - self._now)
         self._now = epoch
+        self._wake()
+
+    def _wake(self) -> None:
+        for until, loop, future in list(self._sleepers):
+            if until <= self._mono:
+                loop.call_soon_threadsafe(_done, future)
+
+
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -19,15 +19,18 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, Connection, Double, String, Table, or_, select, update
 
+from watchkeeper.lib.periodic import repeat
 from watchkeeper.store.dialect import upsert
 from watchkeeper.store.schema import metadata
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 leases = Table(
     "leases",
@@ -93,9 +96,25 @@ def release(conn: Connection, name: str, holder: str) -> bool:
     return bool(done.rowcount)
 
 
+@dataclass(frozen=True)
+class Job(Generic[R]):
+    """A domain's background work (uptime checks, alert delivery, retention…): ``run(runtime)`` as long
+    as this process holds the background lease, cancelled when it loses it or stops. A domain adds its
+    work by adding a Job to its list; nothing else starts background tasks.
+
+    >>> async def sweep(runtime: object) -> None: ...
+    >>> Job("uptime sweep", sweep).name
+    'uptime sweep'
+    """
+
+    name: str
+    run: Callable[[R], Coroutine[Any, Any, None]]
+
+
 @dataclass
-class Leadership:
-    """Runs ``start()``'s tasks while this process holds lease ``name``; cancels them when it loses it.
+class Leadership(Generic[R]):
+    """Runs ``jobs`` (each given ``runtime``) while this process holds lease ``name``; cancels them when
+    it loses it, and starts each once again when it takes the lease back.
 
     ``write`` runs a function of a connection in a write transaction (the one writer); ``now`` is the
     wall clock. A renewal that fails (the database is unreachable, the writer is overloaded) keeps the
@@ -105,23 +124,19 @@ class Leadership:
     name: str
     write: Callable[[Callable[[Connection], bool]], Awaitable[bool]]
     now: Callable[[], float]
-    start: Callable[[], list[asyncio.Task[None]]]
+    jobs: Sequence[Job[R]]
+    runtime: R
     term: float = 30.0
     holder: str = field(default_factory=holder_name)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     held_until: float = 0.0
-
-    @property
-    def leading(self) -> bool:
-        return bool(self.tasks)
+    leading: bool = False
 
     async def run(self) -> None:
         try:
-            while True:
-                await self.round()
-                await asyncio.sleep(self.term / 3)
+            await repeat(f"the {self.name} lease", self.round, self.term / 3, logger=log)
         finally:
-            self._stop_work()
+            await self._stop_work()
             if self.held_until > self.now():
                 try:
                     await self.write(lambda conn: release(conn, self.name, self.holder))
@@ -142,12 +157,22 @@ class Leadership:
             self.held_until = started + self.term
             if not self.leading:
                 log.info("%s: this process (%s) does the background work now", self.name, self.holder)
-                self.tasks = self.start()
+                self._start_work()
         elif self.leading:
             log.warning("%s: another process holds the lease now; stopping background work here", self.name)
-            self._stop_work()
+            await self._stop_work()
 
-    def _stop_work(self) -> None:
-        for task in self.tasks:
+    def _start_work(self) -> None:
+        self.leading = True
+        self.tasks = [asyncio.create_task(job.run(self.runtime), name=f"{self.name}: {job.name}")
+                      for job in self.jobs]
+
+    async def _stop_work(self) -> None:
+        """Cancel every job and wait for them to finish (their `finally` writes what they gathered), so
+        a lease taken back later never finds the previous run still going."""
+        self.leading = False
+        tasks, self.tasks = self.tasks, []
+        for task in tasks:
             task.cancel()
-        self.tasks = []
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.term / 3)

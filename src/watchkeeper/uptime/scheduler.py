@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from watchkeeper.config import UptimeSettings
 from watchkeeper.lib.clock import Clock
 from watchkeeper.lib.outbound import Outbound
+from watchkeeper.lib.periodic import repeat
 from watchkeeper.store.writer import Writer, WriterOverloaded, WriterStopped, call_each
 from watchkeeper.uptime.checkers import CheckContext, CheckResult, run_check
 from watchkeeper.uptime.monitors import Monitor, checked_monitors, list_monitors
@@ -198,39 +199,28 @@ class Scheduler:
         await self.refresh()
         helpers = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._refresh_loop())]
         try:
-            while True:
-                try:
-                    self.dispatch_due()
-                except Exception:
-                    log.exception("uptime scheduler step failed; continuing")
-                due = self.next_due()
-                wait = (due - self.clock.now()) if due is not None else MAX_IDLE
-                # Bounded, so monitors added by a refresh are started within MAX_IDLE.
-                await asyncio.sleep(min(max(wait, 0.001), MAX_IDLE))
+            await repeat("uptime scheduler step", self._step, MAX_IDLE, cap=REFRESH_SECONDS, logger=log)
         finally:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
 
+    async def _step(self) -> float:
+        """Start what is due; how long until the next check is due (at most MAX_IDLE, so monitors added
+        by a refresh are started within it)."""
+        self.dispatch_due()
+        due = self.next_due()
+        wait = (due - self.clock.now()) if due is not None else MAX_IDLE
+        return min(max(wait, 0.001), MAX_IDLE)
+
     async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.flush_seconds)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("writing check results failed; continuing")
+        await repeat("writing check results", self.flush, self.settings.flush_seconds,
+                     first_after=self.settings.flush_seconds, cap=REFRESH_SECONDS, logger=log)
 
     async def _refresh_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), REFRESH_SECONDS)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("reading monitors failed; continuing")
+        # `run` has just read them: the next refresh when they change (`wake`) or after REFRESH_SECONDS.
+        await repeat("reading monitors", self.refresh, REFRESH_SECONDS, wake=self._wake,
+                     first_after=REFRESH_SECONDS, cap=REFRESH_SECONDS, logger=log)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -1,20 +1,21 @@
 """Uptime inside the server: the routes, and the background work started with it.
 
-`mount(app)` adds the REST API, the ping URLs and the public status pages; `start(app)` (from the app's
-lifespan) syncs the monitors file and starts the scheduler and the sweep loop (late heartbeats, Sentry
-check-ins, retention).
+`mount(app)` adds the REST API, the ping URLs and the public status pages; `jobs(settings)` is uptime's
+background work, run by the process holding the background lease: the checks (after syncing the monitors
+file) and the sweep (late heartbeats, Sentry check-ins, retention).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from watchkeeper.config import ConfigError
+from watchkeeper.config import ConfigError, Settings
 from watchkeeper.lib.outbound import Outbound
+from watchkeeper.lib.periodic import repeat
+from watchkeeper.store.leases import Job
 from watchkeeper.store.writer import call_each
 from watchkeeper.uptime.check_ins import consume_check_ins
 from watchkeeper.uptime.heartbeats import sweep_heartbeats
@@ -71,30 +72,31 @@ class Uptime:
             conn, now, settings.raw_retention_days, settings.minute_rollup_retention_days,
             settings.hour_rollup_retention_days))
 
-    async def _sweep_loop(self) -> None:
+    async def sweep(self) -> None:
+        """The sweep job: `sweep_once` every `uptime.sweep_seconds`, and old results expired hourly."""
         next_expiry = 0.0
-        while True:
-            try:
-                await self.sweep_once()
-                if self.runtime.clock.monotonic() >= next_expiry:
-                    await self.expire_once()
-                    next_expiry = self.runtime.clock.monotonic() + RETENTION_SECONDS
-            except Exception:
-                log.exception("uptime sweep failed; will retry")
-            await asyncio.sleep(self.runtime.settings.uptime.sweep_seconds)
 
-    async def run(self) -> None:
+        async def step() -> None:
+            nonlocal next_expiry
+            await self.sweep_once()
+            if self.runtime.clock.monotonic() >= next_expiry:
+                await self.expire_once()
+                next_expiry = self.runtime.clock.monotonic() + RETENTION_SECONDS
+
+        await repeat("uptime sweep", step, self.runtime.settings.uptime.sweep_seconds, logger=log)
+
+    async def check(self) -> None:
+        """The checks job: syncs the monitors file, then runs the scheduler (stopped with the job)."""
         try:
-            try:
-                await self.sync_monitors_file()
-            except ConfigError as exc:
-                # The file itself was validated at start; what fails here (an unknown project, a slug
-                # taken by a monitor made over the API) must not stop the other monitors' checks.
-                log.error("%s; monitors file not synced", exc)
-            await asyncio.gather(self.scheduler.run(), self._sweep_loop())
+            await self.sync_monitors_file()
+        except ConfigError as exc:
+            # The file itself was validated at start; what fails here (an unknown project, a slug
+            # taken by a monitor made over the API) must not stop the other monitors' checks.
+            log.error("%s; monitors file not synced", exc)
+        try:
+            await self.scheduler.run()
         finally:
             await self.scheduler.stop()
-            await self.outbound.aclose()
 
 
 def mount(app: FastAPI) -> None:
@@ -102,15 +104,22 @@ def mount(app: FastAPI) -> None:
     from watchkeeper.uptime import pings, status_page_api, status_pages
     from watchkeeper.uptime.api import router
 
-    app.state.uptime = Uptime(app.state.runtime)
+    app.state.uptime = app.state.runtime.domains["uptime"] = Uptime(app.state.runtime)
     app.include_router(router, prefix="/api/v1")
     app.include_router(status_page_api.router, prefix="/api/v1")
     app.router.routes.extend(pings.routes + status_pages.routes)
 
 
-def start(app: FastAPI) -> list[asyncio.Task[None]]:
-    """Background tasks to run for the life of the app (none when `uptime.scheduler` is off)."""
-    uptime: Uptime = app.state.uptime
-    if not uptime.runtime.settings.uptime.scheduler:
+async def _check(runtime: Runtime) -> None:
+    await runtime.domains["uptime"].check()
+
+
+async def _sweep(runtime: Runtime) -> None:
+    await runtime.domains["uptime"].sweep()
+
+
+def jobs(settings: Settings) -> list[Job[Runtime]]:
+    """Uptime's background work (none when `uptime.scheduler` is off)."""
+    if not settings.uptime.scheduler:
         return []
-    return [asyncio.create_task(uptime.run())]
+    return [Job("uptime checks", _check), Job("uptime sweep", _sweep)]
