@@ -221,3 +221,7 @@ def test_background_work_runs_only_where_the_lease_is_held_as_it_moves_and_comes
             time.sleep(0.7)
             assert running_loops(a) == one
             assert running_loops(b) == none
+            assert a.runtime.leadership is not None
+            assert [task.get_name() for task in a.runtime.leadership.tasks if not task.done()] == [
+                "background: retention", "background: uptime checks", "background: uptime sweep",
+                "background: alert evaluator", "background: alert delivery", "background: incident responder"]

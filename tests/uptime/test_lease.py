@@ -26,7 +26,9 @@ def test_a_server_that_takes_the_lease_back_checks_its_monitors_again(
         spec = {"name": "Shop", "type": "http", "config": {"url": http_target.url + "/health"}, "interval_seconds": 60}
         created = httpx.post(f"{a.url}/api/v1/projects/{project.id}/monitors", json=spec, headers=headers)
         assert created.status_code == 201, created.text
-        clock_a.advance(61)  # past the first check's start jitter
+        # Scheduled (at a random start within its interval of a's clock), then past that start.
+        wait_until(lambda: "watchkeeper_uptime_monitors_scheduled 1.0" in httpx.get(f"{a.url}/metrics").text)
+        clock_a.advance(61)
         wait_until(lambda: http_target.hits == 1)
         with run_server(quick, clock_b) as b:
             clock_b.advance(70)  # b takes the lease (the monitor is due again at +121 only)

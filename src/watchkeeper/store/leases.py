@@ -31,6 +31,9 @@ from watchkeeper.store.schema import metadata
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+# How long stopped jobs get to finish (the uptime scheduler writes the results it gathered); within the
+# 5 s the app's shutdown waits for the lease's task, which then still releases the lease.
+STOP_SECONDS = 3.0
 
 leases = Table(
     "leases",
@@ -175,4 +178,4 @@ class Leadership(Generic[R]):
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=self.term / 3)
+            await asyncio.wait(tasks, timeout=STOP_SECONDS)
