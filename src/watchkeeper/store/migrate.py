@@ -7,8 +7,10 @@ child process (`upgrade_in_child`), so the long-running server never holds Alemb
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,54 +21,79 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The shared history (0001 … 0011_*: in users' databases, never renamed) ends where every domain's own
+# branch starts; the platform's tables (store/, lib/) have a branch of their own beside it.
+SHARED_VERSIONS = MIGRATIONS / "versions"
+PLATFORM_VERSIONS = MIGRATIONS / "platform"
 
 
-def _config() -> Config:
+def version_locations(extra: Sequence[Path] = ()) -> list[Path]:
+    """Every folder that holds revisions: the shared history, the platform's branch, each domain's
+    branch (watchkeeper.domains), then `extra` (a domain registered by a test)."""
+    from watchkeeper.domains import migration_locations
+
+    return [SHARED_VERSIONS, PLATFORM_VERSIONS, *migration_locations(), *extra]
+
+
+def _config(extra: Sequence[Path] = ()) -> Config:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    locations = os.pathsep.join(str(path) for path in version_locations(extra))
+    config.set_main_option("version_locations", locations.replace("%", "%%"))  # ConfigParser interpolates %
     return config
 
 
 @functools.cache
-def head_revision() -> str | None:
-    """The newest revision of the migration scripts (read once per process: Alembic compiles and runs
-    every script to learn it)."""
+def head_revisions(extra: tuple[Path, ...] = ()) -> frozenset[str]:
+    """The newest revision of every branch (read once per process: Alembic compiles and runs every script
+    to learn them).
+
+    >>> sorted(head_revisions())[:2]
+    ['alerting_0000', 'auth_0000']
+    """
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return frozenset(ScriptDirectory.from_config(_config(extra)).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None before the first migration), without Alembic."""
+def current_revisions(engine: Engine) -> frozenset[str]:
+    """The revisions the database is at, one per branch (empty before the first migration), without
+    Alembic. A database made before the branches has one row (e.g. "0010")."""
     with engine.connect() as conn:
         try:
-            return conn.scalar(text("SELECT version_num FROM alembic_version"))
+            return frozenset(conn.scalars(text("SELECT version_num FROM alembic_version")))
         except SQLAlchemyError:  # no version table yet
-            return None
+            return frozenset()
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema; a no-op when it is current.
+def describe(revisions: frozenset[str]) -> str:
+    """Revisions as one line for people and health checks: "alerting_0000 auth_0000 …" or "none"."""
+    return " ".join(sorted(revisions)) or "none"
+
+
+def upgrade(engine: Engine, extra: Sequence[Path] = ()) -> None:
+    """Bring the database to the newest schema, every branch to its head; a no-op when it is current.
 
     >>> from watchkeeper.store.engine import make_engine
-    >>> engine = make_engine("sqlite://"); upgrade(engine); current_revision(engine) == head_revision()
+    >>> engine = make_engine("sqlite://"); upgrade(engine); current_revisions(engine) == head_revisions()
     True
     """
     from alembic import command
 
     from watchkeeper.store.engine import for_writing
 
-    if current_revision(engine) == head_revision():
+    if current_revisions(engine) == head_revisions(tuple(extra)):
         return  # what Alembic would find too, after loading every script and the environment (~0.2 s)
-    config = _config()
+    config = _config(extra)
     # The write lock from BEGIN: Alembic reads the version table before it changes the schema, and a
     # server already running on the database (a rolling restart, `watchkeeper migrate` beside it)
     # commits in between; a deferred transaction would then fail at once with "database is locked".
     with for_writing(engine).begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
 
 def upgrade_in_child(database_url: str) -> None:
@@ -78,14 +105,19 @@ def upgrade_in_child(database_url: str) -> None:
         raise RuntimeError(f"database migration failed:\n{done.stderr.strip() or done.stdout.strip()}")
 
 
-def make_revision(engine: Engine, message: str) -> None:
-    """Developer tool: autogenerate a migration from the difference between tables and database."""
+def make_revision(engine: Engine, branch: str, message: str) -> None:
+    """Developer tool: autogenerate a revision on `branch` ("errors", "platform", …) from the difference
+    between tables and database (a database at every head), in that branch's folder."""
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     config = _config()
+    newest = ScriptDirectory.from_config(config).get_revision(f"{branch}@head")
+    assert newest is not None
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.revision(config, message=message, autogenerate=True)
+        command.revision(config, message=message, autogenerate=True, head=f"{branch}@head",
+                         version_path=str(Path(newest.path).parent))
 
 
 if __name__ == "__main__":
