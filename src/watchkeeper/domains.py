@@ -1,7 +1,7 @@
 """The list of domains, in order, and where each keeps its migrations.
 
 Each domain has its own Alembic branch in a `migrations/` folder beside its code, so two domains built
-in parallel never write the same revision (docs/architecture.md, "Migrations"). This list is the one
+in parallel never write the same revision (docs/deployment.md, "Database migrations"). This list is the one
 place that names them; the domain contract (issue 14) will carry the folder in each domain's record.
 Nothing here imports a domain: `watchkeeper.store.migrate` reads it in a child process that must stay
 small.

@@ -13,7 +13,7 @@ from watchkeeper.app import Runtime
 from watchkeeper.domains import DOMAINS, migration_locations
 from watchkeeper.store import migrate
 from watchkeeper.store.engine import for_writing
-from watchkeeper.store.migrate import current_revisions, head_revisions, upgrade, version_locations
+from watchkeeper.store.migrate import current_revisions, head_revisions, make_revision, upgrade, version_locations
 
 ROOT = Path(__file__).parents[2]
 REVISION = '''
@@ -86,6 +86,21 @@ def test_two_domains_built_in_parallel_each_add_a_revision(runtime: Runtime, tmp
     upgrade(engine, extra=[inventory, billing])
     assert "inventory_counts" in inspect(engine).get_table_names()
     assert "inventory_0002" in current_revisions(engine) and "inventory_0001" not in current_revisions(engine)
+
+
+def test_make_revision_drafts_the_next_revision_in_the_branch_folder(runtime: Runtime, tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory"
+    write_revision(inventory, "0000_branch_root.py", "inventory_0000", branch_point(), label="inventory")
+    engine = for_writing(runtime.engine)
+    upgrade(engine, extra=[inventory])
+
+    path = make_revision(engine, "inventory", "stock levels", extra=[inventory])
+
+    assert path == inventory / "0001_stock_levels.py"
+    assert 'revision = "inventory_0001"' in path.read_text().replace("'", '"')
+    assert 'down_revision = "inventory_0000"' in path.read_text().replace("'", '"')
+    upgrade(engine, extra=[inventory])
+    assert "inventory_0001" in current_revisions(engine)
 
 
 def test_the_package_ships_every_migration_folder() -> None:

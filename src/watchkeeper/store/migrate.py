@@ -114,19 +114,24 @@ def upgrade_in_child(database_url: str) -> None:
         raise RuntimeError(f"database migration failed:\n{done.stderr.strip() or done.stdout.strip()}")
 
 
-def make_revision(engine: Engine, branch: str, message: str) -> None:
-    """Developer tool: autogenerate a revision on `branch` ("errors", "platform", …) from the difference
-    between tables and database (a database at every head), in that branch's folder."""
+def make_revision(engine: Engine, branch: str, message: str, extra: Sequence[Path] = ()) -> Path:
+    """Developer tool: draft a revision on `branch` ("errors", "platform", …) from the difference between
+    the tables and a database at every head; written to that branch's folder as
+    `<number>_<message>.py` with the id "<branch>_<number>". Returns its path."""
     from alembic import command
-    from alembic.script import ScriptDirectory
+    from alembic.script import Script, ScriptDirectory
 
-    config = _config()
+    config = _config(extra)
     newest = ScriptDirectory.from_config(config).get_revision(f"{branch}@head")
     assert newest is not None
+    number = f"{int(newest.revision.rsplit('_', 1)[1]) + 1:04d}"
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.revision(config, message=message, autogenerate=True, head=f"{branch}@head",
-                         version_path=str(Path(newest.path).parent))
+        written = command.revision(config, message=message, autogenerate=True, head=f"{branch}@head",
+                                   rev_id=f"{branch}_{number}", version_path=str(Path(newest.path).parent))
+    assert isinstance(written, Script)
+    path = Path(written.path)
+    return path.rename(path.with_name(f"{number}_{path.name.removeprefix(f'{branch}_{number}_')}"))
 
 
 if __name__ == "__main__":

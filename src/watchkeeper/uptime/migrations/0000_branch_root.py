@@ -2,7 +2,7 @@
 
 Every revision of the uptime domain lives in this folder and descends from this one, so its revisions
 never collide with another domain's. Revision ids are "uptime_<number>"; a new one revises the newest
-here (see docs/architecture.md, "Migrations").
+here (see docs/deployment.md, "Database migrations").
 
 Revision ID: uptime_0000
 Revises: 0011_status

@@ -2,7 +2,7 @@
 
 Revisions of the tables that store/ and lib/ own (leases, signals) live in this folder and descend from
 this one, so they never collide with a domain's. Revision ids are "platform_<number>"; a new one revises the newest
-here (see docs/architecture.md, "Migrations").
+here (see docs/deployment.md, "Database migrations").
 
 Revision ID: platform_0000
 Revises: 0011_status
