@@ -62,8 +62,8 @@ def comments_above(source: str) -> tuple[dict[tuple[str, str], str], dict[str, s
             for statement in node.body:
                 if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
                     fields[(node.name, statement.target.id)] = block_above(statement.lineno)
-        target = node.target if isinstance(node, ast.AnnAssign) else None
-        if isinstance(target, ast.Name) and target.id == "PROFILE_DEFAULTS" and isinstance(node.value, ast.Dict):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.target.id == "PROFILE_DEFAULTS" and isinstance(node.value, ast.Dict)):
             for key in node.value.keys:
                 if isinstance(key, ast.Constant):
                     profiles[str(key.value)] = block_above(key.lineno)
@@ -258,8 +258,8 @@ def reference() -> str:
         assert model is not None
         why = comments.get(("Settings", key), "")
         if not why:
-            where = CONFIG_SOURCE.relative_to(ROOT)
-            raise MissingComment(f"{where}: Settings.{key} (a section) has no comment above it")
+            source = CONFIG_SOURCE.relative_to(ROOT)
+            raise MissingComment(f"{source}: Settings.{key} (a section) has no comment above it")
         out += ["", f"## `{key}`", "", why, ""]
         out += section_table(model, [key], per_profile, comments, nested)
     for where, model in nested:
