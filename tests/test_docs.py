@@ -1,13 +1,16 @@
-"""The README and docs/ name only API endpoints the application really has."""
+"""The README and docs/ name only API endpoints the application really has, and the README's command table
+and "What the server speaks" are complete."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import Server
+from watchkeeper.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -45,3 +48,49 @@ def test_every_api_path_in_the_readme_and_docs_is_a_route_of_the_app(server: Ser
         missing = {path: sorted(where) for path, where in documented.items()
                    if no_such_route(client.get(concrete(path)))}
     assert not missing, f"the docs name endpoints the app does not have: {missing}"
+
+
+def cli_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict[str, set[str]]:
+    """Every command a user can run ("serve", "incident ack", …), from the CLI's own argparse tree, with
+    its options (`--json`, …)."""
+    found: dict[str, set[str]] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(cli_commands(sub, (*path, name)))
+    if not found and path:
+        found[" ".join(path)] = {option for action in parser._actions for option in action.option_strings}
+    return found
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else None]
+
+
+def readme_command_rows() -> dict[str, str]:
+    """The first cell of each row of the README's command table, by the command it names."""
+    rows = {}
+    for line in readme_section("Commands").splitlines():
+        cell = re.match(r"^\| `watchkeeper ([^`]*)`", line)
+        if cell:
+            words = re.match(r"[a-z][a-z-]*(?: [a-z][a-z-]*)*", cell.group(1))
+            assert words, line
+            rows[words.group(0)] = cell.group(1)
+    return rows
+
+
+def test_the_readme_command_table_has_every_cli_command_and_only_real_options() -> None:
+    commands = cli_commands(build_parser())
+    assert {"serve", "migrate", "config check", "incident ack", "silence add"} <= commands.keys()
+    rows = readme_command_rows()
+    missing = sorted(commands.keys() - rows.keys())
+    assert not missing, f"README.md's command table lacks: {missing}"
+    unknown = sorted(rows.keys() - commands.keys())
+    assert not unknown, f"README.md's command table names commands the CLI does not have: {unknown}"
+    # --config and --data-dir are accepted by every command (before or after it).
+    wrong = {command: option for command, row in rows.items() for option in re.findall(r"--[a-z-]+", row)
+             if option not in commands[command] | {"--config", "--data-dir"}}
+    assert not wrong, f"README.md's command table names options the commands do not take: {wrong}"
