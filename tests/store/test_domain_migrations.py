@@ -104,10 +104,12 @@ def test_make_revision_drafts_the_next_revision_in_the_branch_folder(runtime: Ru
 
 
 def test_the_package_ships_every_migration_folder() -> None:
-    package = ROOT / "src" / "watchkeeper"
+    source = ROOT / "src" / "watchkeeper"
+    installed = migrate.MIGRATIONS.parents[1]  # the source itself, or site-packages in the compiled build's run
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["watchkeeper"]
-    shipped = {path for pattern in patterns for path in package.glob(pattern)}
-    revisions = {path for folder in version_locations() for path in folder.glob("*.py")}
+    shipped = {path.relative_to(source) for pattern in patterns for path in source.glob(pattern)}
+    revisions = {path.relative_to(source) for folder in version_locations()
+                 for path in (source / folder.relative_to(installed)).glob("*.py")}
     assert len(revisions) >= len(DOMAINS) + 11
     assert revisions - shipped == set()
-    assert {migrate.MIGRATIONS / "env.py", migrate.MIGRATIONS / "script.py.mako"} <= shipped
+    assert {Path("store/migrations/env.py"), Path("store/migrations/script.py.mako")} <= shipped
