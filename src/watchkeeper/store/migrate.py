@@ -2,6 +2,10 @@
 
 Alembic is imported only inside the functions that need it: `watchkeeper serve` migrates in a short-lived
 child process (`upgrade_in_child`), so the long-running server never holds Alembic's ~10 MB.
+
+The revisions form a tree: the shared history (one chain, as every database made before it holds it),
+then one branch per domain in the domain's own `migrations/` folder and one for the platform, so a
+database is at several heads at once (docs/deployment.md, "Database migrations").
 """
 
 from __future__ import annotations
