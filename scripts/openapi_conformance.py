@@ -123,7 +123,8 @@ def main() -> int:
         if args.seed is not None:
             command += ["--seed", str(args.seed)]
         print("$ " + " ".join(c if "Bearer" not in c else "Authorization: Bearer wk_…" for c in command), flush=True)
-        result = subprocess.run(command, env={**os.environ, "NO_COLOR": "1"}, check=False)
+        # In the data directory: schemathesis keeps its cache of failures in the working directory.
+        result = subprocess.run(command, env={**os.environ, "NO_COLOR": "1"}, cwd=data_dir, check=False)
         errors = [line for line in log_path.read_text(errors="replace").splitlines()
                   if " ERROR " in line or "Traceback" in line]
         if errors:

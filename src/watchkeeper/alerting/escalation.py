@@ -77,6 +77,7 @@ def _from_row(row: Any) -> Policy:
 
 def _check(conn: Connection, body: PolicyIn, config: AlertingConfig, policy_id: int | None) -> dict[str, Any]:
     from watchkeeper.alerting.incident_tables import oncall_schedules
+    from watchkeeper.auth.projects import get_project
 
     for number, step in enumerate(body.steps, 1):
         for target in step.targets:
@@ -85,6 +86,8 @@ def _check(conn: Connection, body: PolicyIn, config: AlertingConfig, policy_id: 
             table = users if target.kind == "user" else oncall_schedules
             if target.kind != "receiver" and conn.scalar(select(table.c.id).where(table.c.id == target.id)) is None:
                 raise PolicyError(f"steps.{number}: no {target.kind} with id {target.id}")
+    if body.project_id is not None and get_project(conn, body.project_id) is None:
+        raise PolicyError(f"project_id: no project {body.project_id}")
     for column, value in (("name", body.name), ("project_id", body.project_id)):
         if value is None:
             continue
