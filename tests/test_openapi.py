@@ -33,6 +33,7 @@ def test_every_operation_declares_the_errors_it_gives(server: Server) -> None:
     assert "409" in declared[("post", "/api/v1/incidents/{incident_id}/state")]
     assert "403" in declared[("get", "/api/v1/users")] and "403" not in declared[("get", "/api/v1/projects")]
     assert "400" in declared[("get", "/api/v1/audit-log")]  # a cursor it cannot read
+    assert "404" in declared[("post", "/api/v2/silences")]  # updating a silence that is not there
 
 
 def test_error_answers_have_the_declared_bodies(server: Server, api: httpx.Client, project: ProjectFixture) -> None:
