@@ -40,6 +40,10 @@ KeyId = Annotated[int, Path(ge=1, le=MAX_INT)]
 IssueId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
 
+# A calendar month a client names (`YYYY-MM`), within the times a client may send (MAX_EPOCH).
+MONTH_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
+
+
 def epoch_query(description: str = "epoch seconds") -> Any:
     """A time in the query string: finite epoch seconds from 1970 to the end of year 9999 (MAX_EPOCH)."""
     return Query(ge=0, le=MAX_EPOCH, allow_inf_nan=False, description=description)
