@@ -12,6 +12,7 @@ from sqlalchemy import Connection, select
 
 from watchkeeper.api import (
     CONFLICT,
+    MONTH_PATTERN,
     AdminEditor,
     Editor,
     ProjectId,
@@ -217,7 +218,9 @@ async def monitor_uptime(
 @router.get("/monitors/{monitor_id}/sla")
 async def monitor_sla(
     request: Request, monitor_id: MonitorId, owner: Reader,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM, default now")] = None,
+    month: Annotated[
+        str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM (1970-01 to 9999-12), default now")
+    ] = None,
 ) -> dict[str, Any]:
     """SLA compliance for a calendar month (UTC) and the error budget left, in minutes."""
     monitor = await _monitor_or_404(request, monitor_id, owner)

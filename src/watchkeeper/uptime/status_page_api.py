@@ -10,7 +10,17 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, delete, select, update
 
-from watchkeeper.api import CONFLICT, Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
+from watchkeeper.api import (
+    CONFLICT,
+    MONTH_PATTERN,
+    Editor,
+    ProjectId,
+    Reader,
+    check_project_access,
+    read,
+    runtime_of,
+    write,
+)
 from watchkeeper.uptime.api import _check_project
 from watchkeeper.uptime.incidents import (
     DEFAULT_INCIDENT_MESSAGE,
@@ -182,7 +192,9 @@ def month_of(month: str | None, now: float) -> tuple[int, int]:
 @router.get("/status-pages/{page_id}/sla")
 async def page_sla(
     request: Request, page_id: PageId, owner: Reader,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM, default now")] = None,
+    month: Annotated[
+        str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM (1970-01 to 9999-12), default now")
+    ] = None,
 ) -> dict[str, Any]:
     """Per component with an `sla_target`: compliance over a calendar month (UTC) and the error budget left in
     minutes. A component is down while any of its monitors is down; maintenance is left out."""
