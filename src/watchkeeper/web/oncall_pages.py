@@ -17,6 +17,7 @@ from watchkeeper.alerting import escalation as E
 from watchkeeper.alerting import oncall as O
 from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth.users import User, list_users
+from watchkeeper.web.form_errors import human_message, plain_words
 from watchkeeper.web.project_pages import _text, see_other
 from watchkeeper.web.shell import PageError
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form
@@ -132,7 +133,16 @@ def _schedule_from(form: FormData, users: dict[int, User]) -> O.ScheduleIn:
                                             "layers": layers})
     except ValidationError as exc:
         problem = exc.errors()[0]
-        raise ValueError(f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
+        raise ValueError(f"{_where(problem['loc'])}: {human_message(problem)}") from None
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """("layers", 0, "handoff") → "layer 1, hand-off time"."""
+    names = {"name": "name", "time_zone": "time zone", "handoff": "hand-off time", "rotation": "rotation",
+             "length_days": "length in days", "start_date": "start date", "users": "users"}
+    if len(loc) >= 3 and loc[0] == "layers" and isinstance(loc[1], int):
+        return f"layer {loc[1] + 1}, {names.get(str(loc[2]), str(loc[2]))}"
+    return names.get(str(loc[0]), str(loc[0])) if loc else "schedule"
 
 
 async def _save(page: Page, schedule_id: int | None) -> Response:
@@ -196,7 +206,7 @@ async def add_override(schedule_id: int, page: CurrentPage) -> Response:
     try:
         await write(page.request, lambda conn: O.add_override(conn, schedule_id, int(user), starts, ends, now=now))
     except O.ScheduleError as exc:
-        raise PageError(422, str(exc)) from None
+        raise PageError(422, plain_words(str(exc))) from None
     return see_other(f"/oncall/{schedule_id}#overrides")
 
 

@@ -29,6 +29,7 @@ from watchkeeper.uptime.status_page_api import (
     spec_problem,
 )
 from watchkeeper.uptime.tables import incidents, status_pages
+from watchkeeper.web.form_errors import human_message
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form, readable_project, require_write
@@ -52,7 +53,7 @@ def _errors_of(exc: ValidationError, prefix: str = "") -> dict[str, str]:
     errors: dict[str, str] = {}
     for error in exc.errors():
         where = prefix + ".".join(str(p) for p in error["loc"]) if error["loc"] else prefix + "form"
-        errors.setdefault(where, str(error["msg"]).removeprefix("Value error, "))
+        errors.setdefault(where, human_message(error))
     return errors
 
 
@@ -319,8 +320,8 @@ async def create_window(project_id: int, page: CurrentPage) -> Response:
         except ValidationError as exc:
             for where, message in _errors_of(exc).items():
                 key = WINDOW_FIELDS.get(where, where)
-                if key == "form" and message.startswith("ends_at"):
-                    key, message = "ends", message.removeprefix("ends_at: ")
+                if key == "form" and message.startswith("the end: "):
+                    key, message = "ends", message.removeprefix("the end: ")
                 errors.setdefault(key, message)
     if spec is None:
         return await _render_list(page, project, window_values=shown, window_errors=errors, status=422)

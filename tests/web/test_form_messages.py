@@ -1,0 +1,72 @@
+"""Every form says what is wrong in human words at the field and keeps the input: no schema pattern
+(`^[a-z0-9]…`), no internal field name (`must be after starts_at`, `team_id: …`)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.conftest import ProjectFixture, Server
+from tests.web.conftest import form_token
+from tests.web.test_pages import post_form
+from tests.web.test_project_pages import field_error
+from tests.web.test_uptime_pages import create_http
+
+INTERNALS = re.compile(r"\^\[|\]\*\$|starts_at|ends_at|team_id:|String should match|Value error")
+
+
+def assert_human(page: str) -> None:
+    errors = re.findall(r'<p class="(?:field-error|error)"[^>]*>(.*?)</p>', page, re.S)
+    assert errors, "no error shown"
+    for error in errors:
+        assert not INTERNALS.search(error), error
+
+
+def test_the_monitor_form_explains_a_bad_slug_and_keeps_it(admin: httpx.Client, project: ProjectFixture) -> None:
+    answer = create_http(admin, project.id, "http://127.0.0.1:9/", slug="Shop API!")
+    assert answer.status_code == 422
+    assert field_error(answer.text, "slug") == (
+        "use lower-case letters, digits, - and _, starting with a letter or digit")
+    assert 'value="Shop API!"' in answer.text
+    assert_human(answer.text)
+
+
+def test_the_status_page_form_explains_a_bad_logo_address(admin: httpx.Client, project: ProjectFixture) -> None:
+    listing = f"/projects/{project.id}/status-pages"
+    answer = post_form(admin, listing, listing, {"slug": "acme", "title": "Acme", "logo_url": "ftp://x/logo.png"})
+    assert answer.status_code == 422 and "an address starting with https:// or http://" in answer.text
+    assert 'value="ftp://x/logo.png"' in answer.text
+    assert_human(answer.text)
+
+
+def test_the_maintenance_form_says_the_end_must_be_after_the_start(
+    admin: httpx.Client, project: ProjectFixture
+) -> None:
+    listing = f"/projects/{project.id}/status-pages"
+    answer = post_form(admin, listing, f"/projects/{project.id}/maintenance", {
+        "title": "Upgrade", "kind": "once", "starts": "2030-01-02T10:00", "ends": "2030-01-02T09:00"})
+    assert answer.status_code == 422
+    assert field_error(answer.text, "ends") == "must be after the start"
+    assert 'value="2030-01-02T10:00"' in answer.text and 'value="Upgrade"' in answer.text
+    assert_human(answer.text)
+
+
+def test_the_schedule_form_explains_a_bad_hand_off_time(server: Server, admin: httpx.Client) -> None:
+    token = form_token(admin.get("/oncall/new").text)
+    answer = admin.post("/oncall", data={
+        "csrf_token": token, "name": "Ops", "time_zone": "Europe/Berlin", "rotation_0": "daily",
+        "length_days_0": "1", "handoff_0": "9am", "start_date_0": "2026-03-20", "users_0": server.settings.admin_email})
+    assert answer.status_code == 422
+    assert "layer 1, hand-off time: a time of day like 09:00" in answer.text and 'value="9am"' in answer.text
+    assert_human(answer.text)
+
+
+def test_the_rule_form_explains_a_bad_label_name_and_keeps_it(admin: httpx.Client, project: ProjectFixture) -> None:
+    from tests.web.test_alerting_pages import rule_fields
+
+    fields = rule_fields(labels="team name=payments")
+    answer = post_form(admin, f"/projects/{project.id}/rules/new", f"/projects/{project.id}/rules", fields)
+    assert answer.status_code == 422
+    assert "use letters, digits and _, not starting with a digit" in answer.text and "team name=payments" in answer.text
+    assert_human(answer.text)
