@@ -1,0 +1,69 @@
+"""The first hour in a real browser (Chromium): the shell at 1280 px and on a phone (390 px), the
+project settings with their delete block, and the maintenance form's once/recurring switch."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import sentry_sdk
+from playwright.sync_api import Browser, Page, expect
+
+from tests.conftest import ProjectFixture, Server, make_project
+from tests.web.conftest import Console, sentry
+from tests.web.test_browser import log_in, shot
+
+
+@pytest.fixture
+def phone(browser: Browser, console: Console) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True, timezone_id="Europe/Paris")
+    page = context.new_page()
+    console.watch(page)
+    yield page
+    context.close()
+    assert console.errors == []
+
+
+def _with_issues(server: Server, name: str = "Checkout service (payments)") -> ProjectFixture:
+    project = make_project(server, name)
+    with sentry(project.dsn):
+        for n in range(3):
+            try:
+                raise ValueError(f"card declined for order {n}")
+            except ValueError:
+                sentry_sdk.capture_exception()
+    return project
+
+
+def test_the_top_bar_stays_one_row_at_1280_px(page: Page, server: Server) -> None:
+    project = _with_issues(server)
+    log_in(page, server)
+    page.goto(f"{server.url}/projects/{project.id}/issues")
+    expect(page.locator(".issue-title").first).to_be_visible()
+    height = page.locator("header.topbar").bounding_box()["height"]  # type: ignore[index]
+    brand = page.locator(".brand").bounding_box()
+    logout = page.get_by_label("Your account").bounding_box()
+    shot(page, "first-hour-issues-1280")
+    assert brand and logout and abs(brand["y"] - logout["y"]) < 20, (brand, logout)
+    assert height <= 60, height
+    tabs = page.get_by_role("navigation", name="Project")
+    assert tabs.evaluate("el => el.scrollWidth <= el.clientWidth"), "the project tabs had to scroll at 1280 px"
+
+
+def test_on_a_phone_the_first_issue_shows_without_scrolling_past_the_filters(phone: Page, server: Server) -> None:
+    project = _with_issues(server)
+    log_in(phone, server)
+    phone.goto(f"{server.url}/projects/{project.id}/issues")
+    first = phone.locator(".issue-title").first
+    expect(first).to_be_visible()
+    box = first.bounding_box()
+    shot(phone, "first-hour-issues-390")
+    assert box is not None and box["y"] < 420, box  # in the top half of the screen, not below 620 px of filters
+    toggle = phone.get_by_role("button", name=re.compile("Filters"))
+    expect(phone.locator(".issue-filters")).to_be_hidden()
+    toggle.click()
+    expect(phone.locator(".issue-filters")).to_be_visible()
+    expect(phone.locator("#filterbar")).to_be_visible()
+    shot(phone, "first-hour-issues-390-filters-open")
