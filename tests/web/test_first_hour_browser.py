@@ -67,3 +67,33 @@ def test_on_a_phone_the_first_issue_shows_without_scrolling_past_the_filters(pho
     expect(phone.locator(".issue-filters")).to_be_visible()
     expect(phone.locator("#filterbar")).to_be_visible()
     shot(phone, "first-hour-issues-390-filters-open")
+
+
+def test_the_maintenance_form_shows_the_fields_of_the_chosen_kind_and_saves_both(page: Page, server: Server) -> None:
+    project = make_project(server, "Shop")
+    log_in(page, server)
+    page.goto(f"{server.url}/projects/{project.id}/status-pages")
+    form = page.locator("#new-window")
+    shot(page, "first-hour-maintenance-once-1280")
+    expect(form.get_by_label(re.compile("^Starts"))).to_be_visible()
+    expect(form.get_by_label(re.compile("^Cron"))).to_be_hidden()
+    form.get_by_text("Recurring (cron)").click()
+    expect(form.get_by_label(re.compile("^Starts"))).to_be_hidden()
+    expect(form.get_by_label(re.compile("^Cron"))).to_be_visible()
+    shot(page, "first-hour-maintenance-recurring-1280")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 1280)"
+        ".map(e => e.tagName + '.' + e.className + '#' + e.id)")
+    form.get_by_label("Title").fill("Nightly backup")
+    form.get_by_label(re.compile("^Cron")).fill("0 2 * * *")
+    form.get_by_label(re.compile("^Duration")).fill("30")
+    form.get_by_role("button", name="Schedule").click()
+    expect(page.get_by_role("cell", name="Nightly backup")).to_be_visible()
+    form = page.locator("#new-window")
+    expect(form.get_by_label(re.compile("^Cron"))).to_be_hidden()  # back to "once" for the next one
+    form.get_by_label("Title").fill("Database upgrade")
+    form.get_by_label(re.compile("^Starts")).fill("2030-01-02T22:00")
+    form.get_by_label(re.compile("^Ends")).fill("2030-01-02T23:30")
+    form.get_by_role("button", name="Schedule").click()
+    expect(page.get_by_role("cell", name="Database upgrade")).to_be_visible()
+    shot(page, "first-hour-maintenance-saved-1280")
