@@ -34,6 +34,7 @@ from watchkeeper.api import (
     write,
 )
 from watchkeeper.auth.access import Principal
+from watchkeeper.auth.audit import audited
 from watchkeeper.auth.projects import get_project
 
 router = APIRouter(tags=["alerting"])
@@ -69,7 +70,8 @@ async def create_rule(request: Request, project_id: ProjectId, body: R.RuleIn, o
     "for_seconds": 120}, "annotations": {"summary": "{{ value }} errors/min"}}`."""
     await _check_project(request, project_id, owner, write=True)
     now = runtime_of(request).clock.now()
-    rule = await write(request, lambda conn: R.create_rule(conn, project_id, body, now=now))
+    rule = await write(request, audited(lambda conn: R.create_rule(conn, project_id, body, now=now), owner.user_id,
+                                        "rule.create", "rule", now=now, target=lambda r: r.id, name=body.name))
     return dict(rule.to_api())
 
 
@@ -100,14 +102,16 @@ def _editable(rule: R.AlertRule) -> None:
 async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner: Editor) -> dict[str, Any]:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
     now = runtime_of(request).clock.now()
-    rule = await write(request, lambda conn: R.replace_rule(conn, rule_id, body, now=now))
+    rule = await write(request, audited(lambda conn: R.replace_rule(conn, rule_id, body, now=now), owner.user_id,
+                                        "rule.change", "rule", now=now, target=rule_id, name=body.name))
     return dict(rule.to_api())
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=204)
 async def delete_rule(request: Request, rule_id: RuleId, owner: Editor) -> None:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
-    await write(request, lambda conn: R.delete_rule(conn, rule_id))
+    await write(request, audited(lambda conn: R.delete_rule(conn, rule_id), owner.user_id, "rule.delete", "rule",
+                                 now=runtime_of(request).clock.now(), target=rule_id))
 
 
 def _alert_view(alert: Alert, now: float) -> dict[str, Any]:
