@@ -70,3 +70,14 @@ def test_the_rule_form_explains_a_bad_label_name_and_keeps_it(admin: httpx.Clien
     assert answer.status_code == 422
     assert "use letters, digits and _, not starting with a digit" in answer.text and "team name=payments" in answer.text
     assert_human(answer.text)
+
+
+def test_the_monitor_page_offers_no_environment_filter_it_would_ignore(
+    admin: httpx.Client, project: ProjectFixture
+) -> None:
+    from tests.web.test_uptime_pages import monitor_id_of
+
+    monitor_id = monitor_id_of(create_http(admin, project.id, "http://127.0.0.1:9/"))
+    page = admin.get(f"/monitors/{monitor_id}?range=7d").text
+    assert 'id="filterbar"' in page and 'name="range"' in page  # the time range stays: it drives the charts
+    assert 'name="environment"' not in page and "Environment" not in page

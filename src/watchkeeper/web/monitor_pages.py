@@ -244,7 +244,8 @@ async def monitor_page(monitor_id: int, page: CurrentPage) -> Response:
         type_label=TYPE_LABELS[monitor.type], only_failed=only_failed, duration=_duration,
         can_write=page.viewer.principal.can_write(project.id), read_only=monitor.managed_by == "config",
         snippets=ping_snippets(base_url, monitor, data["ping_key"]) if monitor.type == "heartbeat" else None,
-        show_filter=monitor.type != "heartbeat", keep={"checks": "failed"} if only_failed else {}, environments=[],
+        show_filter=monitor.type != "heartbeat", keep={"checks": "failed"} if only_failed else {},
+        environment_filter=False,
         **data,
     )
 
