@@ -4,7 +4,6 @@ the REST API (`watchkeeper.alerting.incident_api`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,6 +19,7 @@ from watchkeeper.auth.users import User, list_users
 from watchkeeper.web.form_errors import human_message, plain_words
 from watchkeeper.web.project_pages import _text, see_other
 from watchkeeper.web.shell import PageError
+from watchkeeper.web.timerange import parse_local
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form
 
 router = APIRouter(include_in_schema=False)
@@ -188,9 +188,9 @@ async def delete_schedule(schedule_id: int, page: CurrentPage) -> Response:
 
 def _local(value: str, schedule: O.Schedule, name: str) -> float:
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M").replace(tzinfo=schedule.zone).timestamp()
-    except ValueError:
-        raise PageError(422, f"{name}: expected a date and time") from None
+        return parse_local(value, schedule.zone)
+    except ValueError as exc:
+        raise PageError(422, f"{name}: {exc}") from None
 
 
 @router.post("/oncall/{schedule_id:int}/overrides")

@@ -5,7 +5,6 @@ and maintenance windows. The same rules as the REST API (uptime.status_page_api)
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
@@ -33,6 +32,7 @@ from watchkeeper.uptime.tables import incidents, status_pages
 from watchkeeper.web.form_errors import human_message
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
+from watchkeeper.web.timerange import parse_local
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form, readable_project, require_write
 
 router = APIRouter(include_in_schema=False)
@@ -292,7 +292,7 @@ async def post_incident_update(page_id: int, incident_id: int, page: CurrentPage
 
 def _local_epoch(text: str, page: Page) -> float | None:
     try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M").replace(tzinfo=page.viewer.zone).timestamp()
+        return parse_local(text, page.viewer.zone)
     except ValueError:
         return None
 
