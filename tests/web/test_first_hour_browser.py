@@ -102,3 +102,54 @@ def test_the_maintenance_form_shows_the_fields_of_the_chosen_kind_and_saves_both
     expect(page.get_by_role("cell", name="Database upgrade")).to_be_visible()
     expect(page.get_by_text("next: 2030-01-02 22:00 \u2013 2030-01-02 23:30")).to_be_visible()
     shot(page, "first-hour-maintenance-saved-1280")
+
+
+def test_project_settings_errors_and_deleting_a_project_in_the_browser(
+    page: Page, server: Server, console: Console
+) -> None:
+    from tests.conftest import make_user
+
+    keep = make_project(server, "Checkout")
+    doomed = make_project(server, "Old shop")
+    make_project(server, "Checkout", team="Search")  # same name, another team: the switcher tells them apart
+    log_in(page, server)
+    page.goto(f"{server.url}/projects")
+    page.locator(".switcher summary").click()
+    expect(page.locator(".switcher").get_by_text("Search")).to_be_visible()
+    shot(page, "first-hour-projects-switcher-1280")
+    page.goto(f"{server.url}/projects/{keep.id}/settings")
+    page.get_by_label(re.compile("^Keep events for")).fill("forever")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#e-retention_days")).to_have_text("a whole number from 1 to 3,650, or empty")
+    expect(page.get_by_label(re.compile("^Keep events for"))).to_have_value("forever")
+    # The browser logs the 422 answer (the status of a refused form); nothing else may complain.
+    assert [e for e in console.errors if "status of 422" not in e] == []
+    console.errors.clear()
+    shot(page, "first-hour-settings-errors-1280")
+    page.goto(f"{server.url}/projects/{doomed.id}/settings")
+    page.get_by_label(re.compile("to confirm")).fill("Old shop")
+    page.get_by_role("button", name="Delete project").click()
+    page.wait_for_url(re.compile(r"/projects\?deleted="))
+    expect(page.get_by_role("status")).to_have_text("Project “Old shop” deleted.")
+    shot(page, "first-hour-projects-deleted-1280")
+    _, email = make_user(server, role="member", team=None)
+    page.get_by_label("Your account").click()
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill("password-123")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("You are in no team yet.")).to_be_visible()
+    shot(page, "first-hour-teamless-1280")
+
+
+def test_changed_pages_on_a_phone(phone: Page, server: Server) -> None:
+    project = make_project(server, "Checkout service (payments)")
+    log_in(phone, server)
+    for path, name in ((f"/projects/{project.id}/settings", "settings"), ("/projects", "projects"),
+                       (f"/projects/{project.id}/status-pages", "maintenance"), ("/alerting/silences", "silences")):
+        phone.goto(server.url + path)
+        shot(phone, f"first-hour-{name}-390")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390, path
+    phone.get_by_label("Your account").click()
+    expect(phone.get_by_role("button", name="Log out")).to_be_visible()
+    shot(phone, "first-hour-account-menu-390")
