@@ -78,7 +78,12 @@ def test_cli_changes_are_audited_as_made_from_the_command_line(server: Server) -
                    timeout=60, check=True)
     project = subprocess.run([*run, "project", "create", "From CLI", "--json"], env=env, capture_output=True,
                              text=True, timeout=60, check=True)
+    silence = subprocess.run([*run, "silence", "add", 'alertname="DiskFull"', "--comment", "disk swap", "--json"],
+                             env=env, capture_output=True, text=True, timeout=60, check=True)
+    subprocess.run([*run, "silence", "expire", str(json.loads(silence.stdout)["id"])], env=env, capture_output=True,
+                   timeout=60, check=True)
     entries = {e.action: e for e in audit_entries(server, 100)}
+    assert entries["silence.create"].details["via"] == "cli" and entries["silence.expire"].details == {"via": "cli"}
     assert entries["user.create"].details == {"email": "cli@example.com", "role": "member", "via": "cli"}
     assert entries["token.create"].details["via"] == "cli" and entries["token.create"].actor_user_id is None
     assert entries["project.create"].target_id == str(json.loads(project.stdout)["id"])

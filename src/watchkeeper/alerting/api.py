@@ -210,7 +210,9 @@ async def test_receiver(request: Request, name: Annotated[str, Path(max_length=2
     runtime = runtime_of(request)
     now, url = runtime.clock.now(), runtime.settings.base_url
     try:
-        ids = await write(request, lambda conn: queue_test_notification(conn, config, name, now, url, owner.email))
+        ids = await write(request, audited(
+            lambda conn: queue_test_notification(conn, config, name, now, url, owner.email),
+            owner.user_id, "channel.test", "receiver", now=now, target=name[:64]))
     except LookupError:
         raise HTTPException(404, f"receiver {name} not found") from None
     request.app.state.alerting.wake()
