@@ -153,3 +153,26 @@ def test_changed_pages_on_a_phone(phone: Page, server: Server) -> None:
     phone.get_by_label("Your account").click()
     expect(phone.get_by_role("button", name="Log out")).to_be_visible()
     shot(phone, "first-hour-account-menu-390")
+
+
+def test_a_one_time_password_leads_to_the_password_form_in_the_browser(page: Page, server: Server) -> None:
+    from watchkeeper.auth.users import create_user
+    from watchkeeper.store.engine import for_writing
+
+    with for_writing(server.runtime.engine).begin() as conn:
+        create_user(conn, "new@example.com", "one-time-pass-1", role="member", now=server.runtime.clock.now(),
+                    one_time=True)
+    page.goto(server.url + "/login")
+    page.get_by_label("E-mail").fill("new@example.com")
+    page.get_by_label("Password").fill("one-time-pass-1")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(server.url + "/account?change=required")
+    expect(page.locator("#change-required")).to_contain_text("one-time password")
+    shot(page, "first-hour-one-time-password-1280")
+    page.get_by_label("Current password").fill("one-time-pass-1")
+    page.get_by_label(re.compile("^New password \\(")).fill("my-own-password-1")
+    page.get_by_label("New password again").fill("my-own-password-1")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status")).to_contain_text("Password changed")
+    page.goto(server.url + "/projects")
+    expect(page).to_have_url(server.url + "/projects")
