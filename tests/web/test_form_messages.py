@@ -81,3 +81,26 @@ def test_the_monitor_page_offers_no_environment_filter_it_would_ignore(
     page = admin.get(f"/monitors/{monitor_id}?range=7d").text
     assert 'id="filterbar"' in page and 'name="range"' in page  # the time range stays: it drives the charts
     assert 'name="environment"' not in page and "Environment" not in page
+
+
+def test_the_override_form_says_the_end_must_be_after_the_start_and_keeps_the_input(
+    server: Server, admin: httpx.Client
+) -> None:
+    token = form_token(admin.get("/oncall/new").text)
+    created = admin.post("/oncall", data={
+        "csrf_token": token, "name": "Ops", "time_zone": "Europe/Berlin", "rotation_0": "daily",
+        "length_days_0": "1", "handoff_0": "09:00", "start_date_0": "2026-03-20",
+        "users_0": server.settings.admin_email})
+    url = created.headers["location"]
+    answer = admin.post(url + "/overrides", data={"csrf_token": token, "user_id": "1",
+                                                  "starts_at": "2026-03-27 12:00", "ends_at": "2026-03-27 09:00"})
+    assert answer.status_code == 422
+    assert field_error(answer.text, "ends_at") == "must be after the start"
+    assert 'value="2026-03-27 12:00"' in answer.text and "On call now" in answer.text  # the page, not an error page
+    bad_date = admin.post(url + "/overrides", data={"csrf_token": token, "user_id": "1",
+                                                    "starts_at": "27/03/2026", "ends_at": "2026-03-27 09:00"})
+    assert field_error(bad_date.text, "starts_at") == "a date and time like 2026-11-20 08:00"
+    assert_human(answer.text)
+    ok = admin.post(url + "/overrides", data={"csrf_token": token, "user_id": "1",
+                                              "starts_at": "2026-03-27 09:00", "ends_at": "2026-03-27 12:00"})
+    assert ok.status_code == 303

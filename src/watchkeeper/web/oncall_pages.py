@@ -87,12 +87,16 @@ def _layer_rows(schedule: O.Schedule | None, users: dict[int, User]) -> list[dic
 
 @router.get("/oncall/{schedule_id:int}")
 async def schedule_page(schedule_id: int, page: CurrentPage) -> Response:
-    schedule = await _schedule(page, schedule_id)
+    return await _render_schedule(page, await _schedule(page, schedule_id))
+
+
+async def _render_schedule(page: Page, schedule: O.Schedule, override: dict[str, str] | None = None,
+                           errors: dict[str, str] | None = None, status: int = 200) -> Response:
     users = await read(page.request, _users)
     return await page.render(
-        "oncall_schedule.html", schedule=schedule, users=users, now_user=schedule.on_call_at(page.now),
+        "oncall_schedule.html", status=status, schedule=schedule, users=users, now_user=schedule.on_call_at(page.now),
         shifts=schedule.shifts(page.now, page.now + SHIFT_DAYS * 86400), days=SHIFT_DAYS,
-        is_admin=page.viewer.principal.is_admin)
+        is_admin=page.viewer.principal.is_admin, override=override or {}, errors=errors or {})
 
 
 @router.get("/oncall/new")
@@ -186,27 +190,31 @@ async def delete_schedule(schedule_id: int, page: CurrentPage) -> Response:
     return see_other("/oncall")
 
 
-def _local(value: str, schedule: O.Schedule, name: str) -> float:
-    try:
-        return parse_local(value, schedule.zone)
-    except ValueError as exc:
-        raise PageError(422, f"{name}: {exc}") from None
-
-
 @router.post("/oncall/{schedule_id:int}/overrides")
 async def add_override(schedule_id: int, page: CurrentPage) -> Response:
     form = await checked_form(page.request, page.viewer)
     _require_admin(page)
     schedule = await _schedule(page, schedule_id)
-    user = _text(form, "user_id")
-    if not user.isdigit() or int(user) > MAX_INT:
-        raise PageError(422, "user: choose a user")
-    starts, ends = _local(_text(form, "starts_at"), schedule, "from"), _local(_text(form, "ends_at"), schedule, "to")
-    now = runtime_of(page.request).clock.now()
-    try:
-        await write(page.request, lambda conn: O.add_override(conn, schedule_id, int(user), starts, ends, now=now))
-    except O.ScheduleError as exc:
-        raise PageError(422, plain_words(str(exc))) from None
+    posted = {name: _text(form, name) for name in ("user_id", "starts_at", "ends_at")}
+    errors: dict[str, str] = {}
+    if not posted["user_id"].isdigit() or int(posted["user_id"]) > MAX_INT:
+        errors["user_id"] = "choose who is on call"
+    times: dict[str, float] = {}
+    for name in ("starts_at", "ends_at"):
+        try:
+            times[name] = parse_local(posted[name], schedule.zone)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if not errors:
+        now = runtime_of(page.request).clock.now()
+        try:
+            await write(page.request, lambda conn: O.add_override(
+                conn, schedule_id, int(posted["user_id"]), times["starts_at"], times["ends_at"], now=now))
+        except O.ScheduleError as exc:
+            field, _, message = str(exc).partition(": ")
+            errors[field if field in posted else "form"] = plain_words(message or str(exc))
+    if errors:
+        return await _render_schedule(page, schedule, posted, errors, status=422)
     return see_other(f"/oncall/{schedule_id}#overrides")
 
 
