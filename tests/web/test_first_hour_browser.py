@@ -176,3 +176,23 @@ def test_a_one_time_password_leads_to_the_password_form_in_the_browser(page: Pag
     expect(page.get_by_role("status")).to_contain_text("Password changed")
     page.goto(server.url + "/projects")
     expect(page).to_have_url(server.url + "/projects")
+
+
+def test_the_override_form_error_in_the_browser(page: Page, server: Server, console: Console) -> None:
+    log_in(page, server)
+    page.goto(server.url + "/oncall/new")
+    page.get_by_label("Name").fill("Ops")
+    page.locator("[name=users_0]").fill(server.settings.admin_email)
+    page.locator("[name=start_date_0]").fill("2026-03-20")
+    page.get_by_role("button", name=re.compile("Create|Save")).click()
+    page.wait_for_url(re.compile(r"/oncall/\d+$"))
+    form = page.locator("#new-override")
+    form.locator("[name=starts_at]").fill("2026-03-27 12:00")
+    form.locator("[name=ends_at]").fill("2026-03-27 09:00")
+    form.get_by_role("button", name="Add override").click()
+    expect(page.locator("#e-ends_at")).to_have_text("must be after the start")
+    assert [e for e in console.errors if "status of 422" not in e] == []
+    console.errors.clear()
+    shot(page, "first-hour-override-error-1280")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "first-hour-override-error-390")
