@@ -21,6 +21,7 @@ from watchkeeper.api import (
     runtime_of,
     write,
 )
+from watchkeeper.auth.audit import audited
 from watchkeeper.uptime.api import _check_project
 from watchkeeper.uptime.incidents import (
     DEFAULT_INCIDENT_MESSAGE,
@@ -156,7 +157,8 @@ async def create_page(request: Request, project_id: ProjectId, body: StatusPageS
     def create(conn: Connection) -> dict[str, Any] | None:
         return _page_json(conn, save_page(conn, project_id, body, None, now=now))
 
-    return await write(request, create)
+    return await write(request, audited(create, owner.user_id, "status_page.create", "status_page", now=now,
+                                        target=lambda made: made["id"] if made else None, slug=body.slug))
 
 
 @router.put("/status-pages/{page_id}", responses=CONFLICT)
@@ -169,7 +171,8 @@ async def change_page(request: Request, page_id: PageId, body: StatusPageSpec, o
     def change(conn: Connection) -> dict[str, Any] | None:
         return _page_json(conn, save_page(conn, page["project_id"], body, page_id, now=now))
 
-    return await write(request, change)
+    return await write(request, audited(change, owner.user_id, "status_page.change", "status_page", now=now,
+                                        target=page_id, slug=body.slug))
 
 
 def components_sla(conn: Connection, page: dict[str, Any], year: int, month: int, now: float) -> list[dict[str, Any]]:
@@ -208,7 +211,9 @@ async def page_sla(
 @router.delete("/status-pages/{page_id}", status_code=204)
 async def delete_page(request: Request, page_id: PageId, owner: Editor) -> None:
     await _page_or_404(request, page_id, owner, write=True)
-    await write(request, lambda conn: conn.execute(delete(status_pages).where(status_pages.c.id == page_id)))
+    await write(request, audited(lambda conn: conn.execute(delete(status_pages).where(status_pages.c.id == page_id)),
+                                 owner.user_id, "status_page.delete", "status_page",
+                                 now=runtime_of(request).clock.now(), target=page_id))
 
 
 @router.post("/status-pages/{page_id}/incidents", status_code=201)
