@@ -89,9 +89,36 @@ class WriterSettings(_Section):
 
 
 class RetentionSettings(_Section):
-    default_days: int = Field(90, gt=0)
+    """Days each data class is kept (docs/privacy.md lists them); the one retention job deletes what is
+    older, in batches. The defaults here are production's (staging's too); the development profile keeps
+    days, not months, so a laptop's database stays small."""
+
+    # errors: what SDKs send. 90 days is Sentry's business plan; a project's own `retention_days`
+    # overrides these four for its data.
+    error_events_days: float = Field(90, gt=0)
+    transactions_days: float = Field(90, gt=0)
+    envelope_items_days: float = Field(90, gt=0)
+    attachments_days: float = Field(90, gt=0)
+    # uptime: raw results are for "recent checks"; longer ranges read the rollups. Day rollups and
+    # outages make the monthly SLA reports, so they are kept for years.
+    check_results_days: float = Field(7, gt=0)
+    heartbeat_pings_days: float = Field(7, gt=0)
+    minute_rollups_days: float = Field(14, gt=0)
+    hour_rollups_days: float = Field(120, gt=0)
+    day_rollups_days: float = Field(3650, gt=0)
+    outages_days: float = Field(3650, gt=0)
+    # alerting: every firing of every alert (alert history, back-tests of volume), sent or failed
+    # notifications, and silences once they have expired (Alertmanager keeps those 5 days).
+    alert_history_days: float = Field(400, gt=0)
+    notifications_days: float = Field(30, gt=0)
+    expired_silences_days: float = Field(30, gt=0)
+    # incidents: resolved incidents with their timeline; two years covers a yearly review.
+    incidents_days: float = Field(730, gt=0)
+    # accounts: who did what; a year covers a yearly audit.
+    audit_log_days: float = Field(365, gt=0)
     # How often the background task deletes expired data.
     interval_seconds: int = Field(3600, gt=0)
+    # Rows deleted per table in one transaction, so ingest never waits long for the writer.
     batch_size: int = Field(5000, gt=0)
 
 
@@ -111,11 +138,7 @@ class UptimeSettings(_Section):
     scheduler: bool = True
     # Enough to keep 10,000 monitors at 60 s busy without opening thousands of sockets at once.
     max_concurrent_checks: int = Field(200, gt=0)
-    # Raw check results are for "recent checks"; ranges beyond use the per-minute/hour/day rollups.
-    raw_retention_days: int = Field(7, gt=0)
-    # Per-minute rollups are for charts of the last days; hour and day rollups for long ranges.
-    minute_rollup_retention_days: int = Field(14, gt=0)
-    hour_rollup_retention_days: int = Field(120, gt=0)
+    # How long results, pings and rollups are kept: `retention.check_results_days` and the others.
     # Monitors as code: a YAML file synced at start (see docs/uptime.md). None = none.
     monitors_file: Path | None = None
     # Heartbeat pings may carry a log; more than this is cut (healthchecks keeps 100 KiB too).
@@ -252,12 +275,52 @@ class Settings(_Section):
 
 # What each profile changes from the defaults above, and why.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # On a laptop the services under test live on localhost.
-    "development": {"outbound": {"allow_private_targets": True}, "log_level": "debug"},
+    # On a laptop the services under test live on localhost, and data is for trying things out: kept
+    # days, not months (production's retention is RetentionSettings' defaults).
+    "development": {
+        "outbound": {"allow_private_targets": True}, "log_level": "debug",
+        "retention": {
+            "error_events_days": 14, "transactions_days": 14, "envelope_items_days": 14, "attachments_days": 7,
+            "check_results_days": 3, "heartbeat_pings_days": 3, "minute_rollups_days": 7, "hour_rollups_days": 30,
+            "day_rollups_days": 365, "outages_days": 365, "alert_history_days": 30, "notifications_days": 7,
+            "expired_silences_days": 7, "incidents_days": 90, "audit_log_days": 30,
+        },
+    },
     "staging": {},
     # Production: nothing outbound reaches the private network unless the operator says so.
     "production": {"outbound": {"allow_private_targets": False}, "log_level": "info"},
 }
+
+
+# Settings that were renamed: an old config file or variable still works (the old name sets the new
+# ones), and giving both names is an error rather than a silent pick.
+RENAMED: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("retention", "default_days"): (("retention", "error_events_days"), ("retention", "transactions_days"),
+                                    ("retention", "envelope_items_days"), ("retention", "attachments_days")),
+    ("uptime", "raw_retention_days"): (("retention", "check_results_days"), ("retention", "heartbeat_pings_days")),
+    ("uptime", "minute_rollup_retention_days"): (("retention", "minute_rollups_days"),),
+    ("uptime", "hour_rollup_retention_days"): (("retention", "hour_rollups_days"),),
+}
+
+
+def _rename_old_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """{"uptime": {"raw_retention_days": 3}} → {"retention": {"check_results_days": 3, …}}."""
+    for (section, old), targets in RENAMED.items():
+        node = values.get(section)
+        if not isinstance(node, dict) or old not in node:
+            continue
+        node = dict(node)
+        value = node.pop(old)
+        values = {**values, section: node}
+        for target_section, target in targets:
+            into = values.get(target_section)
+            into = dict(into) if isinstance(into, dict) else {}
+            if target in into:
+                raise ConfigError(f"setting '{section}.{old}' is the old name of '{target_section}.{target}': "
+                                  "give only one")
+            into[target] = value
+            values = {**values, target_section: into}
+    return values
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -351,7 +414,8 @@ def load_settings(
             raise ConfigError(f"config file {config_file}: must be a mapping of settings")
         from_file = loaded
     from_env = _from_environment(environ)
-    layered = _merge(_merge(from_file, from_env), overrides or {})
+    layered = _merge(_merge(_rename_old_settings(from_file), _rename_old_settings(from_env)),
+                     _rename_old_settings(overrides or {}))
     profile = layered.get("profile", "development")
     if profile not in PROFILE_DEFAULTS:
         raise ConfigError(f"setting 'profile': must be one of {', '.join(PROFILE_DEFAULTS)}, not {profile!r}")

@@ -2,7 +2,7 @@
 
 `mount(app)` adds the REST API, the ping URLs and the public status pages; `start(app)` (from the app's
 lifespan) syncs the monitors file and starts the scheduler and the sweep loop (late heartbeats, Sentry
-check-ins, retention).
+check-ins; retention is the platform's job, watchkeeper/privacy.py).
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from watchkeeper.uptime.check_ins import consume_check_ins
 from watchkeeper.uptime.heartbeats import sweep_heartbeats
 from watchkeeper.uptime.monitors import MonitorConflict
 from watchkeeper.uptime.monitors_file import load_monitors_file, sync_monitors
-from watchkeeper.uptime.reports import expire_results
 from watchkeeper.uptime.scheduler import Scheduler, SchedulerMetrics
 
 if TYPE_CHECKING:
     from watchkeeper.app import Runtime
 
 log = logging.getLogger(__name__)
-RETENTION_SECONDS = 3600.0
 
 
 class Uptime:
@@ -64,21 +62,10 @@ class Uptime:
             pass
         await self.runtime.writer.run(call_each, lambda conn: sweep_heartbeats(conn, self.runtime.clock.now()))
 
-    async def expire_once(self) -> None:
-        settings = self.runtime.settings.uptime
-        now = self.runtime.clock.now()
-        await self.runtime.writer.run(call_each, lambda conn: expire_results(
-            conn, now, settings.raw_retention_days, settings.minute_rollup_retention_days,
-            settings.hour_rollup_retention_days))
-
     async def _sweep_loop(self) -> None:
-        next_expiry = 0.0
         while True:
             try:
                 await self.sweep_once()
-                if self.runtime.clock.monotonic() >= next_expiry:
-                    await self.expire_once()
-                    next_expiry = self.runtime.clock.monotonic() + RETENTION_SECONDS
             except Exception:
                 log.exception("uptime sweep failed; will retry")
             await asyncio.sleep(self.runtime.settings.uptime.sweep_seconds)
