@@ -1,0 +1,165 @@
+"""Retention: every stored data class has a `retention.` setting, the profiles set them (development
+short, production long), old setting names still work, and the one retention job enforces them all."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Connection, Table, func, insert, select
+
+from tests.conftest import ProjectFixture, Server
+from tests.errors.test_retention import send_everything
+from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incidents
+from watchkeeper.alerting.tables import notification_outbox, silences
+from watchkeeper.auth.tables import audit_log
+from watchkeeper.config import ConfigError, RetentionSettings, Settings, load_settings
+from watchkeeper.errors.tables import attachments, envelope_items, events, issues, transactions
+from watchkeeper.privacy import data_classes, enforce_retention
+from watchkeeper.store.engine import for_writing
+from watchkeeper.uptime.results import DAY, HOUR, MINUTE
+from watchkeeper.uptime.tables import check_results, heartbeat_pings, monitor_rollups, outages
+
+RETAINED = [c for c in data_classes() if c.setting]
+
+
+def test_every_data_class_declares_its_retention_and_a_setting_that_exists() -> None:
+    names = [c.name for c in data_classes()]
+    assert len(names) == len(set(names))
+    for data_class in data_classes():
+        assert data_class.setting or data_class.kept, data_class.name
+        if data_class.setting:
+            assert data_class.setting in RetentionSettings.model_fields and data_class.expire is not None
+    # Every retention setting is some class's (no setting that nothing reads).
+    days = {name for name in RetentionSettings.model_fields if name.endswith("_days")}
+    assert days == {c.setting for c in RETAINED}
+    domains = {c.domain for c in data_classes()}
+    assert {"errors", "uptime", "alerting", "incidents", "accounts"} <= domains
+
+
+def test_development_keeps_days_and_production_keeps_months() -> None:
+    development = load_settings(environ={}).retention
+    production = load_settings(environ={"WATCHKEEPER_PROFILE": "production"}).retention
+    for data_class in RETAINED:
+        short, long = getattr(development, data_class.setting or ""), getattr(production, data_class.setting or "")
+        assert short < long, data_class.name
+    assert production.error_events_days == 90 and development.error_events_days == 14
+
+
+def test_a_setting_per_class_from_the_environment_and_the_old_names_still_work(tmp_path: Any) -> None:
+    settings = load_settings(environ={"WATCHKEEPER_PROFILE": "production",
+                                      "WATCHKEEPER_RETENTION__CHECK_RESULTS_DAYS": "2"})
+    assert settings.retention.check_results_days == 2 and settings.retention.heartbeat_pings_days == 7
+    old = tmp_path / "old.yaml"
+    old.write_text("retention:\n  default_days: 30\nuptime:\n  raw_retention_days: 3\n"
+                   "  hour_rollup_retention_days: 60\n")
+    settings = load_settings(old, environ={})
+    assert (settings.retention.error_events_days, settings.retention.attachments_days) == (30, 30)
+    assert (settings.retention.check_results_days, settings.retention.heartbeat_pings_days) == (3, 3)
+    assert settings.retention.hour_rollups_days == 60
+    both = tmp_path / "both.yaml"
+    both.write_text("retention:\n  check_results_days: 5\nuptime:\n  raw_retention_days: 3\n")
+    with pytest.raises(ConfigError, match=r"uptime\.raw_retention_days.*retention\.check_results_days"):
+        load_settings(both, environ={})
+
+
+def run_job(server: Server, settings: Settings, now: float) -> dict[str, int]:
+    async def write(fn: Callable[[Connection], int]) -> int:
+        with for_writing(server.runtime.engine).begin() as conn:
+            return fn(conn)
+
+    return asyncio.run(enforce_retention(write, now, settings))
+
+
+def with_days(server: Server, days: float, **overrides: float) -> Settings:
+    values = {c.setting: days for c in RETAINED if c.setting} | overrides
+    retention = server.settings.retention.model_copy(update={**values, "batch_size": 2})
+    return server.settings.model_copy(update={"retention": retention})
+
+
+TABLES: dict[str, tuple[Table, Any]] = {
+    "error_events": (events, None), "transactions": (transactions, None), "envelope_items": (envelope_items, None),
+    "attachments": (attachments, None), "check_results": (check_results, None),
+    "heartbeat_pings": (heartbeat_pings, None), "minute_rollups": (monitor_rollups, MINUTE),
+    "hour_rollups": (monitor_rollups, HOUR), "day_rollups": (monitor_rollups, DAY), "outages": (outages, None),
+    "alert_history": (alert_occurrences, None), "notifications": (notification_outbox, None),
+    "expired_silences": (silences, None), "incidents": (incidents, None), "audit_log": (audit_log, None),
+}
+
+
+def rows(server: Server) -> dict[str, int]:
+    with server.runtime.engine.connect() as conn:
+        found = {}
+        for name, (table, resolution) in TABLES.items():
+            query = select(func.count()).select_from(table)
+            if resolution is not None:
+                query = query.where(table.c.resolution == resolution)
+            found[name] = conn.execute(query).scalar_one()
+        return found
+
+
+def everything(server: Server, api: httpx.Client, project: ProjectFixture) -> None:
+    """A row of every class: through ingest, pings and the API where they make them, else as they store them."""
+    for n in range(3):
+        send_everything(server, project, f"Error{n}")
+    monitor = api.post(f"/api/v1/projects/{project.id}/monitors", json={
+        "name": "backup", "slug": "backup", "type": "heartbeat", "config": {"period_seconds": 3600}}).json()
+    for _ in range(3):
+        assert httpx.post(f"{server.url}/ping/{monitor['uuid']}", content=b"ok").status_code == 200
+    api.post("/api/v1/users", json={"email": "audited@example.com", "role": "member"}).raise_for_status()
+    silence = {"matchers": [{"name": "job", "value": "x", "isRegex": False, "isEqual": True}],
+               "startsAt": "2020-01-01T00:00:00Z", "createdBy": "t", "comment": "c",
+               "endsAt": datetime.fromtimestamp(time.time() + 60, UTC).isoformat().replace("+00:00", "Z")}
+    api.post("/api/v2/silences", json=silence).raise_for_status()
+    incident = api.post("/api/v1/incidents", json={"title": "Checkout down", "project_id": project.id}).json()
+    api.post(f"/api/v1/incidents/{incident['id']}/state", json={"state": "resolved"}).raise_for_status()
+    now = time.time()
+    with for_writing(server.runtime.engine).begin() as conn:
+        conn.execute(insert(attachments).values(project_id=project.id, event_id=uuid.uuid4().hex, filename="a.txt",
+                                                size=1, received=now, data=b"x"))
+        conn.execute(insert(check_results), [{"monitor_id": monitor["id"], "at": now - i, "ok": True}
+                                             for i in range(5)])
+        conn.execute(insert(monitor_rollups), [
+            {"monitor_id": monitor["id"], "resolution": resolution, "bucket": int(now // resolution * resolution),
+             "checks": 1, "failures": 0, "maintenance_checks": 0, "response_ms_sum": 1.0, "response_count": 1}
+            for resolution in (MINUTE, HOUR, DAY)])
+        conn.execute(insert(outages).values(monitor_id=monitor["id"], started_at=now - 60, ended_at=now))
+        conn.execute(insert(alert_occurrences).values(fingerprint="f1", starts_at=now - 60, severity="high",
+                                                      name="HighErrors", resolved_at=now))
+        conn.execute(insert(notification_outbox).values(receiver="log", integration="log", group_key="g",
+                                                        payload="{}", status="sent", next_attempt_at=now,
+                                                        created_at=now, sent_at=now))
+
+
+def test_the_one_retention_job_enforces_every_class_in_bounded_batches(
+    server: Server, api: httpx.Client, project: ProjectFixture
+) -> None:
+    everything(server, api, project)
+    before = rows(server)
+    assert all(before.values()), before
+    assert before["check_results"] == 5 and before["heartbeat_pings"] == 3  # more than one batch of 2
+
+    # Within every class's retention nothing goes, whatever the profile.
+    assert run_job(server, with_days(server, 10), time.time() + 9 * 86400) == {}
+    assert rows(server) == before
+    # One class past its retention: only it goes.
+    deleted = run_job(server, with_days(server, 10, check_results_days=1), time.time() + 2 * 86400)
+    assert deleted == {"check_results": 5}
+    assert rows(server) == before | {"check_results": 0}
+    # All past it: every class is empty, the issues with their events, the incident with its timeline.
+    deleted = run_job(server, with_days(server, 10), time.time() + 11 * 86400)
+    assert set(deleted) >= set(TABLES) - {"check_results"}
+    # Firings still going on (the default rules' alerts on this project) are current, not history.
+    with server.runtime.engine.connect() as conn:
+        firing = conn.execute(select(func.count()).select_from(alert_occurrences)
+                              .where(alert_occurrences.c.resolved_at.is_(None))).scalar_one()
+    assert rows(server) == dict.fromkeys(TABLES, 0) | {"alert_history": firing}
+    with server.runtime.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(issues)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(incident_events)).scalar_one() == 0
