@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -163,3 +164,15 @@ def test_the_one_retention_job_enforces_every_class_in_bounded_batches(
     with server.runtime.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(issues)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(incident_events)).scalar_one() == 0
+
+
+def test_docs_privacy_lists_every_data_class_with_its_setting_and_both_defaults() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "privacy.md").read_text()
+    development = load_settings(environ={}).retention
+    production = load_settings(environ={"WATCHKEEPER_PROFILE": "production"}).retention
+    for data_class in data_classes():
+        assert f"`{data_class.name}`" in text, data_class.name
+        if data_class.setting:
+            row = f"`retention.{data_class.setting}` | {getattr(development, data_class.setting):g} | " \
+                  f"{getattr(production, data_class.setting):g} |"
+            assert row in text, row
