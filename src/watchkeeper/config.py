@@ -30,20 +30,28 @@ class _Section(BaseModel):
 
 
 class CategoryQuota(_Section):
+    # At most this many in any minute; None = no per-minute limit.
     per_minute: int | None = Field(None, gt=0)
+    # At most this many in any hour; None = no hourly limit.
     per_hour: int | None = Field(None, gt=0)
 
 
 class IngestSettings(_Section):
     # Relay's defaults: SDKs are built around them, so larger bodies are a bug or an attack.
+    # A request body as sent (compressed) may be this large.
     max_body_bytes: int = Field(20 * MiB, gt=0)
+    # The same body once decompressed: bounds a zip bomb.
     max_decompressed_bytes: int = Field(200 * MiB, gt=0)
+    # One event (error, transaction) in an envelope or sent to /store/.
     max_event_bytes: int = Field(1 * MiB, gt=0)
+    # One attachment item (minidump, log file, screenshot).
     max_attachment_bytes: int = Field(20 * MiB, gt=0)
+    # One cron check-in item (a few hundred bytes in practice).
     max_check_in_bytes: int = Field(100 * 1024, gt=0)
     # Per-project and per-key limits are set on the project/key; these apply when those are unset.
     # None = unlimited: a self-hoster's own apps should not be throttled by surprise.
     default_events_per_minute: int | None = Field(None, gt=0)
+    # The same over an hour (None = unlimited).
     default_events_per_hour: int | None = Field(None, gt=0)
     # Quotas of the other Sentry data categories (transaction, span, attachment, session, profile,
     # profile_chunk, replay, monitor, log_item, feedback, metric_bucket) where a project sets none of
@@ -57,6 +65,7 @@ class IngestSettings(_Section):
     # 0 = process in the server process), of which `min_processors` always run: the others start
     # while envelopes queue up and stop after a minute without a queue. See errors/processors.py.
     processors: int | None = Field(None, ge=0, le=64)
+    # Processor processes kept running when ingest is quiet (see `processors` above).
     min_processors: int = Field(1, ge=1, le=64)
     # Envelopes waiting for a processor before new ones get a 503 (bounds memory under overload).
     max_processing_backlog: int = Field(10_000, gt=0)
@@ -93,39 +102,48 @@ class RetentionSettings(_Section):
     older, in batches. The defaults here are production's (staging's too); the development profile keeps
     days, not months, so a laptop's database stays small."""
 
-    # errors: what SDKs send. 90 days is Sentry's business plan; a project's own `retention_days`
-    # overrides these four for its data.
-    error_events_days: float = Field(90, gt=0)
-    transactions_days: float = Field(90, gt=0)
-    envelope_items_days: float = Field(90, gt=0)
-    attachments_days: float = Field(90, gt=0)
-    # uptime: raw results are for "recent checks"; longer ranges read the rollups. Day rollups and
-    # outages make the monthly SLA reports, so they are kept for years.
-    check_results_days: float = Field(7, gt=0)
-    heartbeat_pings_days: float = Field(7, gt=0)
-    minute_rollups_days: float = Field(14, gt=0)
-    hour_rollups_days: float = Field(120, gt=0)
-    day_rollups_days: float = Field(3650, gt=0)
-    outages_days: float = Field(3650, gt=0)
-    # alerting: every firing of every alert (alert history, back-tests of volume), sent or failed
-    # notifications, and silences once they have expired (Alertmanager keeps those 5 days).
-    alert_history_days: float = Field(400, gt=0)
-    notifications_days: float = Field(30, gt=0)
-    expired_silences_days: float = Field(30, gt=0)
-    # incidents: resolved incidents with their timeline; two years covers a yearly review.
-    incidents_days: float = Field(730, gt=0)
-    # accounts: who did what; a year covers a yearly audit.
-    audit_log_days: float = Field(365, gt=0)
+    # Error events and their issues (90 days: Sentry's business plan); a project's `retention_days` overrides.
+    error_events_days: int = Field(90, gt=0)
+    # Performance transactions sent by SDKs, as long as the errors they explain.
+    transactions_days: int = Field(90, gt=0)
+    # Release-health sessions, client reports, logs and check-ins as sent, as long as the errors.
+    envelope_items_days: int = Field(90, gt=0)
+    # Files sent with events (minidumps, screenshots), as long as their events.
+    attachments_days: int = Field(90, gt=0)
+    # Raw check results are for "recent checks"; ranges beyond use the per-minute/hour/day rollups.
+    check_results_days: int = Field(7, gt=0)
+    # Heartbeat pings and their logs, like the raw check results.
+    heartbeat_pings_days: int = Field(7, gt=0)
+    # Per-minute rollups are for charts of the last days; hour and day rollups for long ranges.
+    minute_rollups_days: int = Field(14, gt=0)
+    # Hour rollups (with response-time sketches) are for charts over weeks and months.
+    hour_rollups_days: int = Field(120, gt=0)
+    # Day rollups make the monthly SLA reports, so they are kept for years (they were never deleted before).
+    day_rollups_days: int = Field(3650, gt=0)
+    # Ended outages are in the SLA reports too, kept as long as the day rollups.
+    outages_days: int = Field(3650, gt=0)
+    # Every resolved firing of every alert (alert history, alert volume); over a year, for yearly comparisons.
+    alert_history_days: int = Field(400, gt=0)
+    # Notifications sent or given up (the outbox), for "what was sent to whom" questions of the last month.
+    notifications_days: int = Field(30, gt=0)
+    # Silences after their end (Alertmanager keeps them 5 days); a month shows who muted what recently.
+    expired_silences_days: int = Field(30, gt=0)
+    # Resolved incidents with their timeline; two years covers a yearly review.
+    incidents_days: int = Field(730, gt=0)
+    # Who changed what; a year covers a yearly audit.
+    audit_log_days: int = Field(365, gt=0)
     # How often the background task deletes expired data.
     interval_seconds: int = Field(3600, gt=0)
-    # Rows deleted per table in one transaction, so ingest never waits long for the writer.
+    # Rows deleted per table per transaction, so the cleanup never holds the writer for long.
     batch_size: int = Field(5000, gt=0)
 
 
 class OutboundSettings(_Section):
     # SSRF guard: checks and webhooks may not reach private/loopback addresses unless allowed.
     allow_private_targets: bool = False
+    # A check or webhook request that takes longer fails (checks may set their own timeout).
     timeout_seconds: float = Field(10.0, gt=0)
+    # Redirects followed, each through the same SSRF guard; more is a failed check.
     max_redirects: int = Field(5, ge=0)
     # The HTTP client's own loggers (httpx, httpcore). At debug they print every connection step of
     # every check and webhook (~20 lines per request), which buried our own debug lines; ask for them
@@ -138,7 +156,6 @@ class UptimeSettings(_Section):
     scheduler: bool = True
     # Enough to keep 10,000 monitors at 60 s busy without opening thousands of sockets at once.
     max_concurrent_checks: int = Field(200, gt=0)
-    # How long results, pings and rollups are kept: `retention.check_results_days` and the others.
     # Monitors as code: a YAML file synced at start (see docs/uptime.md). None = none.
     monitors_file: Path | None = None
     # Heartbeat pings may carry a log; more than this is cut (healthchecks keeps 100 KiB too).
@@ -171,11 +188,13 @@ class AlertingSettings(_Section):
     # Flap detection for threshold alerts (percent state change over 21 rounds, Nagios' marks): a
     # flapping alert stays firing instead of paging on every change. Start 0 = off.
     flap_start_percent: float = Field(20.0, ge=0, le=100)
+    # A flapping alert stops flapping when the state change falls below this percent.
     flap_stop_percent: float = Field(5.0, ge=0, le=100)
     # New projects get the default rule pack (error spike, new error type, monitor down, …).
     default_rule_pack: bool = True
     # Delivery retries: exponential backoff from 1 s doubling up to this, with jitter, at most this many tries.
     delivery_max_backoff_seconds: float = Field(300.0, gt=0)
+    # After this many failed tries a notification is given up (and counted as failed).
     delivery_max_attempts: int = Field(12, gt=0, le=100)
     # How long one notification may take before it counts as a timeout (retried).
     delivery_timeout_seconds: float = Field(10.0, gt=0, le=120)
@@ -206,17 +225,26 @@ class SessionSettings(_Section):
 
 
 class Settings(_Section):
+    # Chooses the defaults below that differ by environment (PROFILE_DEFAULTS).
     profile: Literal["development", "staging", "production"] = "development"
+    # Where the SQLite database and the server's address file live (relative to the working directory).
     data_dir: Path = Path("watchkeeper-data")
     # None = SQLite in data_dir. PostgreSQL: postgresql+psycopg://user@host/db
     database_url: str | None = None
+    # Address `serve` listens on: loopback by default, so nothing is exposed until the operator says so.
     host: str = "127.0.0.1"
+    # Port `serve` listens on.
     port: int = Field(8000, gt=0, lt=65536)
     # The address SDKs and browsers use to reach us (put in DSNs); default http://host:port.
     public_url: str | None = None
+    # Signs the acknowledge/resolve links in notifications unless alerting.link_secret is set.
+    # None = a secret generated once and kept in the database.
     secret_key: SecretStr | None = None
+    # The admin user created at the first start on an empty database.
     admin_email: str = "admin@example.com"
+    # That admin's password; None = a one-time password printed at start, to be changed at first login.
     admin_password: SecretStr | None = None
+    # Our own log lines (the HTTP client's have outbound.log_level).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # What this process does (`serve --role`): all of it; or, with several processes on one PostgreSQL
     # database, `web` (pages, REST API, status pages), `ingest` (SDK envelopes and pings) or `worker`
@@ -231,12 +259,19 @@ class Settings(_Section):
     # per-address login lock-out and event IPs use it). Behind nginx on the same machine: ["127.0.0.1"].
     # From the environment: WATCHKEEPER_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8
     trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
+    # Sentry ingest: size limits, default rate limits and quotas, the event processor processes.
     ingest: IngestSettings = IngestSettings()
+    # The single database writer: group commit batches, queue bound, durability.
     writer: WriterSettings = WriterSettings()
+    # Deleting old errors and transactions.
     retention: RetentionSettings = RetentionSettings()
+    # The one outbound HTTP client (uptime checks, webhooks, notification channels).
     outbound: OutboundSettings = OutboundSettings()
+    # Web app logins: session lifetime and lock-out after failed logins.
     sessions: SessionSettings = SessionSettings()
+    # Uptime checks, heartbeats, rollups and status pages.
     uptime: UptimeSettings = UptimeSettings()
+    # Alert rules, routing, notifications, on-call and incidents.
     alerting: AlertingSettings = AlertingSettings()
 
     @field_validator("trusted_proxies", mode="before")
