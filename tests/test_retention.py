@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, Table, func, insert, select, update
 
-from tests.conftest import ProjectFixture, Server
+from tests.conftest import ProjectFixture, Server, make_project, make_token, run_server
 from tests.errors.test_retention import send_everything
 from watchkeeper.alerting.incident_tables import alert_occurrences, incident_events, incidents
 from watchkeeper.alerting.tables import notification_outbox, silences
@@ -176,3 +176,27 @@ def test_docs_privacy_lists_every_data_class_with_its_setting_and_both_defaults(
             row = f"`retention.{data_class.setting}` | {getattr(development, data_class.setting):g} | " \
                   f"{getattr(production, data_class.setting):g} |"
             assert row in text, row
+
+
+def test_the_server_runs_the_retention_job_for_every_domain_at_start(settings: Settings) -> None:
+    with run_server(settings) as server:
+        project = make_project(server)
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {make_token(server)}"},
+                          timeout=30) as api:
+            send_everything(server, project, "AError")
+            monitor = api.post(f"/api/v1/projects/{project.id}/monitors", json={
+                "name": "backup", "slug": "backup", "type": "heartbeat", "config": {"period_seconds": 3600}}).json()
+            assert httpx.post(f"{server.url}/ping/{monitor['uuid']}", content=b"ok").status_code == 200
+            api.post("/api/v1/users", json={"email": "audited@example.com", "role": "member"}).raise_for_status()
+        # A year passes (development profile: events 14 days, pings 3, audit log 30).
+        with for_writing(server.runtime.engine).begin() as conn:
+            for table, column in ((events, events.c.received), (heartbeat_pings, heartbeat_pings.c.at),
+                                  (audit_log, audit_log.c.at)):
+                conn.execute(update(table).values({column.name: column - 365 * 86400}))
+        aged = {name: rows(server)[name] for name in ("error_events", "heartbeat_pings", "audit_log")}
+        assert all(aged.values()), aged
+    with run_server(settings) as server:
+        deadline = time.monotonic() + 60
+        while any(rows(server)[name] for name in aged) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert {name: rows(server)[name] for name in aged} == dict.fromkeys(aged, 0)
