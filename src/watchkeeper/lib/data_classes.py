@@ -68,15 +68,17 @@ class Person:
 
     @classmethod
     def of(cls, *, user_id: str | int | None = None, email: str | None = None, ip: str | None = None) -> Person:
-        if user_id is None and not email and not ip:
+        user_id = str(user_id).strip() or None if user_id is not None else None
+        if user_id is None and not (email or "").strip() and not (ip or "").strip():
             raise ValueError("give --user-id, --email or --ip")
-        if ip:
+        if ip and ip.strip():
             try:
                 ip = str(ipaddress.ip_address(ip.strip()))
             except ValueError:
                 raise ValueError(f"--ip: {ip[:64]!r} is not an IP address") from None
-        return cls(None if user_id is None else str(user_id).strip(),
-                   email.strip().lower() if email else None, ip or None)
+        else:
+            ip = None
+        return cls(user_id, email.strip().lower() if email and email.strip() else None, ip or None)
 
     def _needles(self) -> list[str]:
         return [n for n in (self.email, self.ip) if n]
