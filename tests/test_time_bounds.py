@@ -67,3 +67,14 @@ def test_times_in_bodies_are_bounded_too(api: httpx.Client, project: ProjectFixt
                        json={"matchers": ["alertname=x"], "ends_at": value, "comment": "c"})
     assert silence.status_code == 422 and silence.json()["errors"][0]["field"] == "ends_at", silence.text
 
+
+
+def test_a_month_before_1970_is_a_422_naming_month(api: httpx.Client, project: ProjectFixture) -> None:
+    monitor = api.post(f"/api/v1/projects/{project.id}/monitors",
+                       json={"name": "cron", "type": "heartbeat", "config": {}, "sla_target": 99.9})
+    assert monitor.status_code == 201, monitor.text
+    path = f"/api/v1/monitors/{monitor.json()['id']}/sla"
+    for month in ("0000-01", "1969-12"):
+        answer = api.get(path, params={"month": month})
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "month", answer.text
+    assert api.get(path, params={"month": "9999-12"}).status_code == 200

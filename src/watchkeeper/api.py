@@ -7,19 +7,21 @@ import base64
 import binascii
 import contextlib
 import math
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 
 from watchkeeper.app import Runtime
 from watchkeeper.auth import sessions
@@ -27,6 +29,7 @@ from watchkeeper.auth.access import Principal, principal_for
 from watchkeeper.auth.tokens import TOUCH_INTERVAL, TokenOwner, authenticate_token, touch_token
 from watchkeeper.lib.clock import MAX_EPOCH
 from watchkeeper.openapi import CONFLICT as CONFLICT
+from watchkeeper.openapi import NOT_FOUND as NOT_FOUND
 from watchkeeper.store.writer import WriterOverloaded, WriterStopped, call_each
 
 # Ids and counters the client sends must fit the columns they are compared with (PostgreSQL INTEGER and
@@ -36,6 +39,10 @@ MAX_BIGINT = 2**63 - 1
 ProjectId = Annotated[int, Path(ge=1, le=MAX_INT)]
 KeyId = Annotated[int, Path(ge=1, le=MAX_INT)]
 IssueId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+
+
+# A calendar month a client names (`YYYY-MM`), within the times a client may send (MAX_EPOCH).
+MONTH_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
 
 
 def epoch_query(description: str = "epoch seconds") -> Any:
@@ -269,6 +276,10 @@ def _field_name(error: Any) -> str:
     return ".".join(loc)
 
 
+# What an endpoint's 422 message starts with when it names fields: `name`, `layers.0.users`, `start, end`.
+_FIELDS = re.compile(r"[A-Za-z_][\w.\[\]]*(, ?[A-Za-z_][\w.\[\]]*)*")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """JSON errors everywhere, and a schema that declares them (see openapi.py)."""
     from watchkeeper import openapi
@@ -289,6 +300,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
         logging.getLogger("watchkeeper").info("client disconnected during %s %s", request.method, request.url.path)
         return Response(status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 422 or not isinstance(exc.detail, str):
+            return await http_exception_handler(request, exc)
+        # One shape for every 422: the checks in the endpoints say "field: why", as validation does.
+        field, sep, message = exc.detail.partition(": ")
+        if not sep or not _FIELDS.fullmatch(field):
+            field, message = "body", exc.detail
+        problems = [{"field": name.strip(), "message": message} for name in field.split(",")]
+        return JSONResponse({"detail": exc.detail, "errors": problems}, status_code=422, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

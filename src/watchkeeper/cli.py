@@ -225,6 +225,7 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 def cmd_token_create(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from watchkeeper.auth.audit import record
     from watchkeeper.auth.tables import users
     from watchkeeper.auth.tokens import create_token
 
@@ -241,7 +242,10 @@ def cmd_token_create(args: argparse.Namespace) -> int:
                 f"error: no user {args.user or '(admin)'}; create one with 'watchkeeper user create'", file=sys.stderr
             )
             return 2
-        token = create_token(conn, owner.id, args.name, read_only=args.read_only, now=SystemClock().now())
+        now = SystemClock().now()
+        token = create_token(conn, owner.id, args.name, read_only=args.read_only, now=now)
+        record(conn, actor_user_id=None, action="token.create", target_type="token", target_id=token.id,
+               details={"name": token.name, "user_id": owner.id, "read_only": args.read_only, "via": "cli"}, now=now)
     _print(
         args,
         {"id": token.id, "name": token.name, "token": token.token, "user": owner.email},
@@ -253,6 +257,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 def cmd_user_create(args: argparse.Namespace) -> int:
     import getpass
 
+    from watchkeeper.auth.audit import record
     from watchkeeper.auth.users import UserError, create_user, generate_password
 
     password = args.password or (
@@ -261,8 +266,11 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     generated = password is None
     password = password or generate_password()
     try:
+        now = SystemClock().now()
         with _engine(args).begin() as conn:
-            user = create_user(conn, args.email, password, role=args.role, now=SystemClock().now(), one_time=generated)
+            user = create_user(conn, args.email, password, role=args.role, now=now, one_time=generated)
+            record(conn, actor_user_id=None, action="user.create", target_type="user", target_id=user.id,
+                   details={"email": user.email, "role": user.role, "via": "cli"}, now=now)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

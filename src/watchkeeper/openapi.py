@@ -6,10 +6,10 @@ from the dependencies an operation uses, so they are read off those here:
 
 | status | declared on |
 |---|---|
-| 400 | operations with a `cursor`, `filter` or `receiver` query parameter (a cursor or filter we cannot read) |
+| 400 | a body that cannot be read; a `cursor`, `filter` or `receiver` parameter we cannot read |
 | 401 | every operation (all need a token or a session) |
 | 403 | changes (read-only token, role, CSRF) and reads for admins or for the account (`Account`, `AdminReader`) |
-| 404 | operations with an id in the path (what the caller cannot see does not exist) |
+| 404 | operations with an id in the path (what the caller cannot see does not exist), or `responses=NOT_FOUND` |
 | 409 | where the operation declares it (`responses=CONFLICT`) |
 | 422 | every operation (bad input names the field) |
 | 503 | changes (the writer's queue is full; `Retry-After`) |
@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -52,8 +52,12 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "Conflict with the current state (or with a file that manages it)"}
 }
 
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "Something the body names is not found, or not visible to the caller"}
+}
+
 _DESCRIPTIONS = {
-    400: "Bad cursor or filter",
+    400: "Unreadable body, cursor or filter",
     401: "No valid token or session",
     403: "Not allowed: read-only token, role, token limited to projects, or missing CSRF token",
     404: "Not found, or not visible to the caller",
@@ -81,7 +85,8 @@ def _statuses(route: APIRoute, method: str, forbidding: set[Callable[..., Any]])
         statuses.add(403)
     if route.dependant.path_params:
         statuses.add(404)
-    if {p.name for p in route.dependant.query_params} & {"cursor", "filter", "receiver"}:
+    readable = {p.name for p in route.dependant.query_params} & {"cursor", "filter", "receiver"}
+    if route.body_field is not None or readable:
         statuses.add(400)
     return statuses
 
@@ -93,19 +98,23 @@ def declare_errors(schema: dict[str, Any], routes: list[Any], forbidding: set[Ca
         components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
-    for route in routes:
+    # Routers included in the app are branches (FastAPI 0.16x); iter_route_contexts gives each route with
+    # its full path.
+    for context in iter_route_contexts(routes):
+        route = context.original_route
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        for method in route.methods or ():
-            operation = schema["paths"].get(route.path_format, {}).get(method.lower())
+        for method in context.methods or ():
+            operation = schema["paths"].get(context.path_format, {}).get(method.lower())
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
             for status in _statuses(route, method, forbidding):
                 name = "ValidationProblem" if status == 422 else "Problem"
                 responses[str(status)] = {"description": _DESCRIPTIONS[status], **_ref(name)}
-            if "409" in responses:
-                responses["409"].update(_ref("Problem"))
+            for declared in ("404", "409"):  # by the route (NOT_FOUND, CONFLICT): the same body
+                if declared in responses:
+                    responses[declared].update(_ref("Problem"))
 
 
 def install(app: FastAPI, forbidding: set[Callable[..., Any]]) -> None:

@@ -137,6 +137,8 @@ def test_a_test_notification_goes_through_every_integration(alerting_server: Ser
         assert answer.status_code == 202 and len(answer.json()["queued"]) == 1
         (request,) = receiver.wait_for(1)
         assert api.post("/api/v1/alerting/receivers/nobody/test").status_code == 404
+        entries = api.get("/api/v1/audit-log").json()["entries"]
+        assert [e["target_id"] for e in entries if e["action"] == "channel.test"] == ["hook"]
         shown = api.get("/api/v1/alerting/receivers").json()["receivers"]
         assert [(r["name"], r["integrations"]) for r in shown] == [("log", ["log/0"]), ("hook", ["webhook/0"])]
         assert shown[1]["webhook_configs"][0]["hmac_secret"] == "••••••"

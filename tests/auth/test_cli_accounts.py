@@ -39,5 +39,5 @@ def test_users_and_teams_from_the_command_line(cli_env: Settings, capsys: pytest
         principal = principal_for(conn, user.id)
         assert principal.can_read(project.id) and not principal.can_write(project.id)
         actions = [r.action for r in conn.execute(select(audit_log.c.action).order_by(audit_log.c.id))]
-    assert actions == ["team.create", "team.member_add"]
+    assert actions == ["user.create", "team.create", "team.member_add"]
     engine.dispose()

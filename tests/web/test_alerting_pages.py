@@ -297,9 +297,9 @@ def test_bad_rule_input_gives_the_form_back_with_the_error_next_to_the_field(
 ) -> None:
     cases = [
         ({"threshold.window_minutes": "0"}, "threshold.window_minutes", "greater than or equal to 1"),
-        ({"threshold.threshold": "lots"}, "threshold.threshold", "valid number"),
+        ({"threshold.threshold": "lots"}, "threshold.threshold", "a number"),
         ({"threshold.aggregation": "median"}, "threshold.aggregation", "Input should be"),
-        ({"name": ""}, "name", "at least 1 character"),
+        ({"name": ""}, "name", "cannot be empty"),
         ({"labels": "team payments"}, "labels", "name=value"),
         ({"labels": "severity=x"}, "labels", "labels set by Watchkeeper"),
         ({"annotations.summary": "{% if %}"}, "annotations.summary", "template error"),

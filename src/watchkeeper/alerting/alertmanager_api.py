@@ -23,7 +23,7 @@ from watchkeeper.alerting.dispatch import alert_json, rfc3339
 from watchkeeper.alerting.matchers import Matcher, matches_all, parse_matchers
 from watchkeeper.alerting.silences import Silence, active_silences, expire_silence, get_silence, list_silences
 from watchkeeper.alerting.silences import save_silence as store_silence
-from watchkeeper.api import AdminEditor, AdminReader, Text, read, runtime_of, write
+from watchkeeper.api import NOT_FOUND, AdminEditor, AdminReader, Text, read, runtime_of, write
 
 router = APIRouter(tags=["alertmanager"])
 LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=200)]
@@ -186,7 +186,7 @@ async def get_silences(request: Request, owner: AdminReader,
     return [_gettable_silence(s, now) for s in wanted]
 
 
-@router.post("/silences")
+@router.post("/silences", responses=NOT_FOUND)
 async def post_silence(request: Request, body: PostableSilence, owner: AdminEditor) -> dict[str, str]:
     """Create a silence, or replace it when `id` names an existing one (as amtool does to update)."""
     now = runtime_of(request).clock.now()

@@ -39,6 +39,7 @@ from watchkeeper.api import (
     write,
 )
 from watchkeeper.auth.access import Principal
+from watchkeeper.auth.audit import audited
 from watchkeeper.auth.projects import get_project
 
 router = APIRouter(tags=["alerting"])
@@ -84,7 +85,8 @@ async def create_rule(request: Request, project_id: ProjectId, body: R.RuleIn, o
     await _check_project(request, project_id, owner, write=True)
     await _check_templates(body)
     now = runtime_of(request).clock.now()
-    rule = await write(request, lambda conn: R.create_rule(conn, project_id, body, now=now))
+    rule = await write(request, audited(lambda conn: R.create_rule(conn, project_id, body, now=now), owner.user_id,
+                                        "rule.create", "rule", now=now, target=lambda r: r.id, name=body.name))
     return dict(rule.to_api())
 
 
@@ -117,14 +119,16 @@ async def replace_rule(request: Request, rule_id: RuleId, body: R.RuleIn, owner:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
     await _check_templates(body)
     now = runtime_of(request).clock.now()
-    rule = await write(request, lambda conn: R.replace_rule(conn, rule_id, body, now=now))
+    rule = await write(request, audited(lambda conn: R.replace_rule(conn, rule_id, body, now=now), owner.user_id,
+                                        "rule.change", "rule", now=now, target=rule_id, name=body.name))
     return dict(rule.to_api())
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=204, responses=CONFLICT)
 async def delete_rule(request: Request, rule_id: RuleId, owner: Editor) -> None:
     _editable(await _rule_or_404(request, rule_id, owner, write=True))
-    await write(request, lambda conn: R.delete_rule(conn, rule_id))
+    await write(request, audited(lambda conn: R.delete_rule(conn, rule_id), owner.user_id, "rule.delete", "rule",
+                                 now=runtime_of(request).clock.now(), target=rule_id))
 
 
 def _alert_view(alert: Alert, now: float, base_url: str) -> dict[str, Any]:
@@ -226,7 +230,9 @@ async def test_receiver(request: Request, name: Annotated[str, Path(max_length=2
     runtime = runtime_of(request)
     now, url = runtime.clock.now(), runtime.settings.base_url
     try:
-        ids = await write(request, lambda conn: queue_test_notification(conn, config, name, now, url, owner.email))
+        ids = await write(request, audited(
+            lambda conn: queue_test_notification(conn, config, name, now, url, owner.email),
+            owner.user_id, "channel.test", "receiver", now=now, target=name[:64]))
     except LookupError:
         raise HTTPException(404, f"receiver {name} not found") from None
     request.app.state.alerting.wake()

@@ -90,6 +90,7 @@ def _check(conn: Connection, body: PolicyIn, config: AlertingConfig, policy_id: 
     """The row values of a valid policy. A team's policy covers the team's projects and pages the team's
     members (admins' policies, of no team, anyone)."""
     from watchkeeper.alerting.incident_tables import oncall_schedules
+    from watchkeeper.auth.projects import get_project
 
     members = None if body.team_id is None else set(member_ids(conn, body.team_id))
     for number, step in enumerate(body.steps, 1):
@@ -101,6 +102,8 @@ def _check(conn: Connection, body: PolicyIn, config: AlertingConfig, policy_id: 
             table = users if target.kind == "user" else oncall_schedules
             if target.kind != "receiver" and conn.scalar(select(table.c.id).where(table.c.id == target.id)) is None:
                 raise PolicyError(f"steps.{number}: no {target.kind} with id {target.id}")
+    if body.project_id is not None and get_project(conn, body.project_id) is None:
+        raise PolicyError(f"project_id: no project {body.project_id}")
     if body.team_id is not None and body.project_id is not None and \
             body.project_id not in project_ids(conn, body.team_id):
         raise PolicyError(f"project_id: project {body.project_id} is not one of the team's projects")

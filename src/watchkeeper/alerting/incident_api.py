@@ -25,6 +25,7 @@ from watchkeeper.api import (
     CONFLICT,
     LIMITED_TOKEN,
     MAX_INT,
+    NOT_FOUND,
     AdminEditor,
     Editor,
     Reader,
@@ -294,7 +295,7 @@ class IncidentIn(BaseModel):
     impact_started_at: float | None = epoch_field(None, "epoch seconds; default now")
 
 
-@router.post("/incidents", status_code=201)
+@router.post("/incidents", status_code=201, responses=NOT_FOUND)
 async def declare_incident(request: Request, body: IncidentIn, owner: Editor) -> dict[str, Any]:
     """Declare an incident by hand; it escalates like one from an alert."""
     if body.project_id is None and owner.scope is not None:

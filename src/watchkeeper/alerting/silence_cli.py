@@ -34,6 +34,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from watchkeeper.alerting.api import silence_view
     from watchkeeper.alerting.matchers import parse_duration, parse_matchers
     from watchkeeper.alerting.silences import save_silence
+    from watchkeeper.auth.audit import record
     from watchkeeper.cli import _engine, _print
 
     now = SystemClock().now()
@@ -45,6 +46,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         with _engine(args).begin() as conn:
             silence = save_silence(conn, matchers, starts_at=now, ends_at=now + duration,
                                    created_by=args.author[:200], comment=args.comment, now=now)
+            record(conn, actor_user_id=None, action="silence.create", target_type="silence", target_id=silence.id,
+                   details={"matchers": [str(m) for m in matchers], "comment": args.comment, "via": "cli"}, now=now)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -54,10 +57,15 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_expire(args: argparse.Namespace) -> int:
     from watchkeeper.alerting.silences import expire_silence
+    from watchkeeper.auth.audit import record
     from watchkeeper.cli import _engine, _print
 
+    now = SystemClock().now()
     with _engine(args).begin() as conn:
-        done = expire_silence(conn, args.id, now=SystemClock().now())
+        done = expire_silence(conn, args.id, now=now)
+        if done:
+            record(conn, actor_user_id=None, action="silence.expire", target_type="silence", target_id=args.id,
+                   details={"via": "cli"}, now=now)
     if not done:
         print(f"error: no active or pending silence {args.id}", file=sys.stderr)
         return 2

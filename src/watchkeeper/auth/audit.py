@@ -6,13 +6,16 @@ change that was rolled back nor miss one that was committed. Details never hold 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, insert, select
 
 from watchkeeper.auth.tables import audit_log, users
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,37 @@ def record(
             details=orjson.dumps(details, default=str).decode(),
         )
     )
+
+
+def audited(
+    change: Callable[[Connection], T],
+    actor_user_id: int | None,
+    action: str,
+    target_type: str,
+    *,
+    now: float,
+    target: Callable[[T], int | str | None] | int | str | None = None,
+    done: Callable[[T], bool] | None = None,
+    **details: Any,
+) -> Callable[[Connection], T]:
+    """``change`` and its audit entry in one transaction (for the writer), the target taken from the
+    change's result when it is a function (the id of what was created). ``done`` tells from the result
+    whether the change happened (a change that reports a problem instead is not logged).
+
+    >>> # await write(request, audited(lambda conn: create_rule(conn, …), principal.user_id, "rule.create",
+    >>> #                              "rule", now=now, target=lambda rule: rule.id, name=body.name))
+    """
+
+    def run(conn: Connection) -> T:
+        result = change(conn)
+        if done is not None and not done(result):
+            return result
+        target_id = target(result) if callable(target) else target
+        record(conn, actor_user_id=actor_user_id, action=action, target_type=target_type, target_id=target_id,
+               details=details, now=now)
+        return result
+
+    return run
 
 
 def list_entries(conn: Connection, *, limit: int, before_id: int | None = None) -> tuple[list[AuditEntry], int | None]:

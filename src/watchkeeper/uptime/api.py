@@ -12,6 +12,7 @@ from sqlalchemy import Connection, select
 
 from watchkeeper.api import (
     CONFLICT,
+    MONTH_PATTERN,
     AdminEditor,
     Editor,
     ProjectId,
@@ -23,6 +24,7 @@ from watchkeeper.api import (
     write,
 )
 from watchkeeper.auth.access import Principal
+from watchkeeper.auth.audit import audited
 from watchkeeper.auth.projects import get_project
 from watchkeeper.config import ConfigError
 from watchkeeper.store.dialect import upsert
@@ -102,7 +104,9 @@ async def create_monitor(request: Request, project_id: ProjectId, body: MonitorS
     _refuse_blocked_addresses(request, body)
     now = runtime_of(request).clock.now()
     try:
-        monitor = await write(request, lambda conn: MO.create_monitor(conn, project_id, body, now=now))
+        monitor = await write(request, audited(lambda conn: MO.create_monitor(conn, project_id, body, now=now),
+                                               owner.user_id, "monitor.create", "monitor", now=now,
+                                               target=lambda m: m.id, name=body.name, type=body.type))
     except MonitorConflict as exc:
         raise HTTPException(409, str(exc)) from None
     _uptime(request).scheduler.wake()
@@ -132,7 +136,9 @@ async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorS
     _refuse_blocked_addresses(request, body)
     now = runtime_of(request).clock.now()
     try:
-        changed = await write(request, lambda conn: MO.change_monitor(conn, monitor, body, now=now))
+        changed = await write(request, audited(lambda conn: MO.change_monitor(conn, monitor, body, now=now),
+                                               owner.user_id, "monitor.change", "monitor", now=now,
+                                               target=monitor_id, name=body.name))
     except MonitorConflict as exc:
         raise HTTPException(409, str(exc)) from None
     _uptime(request).scheduler.wake()
@@ -143,7 +149,8 @@ async def change_monitor(request: Request, monitor_id: MonitorId, body: MonitorS
 async def delete_monitor(request: Request, monitor_id: MonitorId, owner: Editor) -> None:
     monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
     _editable(monitor)
-    await write(request, lambda conn: MO.delete_monitor(conn, monitor_id))
+    await write(request, audited(lambda conn: MO.delete_monitor(conn, monitor_id), owner.user_id, "monitor.delete",
+                                 "monitor", now=runtime_of(request).clock.now(), target=monitor_id, name=monitor.name))
     _uptime(request).scheduler.wake()
 
 
@@ -151,7 +158,9 @@ async def _pause(request: Request, monitor_id: int, owner: Principal, paused: bo
     monitor = await _monitor_or_404(request, monitor_id, owner, write=True)
     _editable(monitor)
     now = runtime_of(request).clock.now()
-    await write(request, lambda conn: MO.set_paused(conn, monitor_id, paused, now=now))
+    await write(request, audited(lambda conn: MO.set_paused(conn, monitor_id, paused, now=now), owner.user_id,
+                                 "monitor.pause" if paused else "monitor.resume", "monitor", now=now,
+                                 target=monitor_id))
     _uptime(request).scheduler.wake()
     return await get_monitor(request, monitor_id, owner)
 
@@ -217,7 +226,9 @@ async def monitor_uptime(
 @router.get("/monitors/{monitor_id}/sla")
 async def monitor_sla(
     request: Request, monitor_id: MonitorId, owner: Reader,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM, default now")] = None,
+    month: Annotated[
+        str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM (1970-01 to 9999-12), default now")
+    ] = None,
 ) -> dict[str, Any]:
     """SLA compliance for a calendar month (UTC) and the error budget left, in minutes."""
     monitor = await _monitor_or_404(request, monitor_id, owner)
@@ -266,7 +277,9 @@ async def create_window(request: Request, project_id: ProjectId, body: M.Mainten
         if strangers:
             raise HTTPException(422, f"monitor_ids: {strangers[0]} is not a monitor of project {project_id}")
     now = runtime_of(request).clock.now()
-    window = await write(request, lambda conn: M.create_window(conn, project_id, body, now=now))
+    window = await write(request, audited(lambda conn: M.create_window(conn, project_id, body, now=now),
+                                          owner.user_id, "maintenance.create", "maintenance_window", now=now,
+                                          target=lambda w: w.id, title=body.title))
     return window.as_json()
 
 
@@ -275,7 +288,8 @@ async def delete_window(request: Request, window_id: WindowId, owner: Editor) ->
     window = await read(request, lambda conn: M.get_window(conn, window_id))
     check_project_access(owner, window.project_id if window else 0, exists=window is not None, write=True,
                          what=f"maintenance window {window_id}")
-    await write(request, lambda conn: M.delete_window(conn, window_id))
+    await write(request, audited(lambda conn: M.delete_window(conn, window_id), owner.user_id, "maintenance.delete",
+                                 "maintenance_window", now=runtime_of(request).clock.now(), target=window_id))
 
 
 @router.post("/uptime/monitors-file/sync")

@@ -10,7 +10,18 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, delete, select, update
 
-from watchkeeper.api import CONFLICT, Editor, ProjectId, Reader, check_project_access, read, runtime_of, write
+from watchkeeper.api import (
+    CONFLICT,
+    MONTH_PATTERN,
+    Editor,
+    ProjectId,
+    Reader,
+    check_project_access,
+    read,
+    runtime_of,
+    write,
+)
+from watchkeeper.auth.audit import audited
 from watchkeeper.uptime.api import _check_project
 from watchkeeper.uptime.incidents import (
     DEFAULT_INCIDENT_MESSAGE,
@@ -146,7 +157,8 @@ async def create_page(request: Request, project_id: ProjectId, body: StatusPageS
     def create(conn: Connection) -> dict[str, Any] | None:
         return _page_json(conn, save_page(conn, project_id, body, None, now=now))
 
-    return await write(request, create)
+    return await write(request, audited(create, owner.user_id, "status_page.create", "status_page", now=now,
+                                        target=lambda made: made["id"] if made else None, slug=body.slug))
 
 
 @router.put("/status-pages/{page_id}", responses=CONFLICT)
@@ -159,7 +171,8 @@ async def change_page(request: Request, page_id: PageId, body: StatusPageSpec, o
     def change(conn: Connection) -> dict[str, Any] | None:
         return _page_json(conn, save_page(conn, page["project_id"], body, page_id, now=now))
 
-    return await write(request, change)
+    return await write(request, audited(change, owner.user_id, "status_page.change", "status_page", now=now,
+                                        target=page_id, slug=body.slug))
 
 
 def components_sla(conn: Connection, page: dict[str, Any], year: int, month: int, now: float) -> list[dict[str, Any]]:
@@ -182,7 +195,9 @@ def month_of(month: str | None, now: float) -> tuple[int, int]:
 @router.get("/status-pages/{page_id}/sla")
 async def page_sla(
     request: Request, page_id: PageId, owner: Reader,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM, default now")] = None,
+    month: Annotated[
+        str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM (1970-01 to 9999-12), default now")
+    ] = None,
 ) -> dict[str, Any]:
     """Per component with an `sla_target`: compliance over a calendar month (UTC) and the error budget left in
     minutes. A component is down while any of its monitors is down; maintenance is left out."""
@@ -196,7 +211,9 @@ async def page_sla(
 @router.delete("/status-pages/{page_id}", status_code=204)
 async def delete_page(request: Request, page_id: PageId, owner: Editor) -> None:
     await _page_or_404(request, page_id, owner, write=True)
-    await write(request, lambda conn: conn.execute(delete(status_pages).where(status_pages.c.id == page_id)))
+    await write(request, audited(lambda conn: conn.execute(delete(status_pages).where(status_pages.c.id == page_id)),
+                                 owner.user_id, "status_page.delete", "status_page",
+                                 now=runtime_of(request).clock.now(), target=page_id))
 
 
 @router.post("/status-pages/{page_id}/incidents", status_code=201)

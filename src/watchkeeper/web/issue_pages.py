@@ -4,7 +4,6 @@ issue page (chart, tags, latest or chosen event, status and assignment)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -27,7 +26,7 @@ from watchkeeper.web.queries import (
     tag_summary,
 )
 from watchkeeper.web.shell import PAGE_HEADERS, PageError, html_page
-from watchkeeper.web.timerange import local_input_value
+from watchkeeper.web.timerange import local_input_value, parse_local
 from watchkeeper.web.viewer import CurrentPage, Page, Viewer, checked_form, readable_project, require_write
 
 router = APIRouter(include_in_schema=False)
@@ -182,10 +181,9 @@ def _change_from(form: FormData, viewer: Viewer, now: float) -> dict[str, Any]:
             change["ignore_until"] = now + IGNORE_FOR[duration]
         elif duration != "forever" and isinstance(until, str) and until:
             try:
-                change["ignore_until"] = datetime.strptime(until, "%Y-%m-%dT%H:%M").replace(
-                    tzinfo=viewer.zone).timestamp()
-            except ValueError:
-                raise PageError(422, "ignore until: expected a date and time") from None
+                change["ignore_until"] = parse_local(until[:40], viewer.zone)
+            except ValueError as exc:
+                raise PageError(422, f"ignore until: {exc}") from None
         return change
     if action == "assign":
         return {"assignee_id": _assignee(form)}

@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 from watchkeeper.uptime.monitors import Monitor
 from watchkeeper.uptime.secrets import keep_masked_secrets, masked_config
 from watchkeeper.uptime.specs import CONFIG_MODELS, MonitorSpec
+from watchkeeper.web.form_errors import human_message
 
 TYPE_LABELS = {
     "http": "HTTP(S)", "tls": "TLS certificate", "tcp": "TCP port", "dns": "DNS", "ping": "Ping (ICMP)",
@@ -255,5 +256,4 @@ def _common_errors(common: dict[str, Any], errors: dict[str, str]) -> None:
 
 
 def _message(error: Any) -> str:
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    return human_message(error)

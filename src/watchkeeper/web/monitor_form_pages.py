@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_INT, runtime_of, write
+from watchkeeper.auth.audit import audited
 from watchkeeper.auth.projects import Project
 from watchkeeper.uptime import monitors as MO
 from watchkeeper.uptime.checkers import CheckContext, CheckResult, run_check
@@ -69,7 +70,9 @@ async def create_monitor(project_id: int, page: CurrentPage) -> Response:
         return await _render(page, project, monitor_type, values, errors=refused, status=422)
     now = runtime_of(page.request).clock.now()
     try:
-        created = await write(page.request, lambda conn: MO.create_monitor(conn, project_id, spec, now=now))
+        created = await write(page.request, audited(
+            lambda conn: MO.create_monitor(conn, project_id, spec, now=now), page.viewer.principal.user_id,
+            "monitor.create", "monitor", now=now, target=lambda m: m.id, name=spec.name, type=spec.type))
     except MonitorConflict as exc:
         return await _render(page, project, monitor_type, values, errors=_conflict(exc), status=409)
     page.request.app.state.uptime.scheduler.wake()
@@ -120,7 +123,9 @@ async def change_monitor(monitor_id: int, page: CurrentPage) -> Response:
         return await _render(page, project, monitor.type, values, monitor=monitor, errors=refused, status=422)
     now = runtime_of(page.request).clock.now()
     try:
-        await write(page.request, lambda conn: MO.change_monitor(conn, monitor, spec, now=now))
+        await write(page.request, audited(lambda conn: MO.change_monitor(conn, monitor, spec, now=now),
+                                          page.viewer.principal.user_id, "monitor.change", "monitor", now=now,
+                                          target=monitor.id, name=spec.name))
     except MonitorConflict as exc:
         return await _render(page, project, monitor.type, values, monitor=monitor, errors=_conflict(exc), status=409)
     page.request.app.state.uptime.scheduler.wake()

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth.audit import audited, record
 from watchkeeper.auth.projects import Project
 from watchkeeper.store.dialect import upsert
 from watchkeeper.uptime import heartbeats, overview, reports
@@ -181,6 +182,8 @@ async def bulk_change(project_id: int, page: CurrentPage) -> Response:
         for monitor in MO.list_monitors(conn, project_id, ids=ids):
             if monitor.managed_by != "config":
                 MO.set_paused(conn, monitor.id, action == "pause", now=now)
+                record(conn, actor_user_id=page.viewer.principal.user_id, action=f"monitor.{action}",
+                       target_type="monitor", target_id=monitor.id, details={}, now=now)
 
     if ids:
         await write(page.request, apply)
@@ -261,7 +264,8 @@ async def monitor_page(monitor_id: int, page: CurrentPage) -> Response:
         type_label=TYPE_LABELS[monitor.type], only_failed=only_failed, duration=_duration,
         can_write=page.viewer.principal.can_write(project.id), read_only=monitor.managed_by == "config",
         snippets=ping_snippets(base_url, monitor, data["ping_key"]) if monitor.type == "heartbeat" else None,
-        show_filter=monitor.type != "heartbeat", keep={"checks": "failed"} if only_failed else {}, environments=[],
+        show_filter=monitor.type != "heartbeat", keep={"checks": "failed"} if only_failed else {},
+        environment_filter=False,
         **data,
     )
 
@@ -277,11 +281,15 @@ async def change_state(monitor_id: int, page: CurrentPage) -> Response:
     action = form.get("action")
     now = runtime_of(page.request).clock.now()
     if action in ("pause", "resume"):
-        await write(page.request, lambda conn: MO.set_paused(conn, monitor_id, action == "pause", now=now))
+        await write(page.request, audited(lambda conn: MO.set_paused(conn, monitor_id, action == "pause", now=now),
+                                          page.viewer.principal.user_id, f"monitor.{action}", "monitor", now=now,
+                                          target=monitor_id))
         _wake(page)
         return see_other(f"/monitors/{monitor_id}")
     if action == "delete":
-        await write(page.request, lambda conn: MO.delete_monitor(conn, monitor_id))
+        await write(page.request, audited(lambda conn: MO.delete_monitor(conn, monitor_id),
+                                          page.viewer.principal.user_id, "monitor.delete", "monitor", now=now,
+                                          target=monitor_id, name=monitor.name))
         _wake(page)
         return see_other(f"/projects/{project.id}/monitors")
     raise PageError(422, "action: pause, resume or delete")

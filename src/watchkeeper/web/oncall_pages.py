@@ -5,7 +5,6 @@ viewer's teams (all of them to an admin)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,8 +19,10 @@ from watchkeeper.api import MAX_INT, read, runtime_of, write
 from watchkeeper.auth.projects import list_projects
 from watchkeeper.auth.teams import list_teams
 from watchkeeper.auth.users import User, list_users
+from watchkeeper.web.form_errors import human_message, plain_words
 from watchkeeper.web.project_pages import _text, see_other
 from watchkeeper.web.shell import PageError
+from watchkeeper.web.timerange import parse_local
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form
 
 router = APIRouter(include_in_schema=False)
@@ -97,12 +98,16 @@ def _layer_rows(schedule: O.Schedule | None, users: dict[int, User]) -> list[dic
 
 @router.get("/oncall/{schedule_id:int}")
 async def schedule_page(schedule_id: int, page: CurrentPage) -> Response:
-    schedule = await _schedule(page, schedule_id)
+    return await _render_schedule(page, await _schedule(page, schedule_id))
+
+
+async def _render_schedule(page: Page, schedule: O.Schedule, override: dict[str, str] | None = None,
+                           errors: dict[str, str] | None = None, status: int = 200) -> Response:
     users = await read(page.request, _users)
     return await page.render(
-        "oncall_schedule.html", schedule=schedule, users=users, now_user=schedule.on_call_at(page.now),
+        "oncall_schedule.html", status=status, schedule=schedule, users=users, now_user=schedule.on_call_at(page.now),
         shifts=schedule.shifts(page.now, page.now + SHIFT_DAYS * 86400), days=SHIFT_DAYS,
-        is_admin=page.viewer.principal.is_admin)
+        is_admin=page.viewer.principal.is_admin, override=override or {}, errors=errors or {})
 
 
 @router.get("/oncall/new")
@@ -143,7 +148,16 @@ def _schedule_from(form: FormData, users: dict[int, User]) -> O.ScheduleIn:
                                             "layers": layers})
     except ValidationError as exc:
         problem = exc.errors()[0]
-        raise ValueError(f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
+        raise ValueError(f"{_where(problem['loc'])}: {human_message(problem)}") from None
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """("layers", 0, "handoff") → "layer 1, hand-off time"."""
+    names = {"name": "name", "time_zone": "time zone", "handoff": "hand-off time", "rotation": "rotation",
+             "length_days": "length in days", "start_date": "start date", "users": "users"}
+    if len(loc) >= 3 and loc[0] == "layers" and isinstance(loc[1], int):
+        return f"layer {loc[1] + 1}, {names.get(str(loc[2]), str(loc[2]))}"
+    return names.get(str(loc[0]), str(loc[0])) if loc else "schedule"
 
 
 async def _save(page: Page, schedule_id: int | None) -> Response:
@@ -187,27 +201,31 @@ async def delete_schedule(schedule_id: int, page: CurrentPage) -> Response:
     return see_other("/oncall")
 
 
-def _local(value: str, schedule: O.Schedule, name: str) -> float:
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M").replace(tzinfo=schedule.zone).timestamp()
-    except ValueError:
-        raise PageError(422, f"{name}: expected a date and time") from None
-
-
 @router.post("/oncall/{schedule_id:int}/overrides")
 async def add_override(schedule_id: int, page: CurrentPage) -> Response:
     form = await checked_form(page.request, page.viewer)
     _require_admin(page)
     schedule = await _schedule(page, schedule_id)
-    user = _text(form, "user_id")
-    if not user.isdigit() or int(user) > MAX_INT:
-        raise PageError(422, "user: choose a user")
-    starts, ends = _local(_text(form, "starts_at"), schedule, "from"), _local(_text(form, "ends_at"), schedule, "to")
-    now = runtime_of(page.request).clock.now()
-    try:
-        await write(page.request, lambda conn: O.add_override(conn, schedule_id, int(user), starts, ends, now=now))
-    except O.ScheduleError as exc:
-        raise PageError(422, str(exc)) from None
+    posted = {name: _text(form, name) for name in ("user_id", "starts_at", "ends_at")}
+    errors: dict[str, str] = {}
+    if not posted["user_id"].isdigit() or int(posted["user_id"]) > MAX_INT:
+        errors["user_id"] = "choose who is on call"
+    times: dict[str, float] = {}
+    for name in ("starts_at", "ends_at"):
+        try:
+            times[name] = parse_local(posted[name], schedule.zone)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if not errors:
+        now = runtime_of(page.request).clock.now()
+        try:
+            await write(page.request, lambda conn: O.add_override(
+                conn, schedule_id, int(posted["user_id"]), times["starts_at"], times["ends_at"], now=now))
+        except O.ScheduleError as exc:
+            field, _, message = str(exc).partition(": ")
+            errors[field if field in posted else "form"] = plain_words(message or str(exc))
+    if errors:
+        return await _render_schedule(page, schedule, posted, errors, status=422)
     return see_other(f"/oncall/{schedule_id}#overrides")
 
 

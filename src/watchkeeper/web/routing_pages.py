@@ -25,6 +25,7 @@ from watchkeeper.alerting.routing_store import StoredRoute, masked, stored_tree
 from watchkeeper.alerting.silences import active_silences
 from watchkeeper.alerting.tables import notification_outbox
 from watchkeeper.api import read, runtime_of, write
+from watchkeeper.auth.audit import audited
 from watchkeeper.web.alert_pages import alerting_of, require_admin
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
@@ -226,7 +227,9 @@ async def test_channel(name: str, page: CurrentPage) -> Response:
         raise PageError(404, "No such receiver.")
     runtime = runtime_of(page.request)
     now, url, email = runtime.clock.now(), runtime.settings.base_url, page.viewer.session.email
-    ids = await write(page.request, lambda conn: queue_test_notification(conn, alerting.config, name, now, url, email))
+    ids = await write(page.request, audited(
+        lambda conn: queue_test_notification(conn, alerting.config, name, now, url, email),
+        page.viewer.principal.user_id, "channel.test", "receiver", now=now, target=receiver.name[:64]))
     alerting.wake()
     query = urlencode({"tested": receiver.name, "queued": len(ids)})
     return see_other(f"/alerting/channels?{query}")

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 
 from watchkeeper.alerting.rules import AlertRule, RuleIn
 from watchkeeper.lib.signals import CATALOGUE
+from watchkeeper.web.form_errors import human_message
 
 # Annotations most rules have, each with an input of its own; others go in the free-form box.
 NAMED_ANNOTATIONS = ("summary", "description", "runbook_url")
@@ -341,7 +342,7 @@ def errors_by_field(exc: ValidationError, values: Mapping[str, Any]) -> dict[str
             if candidate in known:
                 name = candidate
                 break
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = human_message(error)
         if name == "annotations":  # the schema names the annotation in the message: "summary: …"
             named = next((n for n in NAMED_ANNOTATIONS if message.startswith(f"{n}: ")), None)
             name = f"annotations.{named}" if named else "annotations.other"

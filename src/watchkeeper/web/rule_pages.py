@@ -20,6 +20,7 @@ from watchkeeper.alerting.alerts import load_alerts
 from watchkeeper.alerting.backtest import backtest
 from watchkeeper.alerting.templates import annotation_errors
 from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth.audit import audited
 from watchkeeper.auth.projects import Project
 from watchkeeper.web import rule_form as F
 from watchkeeper.web.project_pages import see_other
@@ -144,7 +145,9 @@ async def create_rule(project_id: int, page: CurrentPage) -> Response:
     if posted.rule is None:
         return await _form_page(page, project, rule=None, values=posted.values, errors=posted.errors, status=422)
     body, now = posted.rule, runtime_of(page.request).clock.now()
-    created = await write(page.request, lambda conn: R.create_rule(conn, project_id, body, now=now))
+    created = await write(page.request, audited(lambda conn: R.create_rule(conn, project_id, body, now=now),
+                                                page.viewer.principal.user_id, "rule.create", "rule", now=now,
+                                                target=lambda r: r.id, name=body.name))
     return see_other(f"/projects/{project_id}/rules?saved={created.id}")
 
 
@@ -163,7 +166,9 @@ async def save_rule(rule_id: int, page: CurrentPage) -> Response:
     if posted.rule is None:
         return await _form_page(page, project, rule=rule, values=posted.values, errors=posted.errors, status=422)
     body, now = posted.rule, runtime_of(page.request).clock.now()
-    await write(page.request, lambda conn: R.replace_rule(conn, rule_id, body, now=now))
+    await write(page.request, audited(lambda conn: R.replace_rule(conn, rule_id, body, now=now),
+                                      page.viewer.principal.user_id, "rule.change", "rule", now=now, target=rule_id,
+                                      name=body.name))
     return see_other(f"/projects/{project.id}/rules?saved={rule_id}")
 
 
@@ -173,7 +178,9 @@ async def set_rule_enabled(rule_id: int, page: CurrentPage) -> Response:
     form = await checked_form(page.request, page.viewer)
     _editable(page, rule)
     body, now = rule_to_in(rule, enabled=form.get("enabled") == "1"), runtime_of(page.request).clock.now()
-    await write(page.request, lambda conn: R.replace_rule(conn, rule_id, body, now=now))
+    await write(page.request, audited(lambda conn: R.replace_rule(conn, rule_id, body, now=now),
+                                      page.viewer.principal.user_id, "rule.enable" if body.enabled else "rule.disable",
+                                      "rule", now=now, target=rule_id))
     return see_other(f"/projects/{project.id}/rules")
 
 
@@ -182,7 +189,9 @@ async def delete_rule(rule_id: int, page: CurrentPage) -> Response:
     rule, project = await _rule_of(page, rule_id)
     await checked_form(page.request, page.viewer)
     _editable(page, rule)
-    await write(page.request, lambda conn: R.delete_rule(conn, rule_id))
+    await write(page.request, audited(lambda conn: R.delete_rule(conn, rule_id), page.viewer.principal.user_id,
+                                      "rule.delete", "rule", now=runtime_of(page.request).clock.now(), target=rule_id,
+                                      name=rule.name))
     return see_other(f"/projects/{project.id}/rules?deleted=1")
 
 

@@ -8,7 +8,6 @@ The alerts pages link here with the form prefilled from an alert's labels (`?mat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -22,7 +21,7 @@ from watchkeeper.api import read, runtime_of, write
 from watchkeeper.web.alert_pages import require_admin
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
-from watchkeeper.web.timerange import local_input_value
+from watchkeeper.web.timerange import local_input_value, parse_local
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form
 
 router = APIRouter(include_in_schema=False)
@@ -111,9 +110,9 @@ def _read_form(form: FormData) -> SilenceForm:
 
 def _local_time(text: str, page: Page, name: str, errors: dict[str, str]) -> float | None:
     try:
-        return datetime.strptime(text, LOCAL_FORMAT).replace(tzinfo=page.viewer.zone).timestamp()
-    except ValueError:
-        errors[name] = "a date and time like 2026-11-23T18:30"
+        return parse_local(text, page.viewer.zone)
+    except ValueError as exc:
+        errors[name] = str(exc)
         return None
 
 

@@ -5,7 +5,6 @@ and maintenance windows. The same rules as the REST API (uptime.status_page_api)
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,6 +14,7 @@ from sqlalchemy import Connection, delete, select
 from starlette.datastructures import FormData
 
 from watchkeeper.api import MAX_INT, read, runtime_of, write
+from watchkeeper.auth.audit import audited
 from watchkeeper.auth.projects import Project
 from watchkeeper.uptime import maintenance as M
 from watchkeeper.uptime import monitors as MO
@@ -38,8 +38,10 @@ from watchkeeper.uptime.status_page_api import (
 )
 from watchkeeper.uptime.status_pages import component_uptime_30d
 from watchkeeper.uptime.tables import incidents, status_pages
+from watchkeeper.web.form_errors import human_message
 from watchkeeper.web.project_pages import see_other
 from watchkeeper.web.shell import PageError
+from watchkeeper.web.timerange import parse_local
 from watchkeeper.web.viewer import CurrentPage, Page, checked_form, readable_project, require_write
 
 router = APIRouter(include_in_schema=False)
@@ -61,7 +63,7 @@ def _errors_of(exc: ValidationError, prefix: str = "") -> dict[str, str]:
     errors: dict[str, str] = {}
     for error in exc.errors():
         where = prefix + ".".join(str(p) for p in error["loc"]) if error["loc"] else prefix + "form"
-        errors.setdefault(where, str(error["msg"]).removeprefix("Value error, "))
+        errors.setdefault(where, human_message(error))
     return errors
 
 
@@ -125,7 +127,10 @@ async def create_status_page(project_id: int, page: CurrentPage) -> Response:
         problem = spec_problem(conn, project_id, spec, None)
         return problem if problem is not None else save_page(conn, project_id, spec, None, now=now)
 
-    created = await write(page.request, create)
+    created = await write(page.request, audited(create, page.viewer.principal.user_id, "status_page.create",
+                                                "status_page", now=now,
+                                                target=lambda made: made, done=lambda made: isinstance(made, int),
+                                                slug=spec.slug))
     if isinstance(created, str):
         field, _, message = created.partition(": ")
         return await _render_list(page, project, values=shown, errors={field: message}, status=409)
@@ -240,7 +245,9 @@ async def save_editor(page_id: int, page: CurrentPage) -> Response:
             save_page(conn, project.id, spec, page_id, now=now)
         return problem
 
-    problem = await write(page.request, save)
+    problem = await write(page.request, audited(save, page.viewer.principal.user_id, "status_page.change",
+                                                "status_page", now=now, target=page_id,
+                                                done=lambda problem: problem is None, slug=spec.slug))
     if problem is not None:
         field, _, message = problem.partition(": ")
         return await _render_editor(page, project, status_page, values, errors={field: message},
@@ -253,7 +260,10 @@ async def delete_status_page(page_id: int, page: CurrentPage) -> Response:
     _, project = await _readable_page(page, page_id)
     await checked_form(page.request, page.viewer)
     require_write(page.viewer, project.id)
-    await write(page.request, lambda conn: conn.execute(delete(status_pages).where(status_pages.c.id == page_id)))
+    remove = delete(status_pages).where(status_pages.c.id == page_id)
+    await write(page.request, audited(lambda conn: conn.execute(remove), page.viewer.principal.user_id,
+                                      "status_page.delete", "status_page", now=runtime_of(page.request).clock.now(),
+                                      target=page_id))
     return see_other(f"/projects/{project.id}/status-pages")
 
 
@@ -298,7 +308,7 @@ async def post_incident_update(page_id: int, incident_id: int, page: CurrentPage
 
 def _local_epoch(text: str, page: Page) -> float | None:
     try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M").replace(tzinfo=page.viewer.zone).timestamp()
+        return parse_local(text, page.viewer.zone)
     except ValueError:
         return None
 
@@ -335,13 +345,15 @@ async def create_window(project_id: int, page: CurrentPage) -> Response:
         except ValidationError as exc:
             for where, message in _errors_of(exc).items():
                 key = WINDOW_FIELDS.get(where, where)
-                if key == "form" and message.startswith("ends_at"):
-                    key, message = "ends", message.removeprefix("ends_at: ")
+                if key == "form" and message.startswith("the end: "):
+                    key, message = "ends", message.removeprefix("the end: ")
                 errors.setdefault(key, message)
     if spec is None:
         return await _render_list(page, project, window_values=shown, window_errors=errors, status=422)
     now = runtime_of(page.request).clock.now()
-    await write(page.request, lambda conn: M.create_window(conn, project_id, spec, now=now))
+    await write(page.request, audited(lambda conn: M.create_window(conn, project_id, spec, now=now),
+                                      page.viewer.principal.user_id, "maintenance.create", "maintenance_window",
+                                      now=now, target=lambda w: w.id, title=spec.title))
     return see_other(f"/projects/{project_id}/status-pages#maintenance")
 
 
@@ -352,5 +364,7 @@ async def delete_window(window_id: int, page: CurrentPage) -> Response:
         raise PageError(404, "No such maintenance window.")
     await checked_form(page.request, page.viewer)
     require_write(page.viewer, window.project_id)
-    await write(page.request, lambda conn: M.delete_window(conn, window_id))
+    await write(page.request, audited(lambda conn: M.delete_window(conn, window_id), page.viewer.principal.user_id,
+                                      "maintenance.delete", "maintenance_window",
+                                      now=runtime_of(page.request).clock.now(), target=window_id))
     return see_other(f"/projects/{window.project_id}/status-pages#maintenance")

@@ -17,7 +17,10 @@ from starlette.datastructures import QueryParams
 PRESETS: dict[str, int] = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "14d": 14 * 86400, "30d": 30 * 86400}
 DEFAULT_RANGE = "24h"
 MAX_CUSTOM_SECONDS = 366 * 86400
-_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+# Dates people type and read: 2026-11-20 08:00 in their zone, the same on every page and in every browser
+# (a datetime-local input shows mm/dd/yyyy in an American browser, dd.mm.yyyy in a German one).
+LOCAL_FORMAT = "%Y-%m-%d %H:%M"
+LOCAL_EXAMPLE = "2026-11-20 08:00"
 
 
 class TimeRangeError(ValueError):
@@ -62,11 +65,27 @@ class PageFilter:
         return "?" + urlencode(params)
 
 
+def parse_local(text: str, zone: ZoneInfo) -> float:
+    """A typed local date and time as an epoch; also takes the T of ISO 8601 and seconds. ValueError if
+    it is none.
+
+    >>> parse_local("1970-01-01 01:00", ZoneInfo("UTC")), parse_local("1970-01-01T01:00:30", ZoneInfo("UTC"))
+    (3600.0, 3630.0)
+    """
+    cleaned = " ".join(text.strip().replace("T", " ").split())
+    for layout in (LOCAL_FORMAT, LOCAL_FORMAT + ":%S"):
+        try:
+            return datetime.strptime(cleaned, layout).replace(tzinfo=zone).timestamp()
+        except ValueError:
+            continue
+    raise ValueError(f"a date and time like {LOCAL_EXAMPLE}")
+
+
 def _parse_local(text: str, zone: ZoneInfo, name: str) -> float:
     try:
-        return datetime.strptime(text, _LOCAL_FORMAT).replace(tzinfo=zone).timestamp()
-    except ValueError:
-        raise TimeRangeError(f"{name}: expected a date and time like 2026-11-20T08:00") from None
+        return parse_local(text, zone)
+    except ValueError as exc:
+        raise TimeRangeError(f"{name}: {exc}") from None
 
 
 def parse_time_range(params: QueryParams, now: float, zone: ZoneInfo) -> TimeRange:
@@ -98,5 +117,5 @@ def parse_page_filter(params: QueryParams, now: float, zone: ZoneInfo) -> PageFi
 
 
 def local_input_value(epoch: float, zone: ZoneInfo) -> str:
-    """An epoch as the value of an `<input type=datetime-local>` in `zone`."""
-    return datetime.fromtimestamp(epoch, zone).strftime(_LOCAL_FORMAT)
+    """An epoch as the value of a date-and-time input in `zone` (2026-11-20 08:00)."""
+    return datetime.fromtimestamp(epoch, zone).strftime(LOCAL_FORMAT)

@@ -54,9 +54,13 @@
   }
 
   document.addEventListener("click", function (event) {
-    var target = event.target.closest ? event.target.closest("[data-copy], #theme-toggle") : null;
+    var target = event.target.closest ? event.target.closest("[data-copy], #theme-toggle, #filters-toggle") : null;
     if (!target) return;
     if (target.id === "theme-toggle") cycleTheme();
+    else if (target.id === "filters-toggle") {
+      var open = document.documentElement.classList.toggle("filters-open");
+      target.setAttribute("aria-expanded", open ? "true" : "false");
+    }
     else copy(target);
   });
 
