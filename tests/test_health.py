@@ -6,9 +6,12 @@ import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from tests.conftest import ProjectFixture, Server
 from tests.errors.test_issue_lifecycle import send_event
+from watchkeeper.store.engine import for_writing
+from watchkeeper.store.migrate import head_revisions
 
 
 def samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -86,3 +89,18 @@ def test_metrics_count_accepted_events_latency_commits_and_queue_depth(server: S
     assert after[("watchkeeper_db_commit_jobs_sum", ())] >= 3
     assert after[("watchkeeper_writer_queue_depth", ())] == 0
     assert sum(v for (name, _), v in after.items() if name == "watchkeeper_ingest_rejected_requests_total") == 1
+
+
+def test_readiness_names_every_branch_and_fails_when_one_is_behind(server: Server) -> None:
+    """Each domain migrates on its own branch: the schema is current only when every branch is at its head."""
+    heads = head_revisions()
+    assert {"errors_0000", "uptime_0000", "alerting_0000", "auth_0000", "platform_0000"} <= heads
+    check = httpx.get(f"{server.url}/health/ready").json()["checks"]["database:migrations"][0]
+    assert check["status"] == "pass" and check["observedValue"] == " ".join(sorted(heads))
+    behind = max(heads)
+    with for_writing(server.runtime.engine).begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version WHERE version_num = :head"), {"head": behind})
+    response = httpx.get(f"{server.url}/health/ready")
+    check = response.json()["checks"]["database:migrations"][0]
+    assert response.status_code == 503 and check["status"] == "fail"
+    assert behind not in check["observedValue"] and check["output"] == f"expected {' '.join(sorted(heads))}"

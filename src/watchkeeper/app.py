@@ -49,7 +49,7 @@ class Runtime:
     # None: events are processed in this process (ingest.processors: 0, or a 1-core machine).
     processors: ProcessorPool | None = None
     # The newest schema revision this code knows (for /health/ready).
-    schema_head: str | None = None
+    schema_heads: frozenset[str] = frozenset()
     # Who does the background work when several processes share the database (store/leases.py).
     leadership: Leadership | None = None
     scrubbing_cache: dict[int, tuple[Any, ScrubbingRules]] = field(default_factory=dict)
@@ -83,7 +83,7 @@ def bootstrap_admin(engine: Engine, settings: Settings, clock: Clock) -> str | N
 def build_runtime(settings: Settings, clock: Clock | None = None, *, migrate_in_child: bool = False) -> Runtime:
     clock = clock or SystemClock()
     engine = open_database(settings, migrate_in_child=migrate_in_child)
-    schema_head = migrate.current_revision(engine)  # just migrated to the head
+    schema_heads = migrate.current_revisions(engine)  # just migrated to every head
     metrics = Metrics()
     processors = processor_count(settings)
     # Default: a writer process while ingest is busy, when there are processor processes (see Writer).
@@ -114,7 +114,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None, *, migrate_in_
     )
     return Runtime(
         processors=pool,
-        schema_head=schema_head,
+        schema_heads=schema_heads,
         settings=settings,
         clock=clock,
         engine=engine,

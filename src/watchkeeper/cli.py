@@ -135,10 +135,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from watchkeeper.app import open_database
-    from watchkeeper.store.migrate import current_revision
+    from watchkeeper.store.migrate import current_revisions, describe
 
     engine = open_database(_settings(args))
-    print(f"database schema at revision {current_revision(engine)}")
+    print(f"database schema at revisions {describe(current_revisions(engine))}")
     return 0
 
 

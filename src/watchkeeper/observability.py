@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from watchkeeper import __version__
-from watchkeeper.store.migrate import current_revision
+from watchkeeper.store.migrate import current_revisions, describe
 
 if TYPE_CHECKING:
     from watchkeeper.app import Runtime
@@ -114,10 +114,10 @@ def readiness(runtime: Runtime) -> tuple[str, dict[str, Any]]:
             {"componentType": "datastore", "status": "fail", "time": now, "output": str(exc)[:300]}
         ]
     try:
-        current, head = current_revision(runtime.engine), runtime.schema_head
-        ok = current == head
+        at = current_revisions(runtime.engine)
+        current, head, ok = describe(at), describe(runtime.schema_heads), at == runtime.schema_heads
     except Exception as exc:
-        current, head, ok = str(exc)[:100], runtime.schema_head, False
+        current, head, ok = str(exc)[:100], describe(runtime.schema_heads), False
     checks["database:migrations"] = [
         {
             "componentType": "datastore",

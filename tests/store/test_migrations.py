@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 
 from watchkeeper.app import Runtime, open_database
 from watchkeeper.config import Settings
-from watchkeeper.store.migrate import current_revision, head_revision, upgrade, upgrade_in_child
+from watchkeeper.store.migrate import current_revisions, head_revisions, upgrade, upgrade_in_child
 from watchkeeper.store.schema import load_all_tables
 
 
@@ -20,14 +20,14 @@ def test_migrations_build_exactly_the_tables_the_code_declares(runtime: Runtime)
 
 def test_upgrading_a_current_database_changes_nothing(runtime: Runtime) -> None:
     upgrade(runtime.engine)
-    assert current_revision(runtime.engine) == head_revision()
+    assert current_revisions(runtime.engine) == head_revisions()
 
 
 def test_serve_migrates_in_a_child_process_and_a_failure_names_the_cause(settings: Settings,
                                                                          tmp_path: Path) -> None:
     """`watchkeeper serve` migrates in a short-lived child (Alembic never loads in the server)."""
     engine = open_database(settings, migrate_in_child=True)
-    assert current_revision(engine) == head_revision()
+    assert current_revisions(engine) == head_revisions()
     engine.dispose()
     not_a_database = tmp_path / "not-a-database.db"
     not_a_database.write_bytes(b"this is not SQLite" * 100)
