@@ -44,13 +44,20 @@ def test_every_data_class_declares_its_retention_and_a_setting_that_exists() -> 
     assert {"errors", "uptime", "alerting", "incidents", "accounts"} <= domains
 
 
-def test_development_keeps_days_and_production_keeps_months() -> None:
+def test_development_shortens_only_what_was_never_deleted_and_never_below_yesterdays_retention() -> None:
     development = load_settings(environ={}).retention
     production = load_settings(environ={"WATCHKEEPER_PROFILE": "production"}).retention
+    # The classes that had a retention before this release keep it in every profile (an install upgraded
+    # without naming a profile runs `development` and must not lose data it kept yesterday).
+    before = {"error_events_days": 90, "transactions_days": 90, "envelope_items_days": 90, "attachments_days": 90,
+              "check_results_days": 7, "heartbeat_pings_days": 7, "minute_rollups_days": 14, "hour_rollups_days": 120}
     for data_class in RETAINED:
-        short, long = getattr(development, data_class.setting or ""), getattr(production, data_class.setting or "")
-        assert short < long, data_class.name
-    assert production.error_events_days == 90 and development.error_events_days == 14
+        name = data_class.setting or ""
+        short, long = getattr(development, name), getattr(production, name)
+        if name in before:
+            assert short == long == before[name], name
+        else:
+            assert short < long, data_class.name
 
 
 def test_a_setting_per_class_from_the_environment_and_the_old_names_still_work(tmp_path: Any) -> None:

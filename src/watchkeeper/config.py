@@ -100,7 +100,7 @@ class WriterSettings(_Section):
 class RetentionSettings(_Section):
     """Days each data class is kept (docs/privacy.md lists them); the one retention job deletes what is
     older, in batches. The defaults here are production's (staging's too); the development profile keeps
-    days, not months, so a laptop's database stays small."""
+    what was never deleted before for months, not years (PROFILE_DEFAULTS says why not less)."""
 
     # Error events and their issues (90 days: Sentry's business plan); a project's `retention_days` overrides.
     error_events_days: int = Field(90, gt=0)
@@ -310,15 +310,15 @@ class Settings(_Section):
 
 # What each profile changes from the defaults above, and why.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # On a laptop the services under test live on localhost, and data is for trying things out: kept
-    # days, not months (production's retention is RetentionSettings' defaults).
+    # On a laptop the services under test live on localhost, and data is for trying things out: the data
+    # classes that were never deleted before are kept months, not years. The classes that had a retention
+    # before (events, transactions, check results, rollups) keep it in every profile: development is the
+    # default profile, and an install upgraded without naming one must not lose data it kept yesterday.
     "development": {
         "outbound": {"allow_private_targets": True}, "log_level": "debug",
         "retention": {
-            "error_events_days": 14, "transactions_days": 14, "envelope_items_days": 14, "attachments_days": 7,
-            "check_results_days": 3, "heartbeat_pings_days": 3, "minute_rollups_days": 7, "hour_rollups_days": 30,
-            "day_rollups_days": 365, "outages_days": 365, "alert_history_days": 30, "notifications_days": 7,
-            "expired_silences_days": 7, "incidents_days": 90, "audit_log_days": 30,
+            "day_rollups_days": 365, "outages_days": 365, "alert_history_days": 90, "notifications_days": 14,
+            "expired_silences_days": 14, "incidents_days": 180, "audit_log_days": 90,
         },
     },
     "staging": {},
