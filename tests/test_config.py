@@ -23,7 +23,8 @@ def test_yaml_file_then_environment_then_overrides(tmp_path: Path) -> None:
     assert settings.port == 9100
     assert settings.host == "0.0.0.0"
     assert settings.base_url == "http://127.0.0.1:9100"
-    assert (settings.retention.default_days, settings.retention.batch_size) == (30, 20)
+    # retention.default_days is the old name of the four error classes' settings
+    assert (settings.retention.error_events_days, settings.retention.batch_size) == (30, 20)
     assert load_settings(config, environ={"WATCHKEEPER_PORT": "9100"}, overrides={"port": 9200}).port == 9200
 
 

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from watchkeeper import __version__
 from watchkeeper.auth.key_cache import KeyCache
-from watchkeeper.auth.sessions import purge_expired
 from watchkeeper.auth.users import count_users, create_user, generate_password
 from watchkeeper.config import Settings
 from watchkeeper.errors import intake
 from watchkeeper.errors.processors import ProcessorPool
 from watchkeeper.errors.rate_limits import Quotas
-from watchkeeper.errors.retention import retention_batch
 from watchkeeper.errors.scrubbing import ScrubbingRules
 from watchkeeper.errors.storage import save_envelopes, save_packed_envelopes
 from watchkeeper.lib.clock import Clock, SystemClock
@@ -150,17 +147,16 @@ def processor_count(settings: Settings) -> int:
 
 
 async def _retention(runtime: Runtime) -> None:
-    settings = runtime.settings.retention
+    """The one retention job: every domain's data classes (watchkeeper/privacy.py), hourly by default."""
+    from watchkeeper.privacy import enforce_retention
+
+    async def write(fn: Callable[[Connection], int]) -> int:
+        return int(await runtime.writer.run(call_each, fn))
 
     async def step() -> None:
-        while await runtime.writer.run(
-            retention_batch, (runtime.clock.now(), settings.default_days, settings.batch_size)
-        ):
-            pass
-        purge = functools.partial(purge_expired, now=runtime.clock.now(), limits=runtime.settings.sessions)
-        await runtime.writer.run(call_each, purge)
+        await enforce_retention(write, runtime.clock.now(), runtime.settings)
 
-    await repeat("retention", step, settings.interval_seconds, logger=log)
+    await repeat("retention", step, runtime.settings.retention.interval_seconds, logger=log)
 
 
 def background_jobs(settings: Settings) -> list[Job[Runtime]]:

@@ -1,4 +1,4 @@
-"""`watchkeeper` command line: serve, migrate, projects, tokens, users, teams, config check."""
+"""`watchkeeper` command line: serve, migrate, projects, tokens, users, teams, gdpr, config check."""
 
 from __future__ import annotations
 
@@ -401,9 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from watchkeeper.alerting.incident_cli import add_commands as add_incident_commands
     from watchkeeper.alerting.silence_cli import add_commands as add_silence_commands
+    from watchkeeper.privacy_cli import add_commands as add_gdpr_commands
 
     add_incident_commands(commands, common)
     add_silence_commands(commands, common)
+    add_gdpr_commands(commands, common)
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate the settings and print them", parents=[common])
     check.add_argument("--json", action="store_true")

@@ -98,8 +98,40 @@ class WriterSettings(_Section):
 
 
 class RetentionSettings(_Section):
-    # Errors and transactions older than this are deleted, unless the project sets its own retention.
-    default_days: int = Field(90, gt=0)
+    """Days each data class is kept (docs/privacy.md lists them); the one retention job deletes what is
+    older, in batches. The defaults here are production's (staging's too); the development profile keeps
+    what was never deleted before for months, not years (PROFILE_DEFAULTS says why not less)."""
+
+    # Error events and their issues (90 days: Sentry's business plan); a project's `retention_days` overrides.
+    error_events_days: int = Field(90, gt=0)
+    # Performance transactions sent by SDKs, as long as the errors they explain.
+    transactions_days: int = Field(90, gt=0)
+    # Release-health sessions, client reports, logs and check-ins as sent, as long as the errors.
+    envelope_items_days: int = Field(90, gt=0)
+    # Files sent with events (minidumps, screenshots), as long as their events.
+    attachments_days: int = Field(90, gt=0)
+    # Raw check results are for "recent checks"; ranges beyond use the per-minute/hour/day rollups.
+    check_results_days: int = Field(7, gt=0)
+    # Heartbeat pings and their logs, like the raw check results.
+    heartbeat_pings_days: int = Field(7, gt=0)
+    # Per-minute rollups are for charts of the last days; hour and day rollups for long ranges.
+    minute_rollups_days: int = Field(14, gt=0)
+    # Hour rollups (with response-time sketches) are for charts over weeks and months.
+    hour_rollups_days: int = Field(120, gt=0)
+    # Day rollups make the monthly SLA reports, so they are kept for years (they were never deleted before).
+    day_rollups_days: int = Field(3650, gt=0)
+    # Ended outages are in the SLA reports too, kept as long as the day rollups.
+    outages_days: int = Field(3650, gt=0)
+    # Every resolved firing of every alert (alert history, alert volume); over a year, for yearly comparisons.
+    alert_history_days: int = Field(400, gt=0)
+    # Notifications sent or given up (the outbox), for "what was sent to whom" questions of the last month.
+    notifications_days: int = Field(30, gt=0)
+    # Silences after their end (Alertmanager keeps them 5 days); a month shows who muted what recently.
+    expired_silences_days: int = Field(30, gt=0)
+    # Resolved incidents with their timeline; two years covers a yearly review.
+    incidents_days: int = Field(730, gt=0)
+    # Who changed what; a year covers a yearly audit.
+    audit_log_days: int = Field(365, gt=0)
     # How often the background task deletes expired data.
     interval_seconds: int = Field(3600, gt=0)
     # Rows deleted per table per transaction, so the cleanup never holds the writer for long.
@@ -124,12 +156,6 @@ class UptimeSettings(_Section):
     scheduler: bool = True
     # Enough to keep 10,000 monitors at 60 s busy without opening thousands of sockets at once.
     max_concurrent_checks: int = Field(200, gt=0)
-    # Raw check results are for "recent checks"; ranges beyond use the per-minute/hour/day rollups.
-    raw_retention_days: int = Field(7, gt=0)
-    # Per-minute rollups are for charts of the last days; hour and day rollups for long ranges.
-    minute_rollup_retention_days: int = Field(14, gt=0)
-    # Hour and day rollups: hour rollups are kept this long, day rollups for good.
-    hour_rollup_retention_days: int = Field(120, gt=0)
     # Monitors as code: a YAML file synced at start (see docs/uptime.md). None = none.
     monitors_file: Path | None = None
     # Heartbeat pings may carry a log; more than this is cut (healthchecks keeps 100 KiB too).
@@ -284,13 +310,52 @@ class Settings(_Section):
 
 # What each profile changes from the defaults above, and why.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # On a laptop the services under test live on localhost.
-    "development": {"outbound": {"allow_private_targets": True}, "log_level": "debug"},
-    # Staging: the defaults as written.
+    # On a laptop the services under test live on localhost, and data is for trying things out: the data
+    # classes that were never deleted before are kept months, not years. The classes that had a retention
+    # before (events, transactions, check results, rollups) keep it in every profile: development is the
+    # default profile, and an install upgraded without naming one must not lose data it kept yesterday.
+    "development": {
+        "outbound": {"allow_private_targets": True}, "log_level": "debug",
+        "retention": {
+            "day_rollups_days": 365, "outages_days": 365, "alert_history_days": 90, "notifications_days": 14,
+            "expired_silences_days": 14, "incidents_days": 180, "audit_log_days": 90,
+        },
+    },
     "staging": {},
     # Production: nothing outbound reaches the private network unless the operator says so.
     "production": {"outbound": {"allow_private_targets": False}, "log_level": "info"},
 }
+
+
+# Settings that were renamed: an old config file or variable still works (the old name sets the new
+# ones), and giving both names is an error rather than a silent pick.
+RENAMED: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("retention", "default_days"): (("retention", "error_events_days"), ("retention", "transactions_days"),
+                                    ("retention", "envelope_items_days"), ("retention", "attachments_days")),
+    ("uptime", "raw_retention_days"): (("retention", "check_results_days"), ("retention", "heartbeat_pings_days")),
+    ("uptime", "minute_rollup_retention_days"): (("retention", "minute_rollups_days"),),
+    ("uptime", "hour_rollup_retention_days"): (("retention", "hour_rollups_days"),),
+}
+
+
+def _rename_old_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """{"uptime": {"raw_retention_days": 3}} → {"retention": {"check_results_days": 3, …}}."""
+    for (section, old), targets in RENAMED.items():
+        node = values.get(section)
+        if not isinstance(node, dict) or old not in node:
+            continue
+        node = dict(node)
+        value = node.pop(old)
+        values = {**values, section: node}
+        for target_section, target in targets:
+            into = values.get(target_section)
+            into = dict(into) if isinstance(into, dict) else {}
+            if target in into:
+                raise ConfigError(f"setting '{section}.{old}' is the old name of '{target_section}.{target}': "
+                                  "give only one")
+            into[target] = value
+            values = {**values, target_section: into}
+    return values
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -384,7 +449,8 @@ def load_settings(
             raise ConfigError(f"config file {config_file}: must be a mapping of settings")
         from_file = loaded
     from_env = _from_environment(environ)
-    layered = _merge(_merge(from_file, from_env), overrides or {})
+    layered = _merge(_merge(_rename_old_settings(from_file), _rename_old_settings(from_env)),
+                     _rename_old_settings(overrides or {}))
     profile = layered.get("profile", "development")
     if profile not in PROFILE_DEFAULTS:
         raise ConfigError(f"setting 'profile': must be one of {', '.join(PROFILE_DEFAULTS)}, not {profile!r}")

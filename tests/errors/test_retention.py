@@ -1,17 +1,18 @@
-"""Retention: `delete_expired` removes data older than each project's retention, keeps the rest."""
+"""Retention: the retention job removes error data older than each project's retention, keeps the rest."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from tests.conftest import ProjectFixture, Server, make_project
-from watchkeeper.errors.retention import delete_expired
 from watchkeeper.errors.tables import (
     envelope_items,
     events,
@@ -21,6 +22,7 @@ from watchkeeper.errors.tables import (
     issues,
     transactions,
 )
+from watchkeeper.privacy import enforce_retention
 from watchkeeper.store.engine import for_writing
 
 DAY = 86400.0
@@ -74,13 +76,16 @@ def counts(server: Server, project_id: int) -> dict[str, int]:
 
 
 def run_retention(server: Server, now: float, default_days: int = 90) -> int:
-    total = 0
-    while True:
+    """The retention job with every error class kept `default_days`, two rows per batch."""
+    days = {f"{name}_days": default_days for name in ("error_events", "transactions", "envelope_items", "attachments")}
+    retention = server.settings.retention.model_copy(update={**days, "batch_size": 2})
+    settings = server.settings.model_copy(update={"retention": retention})
+
+    async def write(fn: Callable[[Connection], int]) -> int:
         with for_writing(server.runtime.engine).begin() as conn:
-            deleted = delete_expired(conn, now, default_days, batch_size=2)
-        if not deleted:
-            return total
-        total += deleted
+            return fn(conn)
+
+    return sum(asyncio.run(enforce_retention(write, now, settings)).values())
 
 
 def test_nothing_is_deleted_before_the_retention_ends(server: Server, project: ProjectFixture) -> None:

@@ -1,11 +1,12 @@
-"""Deleting data older than each project's retention (default from settings, 90 days)."""
+"""Deleting error data older than each project's retention (default: the class's `retention.` setting).
+
+Each function deletes one bounded batch and is called by the retention job (watchkeeper/privacy.py)
+until it returns 0, each call its own short transaction, so ingest is never blocked for long.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy import Connection, and_, delete, exists, select
+from sqlalchemy import Connection, Table, and_, delete, exists, select
 
 from watchkeeper.auth.tables import projects
 from watchkeeper.errors.tables import (
@@ -18,33 +19,27 @@ from watchkeeper.errors.tables import (
     project_minute_counts,
     transactions,
 )
+from watchkeeper.lib.data_classes import Expiry
 
 
-def _cutoffs(conn: Connection, now: float, default_days: int) -> list[tuple[int, float]]:
+def _cutoffs(conn: Connection, now: float, default_days: float) -> list[tuple[int, float]]:
     rows = conn.execute(select(projects.c.id, projects.c.retention_days))
     return [(r.id, now - 86400 * (r.retention_days or default_days)) for r in rows]
 
 
-def delete_expired(conn: Connection, now: float, default_days: int, batch_size: int) -> int:
-    """Delete one batch of expired rows per table and project; returns how many rows went.
-
-    Called repeatedly until it returns 0, each call its own short transaction, so ingest is never
-    blocked for long.
-    """
+def expire_events(conn: Connection, run: Expiry) -> int:
+    """Events, the issues they leave empty, and the per-minute/hour counts past the retention."""
     deleted = 0
-    for project_id, cutoff in _cutoffs(conn, now, default_days):
-        for table, column in ((events, events.c.received), (transactions, transactions.c.received),
-                              (envelope_items, envelope_items.c.received),
-                              (attachments, attachments.c.received)):
-            ids = select(table.c.id).where(table.c.project_id == project_id, column < cutoff).limit(batch_size)
-            deleted += conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+    for project_id, cutoff in _cutoffs(conn, run.now, run.days):
+        ids = select(events.c.id).where(events.c.project_id == project_id, events.c.received < cutoff)
+        deleted += conn.execute(delete(events).where(events.c.id.in_(ids.limit(run.batch_size)))).rowcount
         minute = int(cutoff // 60)
         deleted += conn.execute(delete(project_minute_counts).where(
             project_minute_counts.c.project_id == project_id, project_minute_counts.c.minute < minute)).rowcount
         stale = select(issues.c.id).where(
             issues.c.project_id == project_id, issues.c.last_seen < cutoff,
             ~exists().where(events.c.issue_id == issues.c.id),
-        ).limit(batch_size)
+        ).limit(run.batch_size)
         deleted += conn.execute(delete(issues).where(issues.c.id.in_(stale))).rowcount
         old_counts = select(issues.c.id).where(issues.c.project_id == project_id)
         deleted += conn.execute(delete(issue_minute_counts).where(
@@ -54,6 +49,21 @@ def delete_expired(conn: Connection, now: float, default_days: int, batch_size: 
     return deleted
 
 
-def retention_batch(conn: Connection, items: Sequence[tuple[float, int, int]]) -> list[Any]:
-    """Writer batch function: items are (now, default_days, batch_size)."""
-    return [delete_expired(conn, *item) for item in items]
+def expire_transactions(conn: Connection, run: Expiry) -> int:
+    return _expire_table(conn, run, transactions)
+
+
+def expire_envelope_items(conn: Connection, run: Expiry) -> int:
+    return _expire_table(conn, run, envelope_items)
+
+
+def expire_attachments(conn: Connection, run: Expiry) -> int:
+    return _expire_table(conn, run, attachments)
+
+
+def _expire_table(conn: Connection, run: Expiry, table: Table) -> int:
+    deleted = 0
+    for project_id, cutoff in _cutoffs(conn, run.now, run.days):
+        ids = select(table.c.id).where(table.c.project_id == project_id, table.c.received < cutoff)
+        deleted += conn.execute(delete(table).where(table.c.id.in_(ids.limit(run.batch_size)))).rowcount
+    return deleted

@@ -194,7 +194,7 @@ async def monitor_results(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[float | None, epoch_query()] = None,
 ) -> dict[str, Any]:
-    """Recent raw check results, newest first (kept `uptime.raw_retention_days`)."""
+    """Recent raw check results, newest first (kept `retention.check_results_days`)."""
     await _monitor_or_404(request, monitor_id, owner)
     return {"results": await read(request, lambda conn: reports.recent_results(
         conn, monitor_id, limit=limit, before=before))}

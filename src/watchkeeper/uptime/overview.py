@@ -80,7 +80,7 @@ def response_series(conn: Connection, monitor_id: int, start: float, end: float)
 
 
 def failed_checks(conn: Connection, monitor_id: int, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The most recent failed checks (raw results, kept `uptime.raw_retention_days`)."""
+    """The most recent failed checks (raw results, kept `retention.check_results_days`)."""
     rows = conn.execute(select(check_results).where(check_results.c.monitor_id == monitor_id,
                                                     check_results.c.ok.is_(False))
                         .order_by(check_results.c.at.desc()).limit(limit))

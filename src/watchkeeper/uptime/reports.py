@@ -11,12 +11,12 @@ import calendar
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, func, select
 
 from watchkeeper.uptime.availability import Availability, combined, monitors_availability
 from watchkeeper.uptime.results import DAY, HOUR, MINUTE
 from watchkeeper.uptime.sketches import merged, quantile
-from watchkeeper.uptime.tables import check_results, heartbeat_pings, monitor_rollups, outages
+from watchkeeper.uptime.tables import check_results, monitor_rollups, outages
 
 RANGES = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
 
@@ -147,22 +147,3 @@ def recent_results(conn: Connection, monitor_id: int, *, limit: int = 100,
     rows = conn.execute(query.order_by(check_results.c.at.desc()).limit(limit))
     return [{"at": r.at, "ok": r.ok, "response_ms": r.response_ms, "status_code": r.status_code,
              "error": r.error, "in_maintenance": r.in_maintenance} for r in rows]
-
-
-def expire_results(conn: Connection, now: float, raw_days: int, minute_days: int, hour_days: int,
-                   batch: int = 5000) -> int:
-    """Delete raw results, pings and rollups past their retention, at most `batch` rows per table."""
-    removed = 0
-    for table, column, cutoff, extra in (
-        (check_results, check_results.c.at, now - raw_days * 86400, None),
-        (heartbeat_pings, heartbeat_pings.c.at, now - raw_days * 86400, None),
-        (monitor_rollups, monitor_rollups.c.bucket, now - minute_days * 86400, monitor_rollups.c.resolution == MINUTE),
-        (monitor_rollups, monitor_rollups.c.bucket, now - hour_days * 86400, monitor_rollups.c.resolution == HOUR),
-    ):
-        condition = column < cutoff if extra is None else (column < cutoff) & extra
-        if table is monitor_rollups:
-            removed += conn.execute(delete(table).where(condition)).rowcount
-            continue
-        ids = select(table.c.id).where(condition).limit(batch).scalar_subquery()
-        removed += conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
-    return removed

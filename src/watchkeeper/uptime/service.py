@@ -2,7 +2,8 @@
 
 `mount(app)` adds the REST API, the ping URLs and the public status pages; `jobs(settings)` is uptime's
 background work, run by the process holding the background lease: the checks (after syncing the monitors
-file) and the sweep (late heartbeats, Sentry check-ins, retention).
+file) and the sweep (late heartbeats, Sentry check-ins; retention is the platform's job,
+watchkeeper/privacy.py).
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ from watchkeeper.uptime.check_ins import consume_check_ins
 from watchkeeper.uptime.heartbeats import sweep_heartbeats
 from watchkeeper.uptime.monitors import MonitorConflict
 from watchkeeper.uptime.monitors_file import load_monitors_file, sync_monitors
-from watchkeeper.uptime.reports import expire_results
 from watchkeeper.uptime.scheduler import Scheduler, SchedulerMetrics
 
 if TYPE_CHECKING:
     from watchkeeper.app import Runtime
 
 log = logging.getLogger(__name__)
-RETENTION_SECONDS = 3600.0
 
 
 class Uptime:
@@ -65,25 +64,9 @@ class Uptime:
             pass
         await self.runtime.writer.run(call_each, lambda conn: sweep_heartbeats(conn, self.runtime.clock.now()))
 
-    async def expire_once(self) -> None:
-        settings = self.runtime.settings.uptime
-        now = self.runtime.clock.now()
-        await self.runtime.writer.run(call_each, lambda conn: expire_results(
-            conn, now, settings.raw_retention_days, settings.minute_rollup_retention_days,
-            settings.hour_rollup_retention_days))
-
     async def sweep(self) -> None:
-        """The sweep job: `sweep_once` every `uptime.sweep_seconds`, and old results expired hourly."""
-        next_expiry = 0.0
-
-        async def step() -> None:
-            nonlocal next_expiry
-            await self.sweep_once()
-            if self.runtime.clock.monotonic() >= next_expiry:
-                await self.expire_once()
-                next_expiry = self.runtime.clock.monotonic() + RETENTION_SECONDS
-
-        await repeat("uptime sweep", step, self.runtime.settings.uptime.sweep_seconds, logger=log)
+        """The sweep job: `sweep_once` every `uptime.sweep_seconds`."""
+        await repeat("uptime sweep", self.sweep_once, self.runtime.settings.uptime.sweep_seconds, logger=log)
 
     async def check(self) -> None:
         """The checks job: syncs the monitors file, then runs the scheduler (stopped with the job)."""
