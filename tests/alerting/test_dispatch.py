@@ -184,3 +184,20 @@ def test_alerts_of_monitors_in_a_maintenance_window_are_muted(engine: Engine, pr
     clock.advance(30)
     (sent,) = [n for n in tick(engine, dispatcher, clock) if n["integration"] == "webhook/0"]
     assert [a["labels"]["monitor"] for a in sent["alerts"]] == ["6"]
+
+
+def test_sibling_routes_without_matchers_each_notify_their_own_receiver(engine: Engine, clock: ManualClock) -> None:
+    # Two catch-all children, the first with `continue`: the alert goes to both receivers, each once.
+    # (Both routes spell `{}/{}`; they were one aggregation group, so the second receiver got nothing.)
+    dispatcher = Dispatcher(parse_config({
+        "route": {"receiver": "log", "group_wait": "30s", "routes": [
+            {"receiver": "hook", "continue": True}, {"receiver": "mail"}]},
+        "receivers": [{"name": "log"}, {"name": "hook", "webhook_configs": [{"url": "http://127.0.0.1:9/hook"}]},
+                      {"name": "mail", "slack_configs": [{"api_url": "http://127.0.0.1:9/slack"}]}],
+    }))
+    fire(engine, clock, "MonitorDown", monitor="shop")
+    clock.advance(30)
+    sent = tick(engine, dispatcher, clock)
+    assert sorted((n["receiver"], n["integration"], len(n["alerts"])) for n in sent) == [
+        ("hook", "webhook/0", 1), ("mail", "slack/0", 1)]
+    assert len({n["groupKey"] for n in sent}) == 2

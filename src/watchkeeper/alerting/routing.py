@@ -318,9 +318,13 @@ def label_set(labels: Mapping[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
-def build_routes(config: RouteConfig, parent: Route | None = None) -> Route:
+def build_routes(config: RouteConfig, parent: Route | None = None, same_before: int = 0) -> Route:
+    """The route tree. A route's key is its parent's key and its own matchers, as Alertmanager spells it;
+    a sibling with the same matchers as `same_before` earlier siblings gets `#n` added, so two catch-all
+    children (the first with `continue`) are two aggregation groups, each notifying its own receiver.
+    The first keeps the plain key, so notification logs of existing trees stay valid."""
     matchers = config.parsed_matchers()
-    own_key = "{" + ",".join(str(m) for m in matchers) + "}"
+    own_key = "{" + ",".join(str(m) for m in matchers) + "}" + (f"#{same_before}" if same_before else "")
     route = Route(
         key=own_key if parent is None else f"{parent.key}/{own_key}",
         matchers=matchers,
@@ -334,7 +338,11 @@ def build_routes(config: RouteConfig, parent: Route | None = None) -> Route:
         mute_time_intervals=list(config.mute_time_intervals),
         active_time_intervals=list(config.active_time_intervals),
     )
-    route.routes = [build_routes(child, route) for child in config.routes]
+    seen: dict[str, int] = {}
+    for child in config.routes:
+        spelled = ",".join(str(m) for m in child.parsed_matchers())
+        route.routes.append(build_routes(child, route, seen.get(spelled, 0)))
+        seen[spelled] = seen.get(spelled, 0) + 1
     return route
 
 
