@@ -59,7 +59,9 @@ def test_a_webhook_channel_and_a_route_are_created_in_the_browser(
     page.get_by_role("button", name="Add channel").click()
     page.wait_for_url("**/alerting/channels?done=channel-added")
     expect(page.get_by_role("status")).to_contain_text("Channel added.")
-    expect(page.locator(".setup-banner")).to_have_count(0)
+    # The channel exists but no route uses it yet: the banner now leads to the routing tree.
+    expect(page.locator(".setup-banner")).to_contain_text("no route sends them to a channel")
+    shot(page, "banner-route")
     expect(page.locator("body")).not_to_contain_text("secret-token")
 
     page.get_by_role("button", name="Send test notification to ops-webhook").click()
@@ -90,6 +92,9 @@ def test_a_webhook_channel_and_a_route_are_created_in_the_browser(
     expect(child).to_contain_text('severity="critical"')
     expect(child).to_contain_text("ops-webhook")
     shot(page, "routing")
+    page.goto(f"{fast_server.url}/projects")
+    expect(page.get_by_role("heading").first).to_be_visible()
+    expect(page.locator(".setup-banner")).to_have_count(0)  # a route sends alerts to a channel now
 
     token = make_token(fast_server)
     posted = httpx.post(f"{fast_server.url}/api/v2/alerts", headers={"Authorization": f"Bearer {token}"},

@@ -62,8 +62,15 @@ def test_a_fresh_install_leads_the_admin_to_add_a_channel(fast_server: Server, a
 
     added = post_form(admin, "/alerting/channels/new", "/alerting/channels", webhook_fields("ops", receiver.url))
     assert added.status_code == 303, added.text
-    assert "setup-banner" not in admin.get("/projects").text
     assert "No alert reaches a person yet" not in admin.get("/alerting/channels").text
+    # A channel no route uses still reaches no one: the banner now leads to the routing tree.
+    projects = admin.get("/projects").text
+    assert "no route sends them to a channel" in projects and 'href="/alerting/routing"' in projects
+    root = _root_id(fast_server)
+    routed = post_form(admin, f"/alerting/routes/new?parent={root}", "/alerting/routes",
+                       {"parent_id": str(root), "receiver": "ops"})
+    assert routed.status_code == 303, routed.text
+    assert "setup-banner" not in admin.get("/projects").text
 
 
 def test_channels_are_added_edited_and_deleted_through_the_form(fast_server: Server, admin: httpx.Client,

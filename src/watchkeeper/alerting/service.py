@@ -26,7 +26,7 @@ from watchkeeper.alerting.flapping import FlapTracker
 from watchkeeper.alerting.metrics import recent_totals
 from watchkeeper.alerting.outbox import DeliveryWorker
 from watchkeeper.alerting.rounds import RoundPlan, RoundReport, apply_round, has_new_signals
-from watchkeeper.alerting.routing import AlertingConfig, load_config
+from watchkeeper.alerting.routing import AlertingConfig, RouteConfig, load_config
 from watchkeeper.alerting.routing_store import load_stored, stored_if_newer
 from watchkeeper.alerting.rules import apply_default_pack, projects_without_pack
 from watchkeeper.alerting.rules_file import load_rules_file, sync_rules
@@ -124,8 +124,17 @@ class Alerting:
     def needs_channel(self) -> bool:
         """Whether notifications only reach the server log and an admin can add a channel here (a fresh
         install): the pages then lead the admin to add one."""
-        return self.source == "database" and all(
-            key.startswith("log/") for r in self.config.receivers for key in r.integrations())
+        return self.source == "database" and not self._channels()
+
+    @property
+    def needs_route(self) -> bool:
+        """Whether channels exist but no route sends alerts to one, so they still reach only the log (a
+        channel was added, its test passed, and nobody is told yet): the pages lead to the routing tree."""
+        channels = self._channels()
+        return self.source == "database" and bool(channels) and not channels & _routed(self.config.route)
+
+    def _channels(self) -> set[str]:
+        return {r.name for r in self.config.receivers if any(not key.startswith("log/") for key in r.integrations())}
 
     def ask_reload(self) -> None:
         """SIGHUP: read the routing file again at the next round, changed or not."""
@@ -378,3 +387,11 @@ def jobs(settings: Settings) -> list[Job[Runtime]]:
         return []
     return [Job("alert evaluator", _evaluate), Job("alert delivery", _notify),
             Job("incident responder", _respond)]
+
+
+def _routed(route: RouteConfig) -> set[str]:
+    """The receivers a route tree sends to."""
+    names = {route.receiver} if route.receiver else set()
+    for child in route.routes:
+        names |= _routed(child)
+    return names

@@ -120,6 +120,9 @@ class Page:
             # A fresh install whose alerts reach nobody: every page leads an admin to add a channel.
             "channel_needed": bool(self.viewer.principal.is_admin and alerting is not None
                                    and alerting.needs_channel),
+            # ... or whose channels no route uses: it leads to the routing tree.
+            "route_needed": bool(self.viewer.principal.is_admin and alerting is not None
+                                 and alerting.needs_route),
             "request": self.request,
             "viewer": self.viewer,
             "zone": self.viewer.zone,
