@@ -31,6 +31,10 @@ def test_every_operation_declares_the_errors_it_gives(server: Server) -> None:
     declared = {(m, p): set(op["responses"]) for m, p, op in operations(schema)}
     assert "409" in declared[("delete", "/api/v1/monitors/{monitor_id}")]  # managed by the monitors file
     assert "409" in declared[("post", "/api/v1/incidents/{incident_id}/state")]
+    for method, path in (("delete", "/api/v1/alerting/receivers/{name}"),
+                         ("delete", "/api/v1/alerting/routes/{route_id}"),
+                         ("post", "/api/v1/alerting/routes"), ("put", "/api/v1/alerting/receivers/{name}")):
+        assert "409" in declared[(method, path)], (method, path)  # in use, the root, or managed by the file
     assert "403" in declared[("get", "/api/v1/users")] and "403" not in declared[("get", "/api/v1/projects")]
     assert "400" in declared[("get", "/api/v1/audit-log")]  # a cursor it cannot read
     assert "404" in declared[("post", "/api/v2/silences")]  # updating a silence that is not there

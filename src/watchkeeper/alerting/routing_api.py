@@ -17,7 +17,7 @@ from pydantic import Field
 
 from watchkeeper.alerting import routing_store as S
 from watchkeeper.alerting.routing import Receiver
-from watchkeeper.api import MAX_INT, AdminEditor, AdminReader, read, runtime_of, write
+from watchkeeper.api import CONFLICT, MAX_INT, AdminEditor, AdminReader, read, runtime_of, write
 
 router = APIRouter(tags=["alerting"])
 RouteId = Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -94,7 +94,7 @@ async def get_receiver(request: Request, name: ReceiverName, owner: AdminReader)
     return _receiver_view(found)
 
 
-@router.post("/alerting/receivers", status_code=201)
+@router.post("/alerting/receivers", status_code=201, responses=CONFLICT)
 async def create_receiver(request: Request, body: Receiver, owner: AdminEditor) -> dict[str, Any]:
     """Add a receiver, e.g. `{"name": "ops", "webhook_configs": [{"url": "https://hooks.example.com/T0/x"}]}`
     or `{"name": "mail", "email_configs": [{"to": "ops@example.com", "smarthost": "smtp.example.com:587",
@@ -106,7 +106,7 @@ async def create_receiver(request: Request, body: Receiver, owner: AdminEditor) 
     return _receiver_view(saved)
 
 
-@router.put("/alerting/receivers/{name}")
+@router.put("/alerting/receivers/{name}", responses=CONFLICT)
 async def replace_receiver(request: Request, name: ReceiverName, body: Receiver, owner: AdminEditor) -> dict[str, Any]:
     """Replace a receiver (a new `name` renames it; routes follow). Masked values sent back are kept."""
     await _editable(request)
@@ -120,7 +120,7 @@ async def replace_receiver(request: Request, name: ReceiverName, body: Receiver,
     return _receiver_view(saved)
 
 
-@router.delete("/alerting/receivers/{name}", status_code=204)
+@router.delete("/alerting/receivers/{name}", status_code=204, responses=CONFLICT)
 async def delete_receiver(request: Request, name: ReceiverName, owner: AdminEditor) -> None:
     """409 while a route sends to it."""
     await _editable(request)
@@ -152,7 +152,7 @@ async def get_route(request: Request, route_id: RouteId, owner: AdminReader) -> 
     return dict(found.to_api())
 
 
-@router.post("/alerting/routes", status_code=201)
+@router.post("/alerting/routes", status_code=201, responses=CONFLICT)
 async def create_route(request: Request, body: RouteCreate, owner: AdminEditor) -> dict[str, Any]:
     """Add a child route, e.g. `{"parent_id": 1, "matchers": ["severity=\\"critical\\""], "receiver": "ops",
     "group_wait": "10s"}`."""
@@ -164,7 +164,7 @@ async def create_route(request: Request, body: RouteCreate, owner: AdminEditor) 
     return dict(created.to_api())
 
 
-@router.put("/alerting/routes/{route_id}")
+@router.put("/alerting/routes/{route_id}", responses=CONFLICT)
 async def replace_route(request: Request, route_id: RouteId, body: RouteUpdate, owner: AdminEditor) -> dict[str, Any]:
     await _editable(request)
     now = runtime_of(request).clock.now()
@@ -177,7 +177,7 @@ async def replace_route(request: Request, route_id: RouteId, body: RouteUpdate, 
     return dict(replaced.to_api())
 
 
-@router.delete("/alerting/routes/{route_id}", status_code=204)
+@router.delete("/alerting/routes/{route_id}", status_code=204, responses=CONFLICT)
 async def delete_route(request: Request, route_id: RouteId, owner: AdminEditor) -> None:
     """The route and its children; the root cannot go (409)."""
     await _editable(request)
