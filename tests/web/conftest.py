@@ -14,8 +14,10 @@ import pytest
 import sentry_sdk
 from playwright.sync_api import Browser, Dialog, Page
 
-from tests.conftest import Server
+from tests.alerting.receivers import HttpReceiver
+from tests.conftest import Server, run_server
 from watchkeeper.app import bootstrap_admin
+from watchkeeper.config import AlertingSettings, Settings
 
 ADMIN_PASSWORD = "admin-password-1"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
@@ -95,3 +97,18 @@ def page(browser: Browser, console: Console) -> Iterator[Page]:
     context.close()
     assert console.errors == []
     assert console.dialogs == []
+
+
+# A local HTTP receiver for webhooks, and a server whose alert loops run every 0.1 s (the notification and
+# alerting page tests).
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as http:
+        yield http
+
+
+@pytest.fixture
+def fast_server(settings: Settings) -> Iterator[Server]:
+    alerting = AlertingSettings(evaluation_interval_seconds=0.1, dispatch_interval_seconds=0.1)
+    with run_server(settings.model_copy(update={"alerting": alerting})) as server:
+        yield server

@@ -56,12 +56,6 @@ def routing_file(tmp_path: Path, hook: str) -> Path:
 
 
 @pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    with HttpReceiver() as http:
-        yield http
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
 

@@ -20,7 +20,6 @@ from tests.web.test_alerting_pages import (  # noqa: F401 - fixtures
     alerts_of,
     clock,
     engine_of,
-    receiver,
     rules_of,
     spike,
     wait_until,

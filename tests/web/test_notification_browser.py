@@ -5,35 +5,19 @@ reaches the receiver. Screenshots go to test-artifacts/web/notify-*.png."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.alerting.receivers import HttpReceiver
-from tests.conftest import Server, make_token, run_server
+from tests.conftest import Server, make_token
 from tests.web.conftest import ARTIFACTS, Console
 from tests.web.test_alerting_pages_browser import log_in, new_page, pages  # noqa: F401 - fixture
-from watchkeeper.config import AlertingSettings, Settings
 
 
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"notify-{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    with HttpReceiver() as http:
-        yield http
-
-
-@pytest.fixture
-def fast_server(settings: Settings) -> Iterator[Server]:
-    alerting = AlertingSettings(evaluation_interval_seconds=0.1, dispatch_interval_seconds=0.1)
-    with run_server(settings.model_copy(update={"alerting": alerting})) as server:
-        yield server
 
 
 def test_a_webhook_channel_and_a_route_are_created_in_the_browser(

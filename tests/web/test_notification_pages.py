@@ -24,19 +24,6 @@ TOKEN_PATH = "/T0/B0/webhook-token-secret"
 
 
 @pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    with HttpReceiver() as http:
-        yield http
-
-
-@pytest.fixture
-def fast_server(settings: Settings) -> Iterator[Server]:
-    alerting = AlertingSettings(evaluation_interval_seconds=0.1, dispatch_interval_seconds=0.1)
-    with run_server(settings.model_copy(update={"alerting": alerting})) as server:
-        yield server
-
-
-@pytest.fixture
 def admin(fast_server: Server) -> Iterator[httpx.Client]:
     ensure_admin(fast_server)
     client = log_in(fast_server, fast_server.settings.admin_email, ADMIN_PASSWORD)
